@@ -1,0 +1,119 @@
+"""The composition root: builds a node from its Config, serves it, and drains it on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from hubbub import metrics
+from hubbub.api import CHAT, DRAINING, STARTED, add_routes, errors_middleware, json_response
+from hubbub.config import Config
+from hubbub.engine import open_engine
+from hubbub.gateway import Connection, Gateway
+from hubbub.rooms import Chat
+from hubbub.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """One `hubbub serve` process: engine, rules, gateway and the HTTP application."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = open_engine(config)
+        engine = self.engine
+        self.chat = Chat(
+            engine.store, engine.log, engine.bus, engine.presence, token_ttl=config.token_ttl
+        )
+        self.gateway = Gateway(engine.presence, config.send_buffer)
+        self.gateway.on_room_left = self._room_left
+        engine.bus.attach(self.gateway)
+        self.draining = asyncio.Event()
+        self.started = asyncio.Event()
+        self.session = Session(self.chat, self.gateway, config, self.draining)
+        self.app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+        self.app[CHAT] = self.chat
+        self.app[DRAINING] = self.draining
+        self.app[STARTED] = self.started
+        add_routes(self.app)
+        self.app.router.add_get("/ws", self._websocket)
+        self.stopping = asyncio.Event()
+
+    def _room_left(self, conn: Connection, room: str) -> None:
+        if self.engine.presence.remove(room, conn.user, conn.session):
+            self.engine.bus.publish_event(
+                room, {"type": "presence", "room": room, "user": conn.user, "status": "offline"}
+            )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.draining.is_set():
+            return json_response(
+                {"error": {"code": "unavailable", "message": "this node is draining"}}, 503
+            )
+        return await self.session.run(request)
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.engine.start()
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner, self.config.host, self.config.port, backlog=4096, reuse_address=True
+        )
+        await site.start()
+        self.started.set()
+        metrics.READY.set(1)
+        log.info(
+            "listening",
+            extra={
+                "url": f"http://{self.config.host}:{self.config.port}",
+                "database": _redacted(self.config.database_url),
+            },
+        )
+        try:
+            await self.stopping.wait()
+            await self.drain()
+        finally:
+            await runner.cleanup()
+            await self.engine.close()
+            log.info("stopped")
+
+    async def drain(self) -> None:
+        """Refuse new clients, finish the acks in flight, then close everyone with 1001."""
+        log.info("draining")
+        self.draining.set()
+        metrics.READY.set(0)
+        await self.gateway.wait_tasks(self.config.drain_timeout)
+        self.gateway.flush()
+        await self.gateway.close_all(1001, "node draining: reconnect and rejoin with since")
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url
+
+
+def serve(config: Config) -> None:
+    async def main() -> None:
+        await Node(config).run()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

@@ -1,0 +1,32 @@
+"""The `hubbub` command: serve (more subcommands join it as they are built)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hubbub import __version__, config, logs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubbub", description="hubbub chat server")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run one node (HTTP and WebSocket on one port)")
+    config.add_arguments(serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from hubbub.app import serve
+
+        cfg = config.from_namespace(args)
+        logs.setup(cfg.log_level, cfg.node_id)
+        try:
+            serve(cfg)
+        except (ValueError, OSError) as exc:
+            print(f"hubbub: {exc}", file=sys.stderr)
+            return 2
+    return 0

@@ -1,0 +1,105 @@
+"""The one configuration object: command-line flags with `HUBBUB_<FLAG>` environment twins."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data: Path = Path("./hubbub-data")
+    database: str | None = None
+    redis: str | None = None
+    node_id: str = field(default_factory=_default_node_id)
+    rate_limit: float = 20.0
+    heartbeat: float = 15.0
+    hello_timeout: float = 10.0
+    replay_cap: int = 1000
+    max_frame: int = 65536
+    max_body: int = 4000
+    send_buffer: int = 4 * 1024 * 1024
+    token_ttl: int = 30 * 24 * 3600
+    drain_timeout: float = 10.0
+    permessage_deflate: bool = False
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data / 'hubbub.db').resolve()}"
+
+
+_HELP = {
+    "host": "address to listen on",
+    "port": "port for HTTP and WebSocket",
+    "data": "directory for local state (the SQLite database on the embedded default)",
+    "database": "sqlite:///path (default: SQLite in --data) or postgresql://...",
+    "redis": "redis://... for fan-out, presence and the shared message log (default: in-process)",
+    "node_id": "this node's name in welcome frames, logs and metrics (default: host and pid)",
+    "rate_limit": "send + typing frames per second per connection, bursts of twice that; 0 = off",
+    "heartbeat": "seconds between WebSocket pings; silent clients are dropped",
+    "hello_timeout": "seconds a new connection has to send hello",
+    "replay_cap": "most messages replayed by a join with since",
+    "max_frame": "largest WebSocket message in bytes (close 1009 above)",
+    "max_body": "longest message body in characters (too_large above)",
+    "send_buffer": "bytes queued per connection before a slow reader is closed with 1008",
+    "token_ttl": "token lifetime in seconds",
+    "drain_timeout": "seconds SIGTERM waits for acks in flight before closing",
+    "permessage_deflate": "negotiate permessage-deflate (off by default)",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    """Add every Config field as `--flag`, defaulting to `HUBBUB_FLAG` from the environment."""
+    defaults = Config(node_id="")
+    for f in fields(Config):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        env = "HUBBUB_" + f.name.upper()
+        default: Any = getattr(defaults, f.name)
+        if f.type == "bool" or isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                action="store_true",
+                default=os.environ.get(env, "").lower() in {"1", "true", "yes", "on"},
+                help=f"{_HELP[f.name]} [env {env}]",
+            )
+            continue
+        kind: Any = type(default) if default not in (None, "") else str
+        if f.name == "data":
+            kind = Path
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=os.environ.get(env, default) if f.name != "node_id" else os.environ.get(env),
+            help=f"{_HELP[f.name]} [env {env}]",
+        )
+
+
+def from_namespace(ns: argparse.Namespace) -> Config:
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        if not hasattr(ns, f.name):
+            continue
+        value = getattr(ns, f.name)
+        if value is None and f.name == "node_id":
+            continue
+        default = getattr(Config, f.name, None)
+        if isinstance(value, str) and isinstance(default, (int, float)) and f.name != "node_id":
+            value = type(default)(value)
+        if f.name == "data":
+            value = Path(value)
+        values[f.name] = value
+    return Config(**values)

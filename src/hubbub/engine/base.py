@@ -1,0 +1,168 @@
+"""The seams between the chat rules and the backends: plain records and Protocol classes.
+
+The rules (`hubbub.rooms`) and the gateway depend on these interfaces only; the
+embedded engine (SQLite + in-process bus) and the distributed one implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    MODERATOR = "moderator"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    password_hash: str
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    name: str
+    topic: str
+    private: bool
+    owner: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    room: str
+    seq: int
+    id: str
+    sender: str
+    body: str
+    ts: int
+
+    def frame(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "room": self.room,
+            "seq": self.seq,
+            "id": self.id,
+            "from": self.sender,
+            "body": self.body,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The result of a log append: the stored message, and whether this call created it."""
+
+    message: Message
+    created: bool
+
+
+class Store(Protocol):
+    """Users, tokens, rooms, memberships and bans: the durable state besides messages."""
+
+    async def create_user(self, name: str, password_hash: str, now: int) -> User: ...
+    async def get_user(self, name: str) -> User | None: ...
+    async def create_token(self, token_hash: str, user: str, now: int, expires_at: int) -> None: ...
+    async def token_user(self, token_hash: str, now: int) -> str | None: ...
+    async def delete_token(self, token_hash: str) -> None: ...
+    async def create_room(self, room: Room) -> None: ...
+    async def get_room(self, name: str) -> Room | None: ...
+    async def list_rooms(self, user: str) -> list[Room]: ...
+    async def member_rooms(self, user: str) -> list[Room]: ...
+    async def role(self, room: str, user: str) -> Role | None: ...
+    async def members(self, room: str) -> list[tuple[str, Role]]: ...
+    async def set_member(self, room: str, user: str, role: Role, now: int) -> None: ...
+    async def add_member(self, room: str, user: str, now: int) -> bool: ...
+    async def remove_member(self, room: str, user: str) -> bool: ...
+    async def is_banned(self, room: str, user: str) -> bool: ...
+    async def ban(self, room: str, user: str, by: str, now: int) -> None: ...
+    async def unban(self, room: str, user: str) -> bool: ...
+    async def bans(self, room: str) -> list[str]: ...
+
+
+class Log(Protocol):
+    """Each room's durable, gapless message log."""
+
+    async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        """Assign the next seq and store durably (idempotent on room, sender, id), then publish.
+
+        Raises Conflict for a known id with another body. Returns once durable.
+        """
+        ...
+
+    async def last_seq(self, room: str) -> int: ...
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        """Messages with after < seq <= upto, ascending."""
+        ...
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """One history page, ascending, and whether more exist in the paging direction."""
+        ...
+
+
+class BusListener(Protocol):
+    """What a node does with what the bus brings it (the gateway implements it)."""
+
+    def on_message(self, message: Message) -> None: ...
+    def on_event(
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+    ) -> None: ...
+    def on_removed(self, room: str, user: str, reason: str) -> None: ...
+    def on_token_revoked(self, token_hash: str) -> None: ...
+
+
+class Bus(Protocol):
+    """Fan-out to every node: messages in seq order, ephemeral events, and control notices."""
+
+    def attach(self, listener: BusListener) -> None: ...
+    def publish_message(self, message: Message) -> None: ...
+    def publish_event(
+        self,
+        room: str,
+        frame: dict[str, Any],
+        skip_user: str | None = None,
+        skip_session: str | None = None,
+    ) -> None: ...
+    def publish_removed(self, room: str, user: str, reason: str) -> None: ...
+    def publish_token_revoked(self, token_hash: str) -> None: ...
+
+
+class Presence(Protocol):
+    """Who is online in which room, counted by connection (session)."""
+
+    def add(self, room: str, user: str, session: str) -> bool:
+        """Record a session in a room; True if it is the user's first there."""
+        ...
+
+    def remove(self, room: str, user: str, session: str) -> bool:
+        """Forget a session in a room; True if it was the user's last there."""
+        ...
+
+    def online(self, room: str) -> Sequence[str]: ...
+
+
+class Engine(Protocol):
+    """A complete backend: built once from the configured URLs by the composition root."""
+
+    store: Store
+    log: Log
+    bus: Bus
+    presence: Presence
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+OnCommit = Callable[[Message], None]

@@ -1,0 +1,284 @@
+"""Connections on this node: the local room index, encode-once fan-out and batched writes.
+
+Per delivery the hot path does one list append: a message is encoded into a complete
+WebSocket frame once, the same bytes are queued on every local connection joined to
+the room, and all frames queued for a connection during one event-loop turn leave in
+one write. Each connection's backlog is bounded: a reader that falls too far behind
+is cut off with 1008 rather than allowed to hold memory or stall the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from hubbub import metrics
+from hubbub.engine.base import Message, Presence
+from hubbub.errors import ProtocolError, Unauthorized
+from hubbub.protocol import encode, error_frame, ws_text_frame
+
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE = 2.0  # seconds a closing peer gets to answer our close frame
+
+
+class Connection:
+    """One WebSocket: who it is, which rooms it joined, and its outgoing queue."""
+
+    __slots__ = (
+        "backlogged",
+        "closing",
+        "gateway",
+        "out",
+        "rooms",
+        "session",
+        "token_hash",
+        "transport",
+        "user",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        session: str,
+    ) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.transport = transport
+        self.session = session
+        self.user = ""
+        self.token_hash = ""
+        self.rooms: set[str] = set()
+        self.out: list[bytes] = []
+        self.closing = False
+        self.backlogged = False  # set at flush time when the socket buffer is filling up
+
+    def push(self, data: bytes) -> None:
+        """Queue one complete WebSocket frame; it leaves at the end of this loop turn."""
+        if self.closing:
+            return
+        if not self.out:
+            self.gateway.mark_dirty(self)
+        self.out.append(data)
+
+    def reply(self, frame: dict[str, Any], ref: str | None = None) -> None:
+        if ref is not None:
+            frame["ref"] = ref
+        self.push(ws_text_frame(encode(frame)))
+
+    def error(self, error: ProtocolError, ref: str | None = None) -> None:
+        metrics.ERRORS.labels(error.code).inc()
+        self.reply(error_frame(error), ref)
+
+    def close(self, code: int, reason: str = "", flush: bool = True) -> None:
+        """Close with `code`, after sending what is queued unless the reader is the problem."""
+        if self.closing:
+            return
+        if flush:
+            self.gateway.flush_one(self)
+        self.closing = True
+        self.out.clear()
+        self.gateway.spawn(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self.ws.close(code=code, message=reason.encode())
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+                self.transport.abort()
+
+
+class LocalRoom:
+    """The connections of this node joined to one room."""
+
+    __slots__ = ("live", "name", "syncing")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.live: dict[Connection, None] = {}  # an ordered set
+        # Connections between `join` and the end of their replay: live frames wait here.
+        self.syncing: dict[Connection, list[tuple[int, bytes]]] = {}
+
+
+class Gateway:
+    """The node's connections and rooms; the bus delivers here."""
+
+    def __init__(self, presence: Presence, send_buffer: int) -> None:
+        self.presence = presence
+        self.send_buffer = send_buffer
+        self.rooms: dict[str, LocalRoom] = {}
+        self.sessions: dict[str, Connection] = {}
+        self.by_user: defaultdict[str, set[Connection]] = defaultdict(set)
+        self.by_token: defaultdict[str, set[Connection]] = defaultdict(set)
+        self._dirty: list[Connection] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.on_room_left: Callable[[Connection, str], None] = lambda conn, room: None
+
+    # Writing
+
+    def mark_dirty(self, conn: Connection) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        frames = 0
+        for conn in dirty:
+            frames += self._write(conn)
+        metrics.FRAMES_OUT.inc(frames)
+
+    def flush_one(self, conn: Connection) -> None:
+        if conn.out:
+            metrics.FRAMES_OUT.inc(self._write(conn))
+
+    def _write(self, conn: Connection) -> int:
+        out = conn.out
+        n = len(out)
+        if not n or conn.closing:
+            return 0
+        transport = conn.transport
+        transport.write(out[0] if n == 1 else b"".join(out))
+        out.clear()
+        buffered = transport.get_write_buffer_size()
+        conn.backlogged = buffered > self.send_buffer // 4
+        if buffered > self.send_buffer:
+            log.warning(
+                "slow consumer cut off", extra={"session": conn.session, "buffered": buffered}
+            )
+            metrics.SLOW_CONSUMERS.inc()
+            conn.close(1008, "send buffer overflow: resume with since", flush=False)
+        return n
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait_tasks(self, grace: float) -> None:
+        """Wait up to `grace` seconds for the tasks in flight (sends, closes) to finish."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+
+    # Registry
+
+    def register(self, conn: Connection) -> None:
+        self.sessions[conn.session] = conn
+        self.by_user[conn.user.lower()].add(conn)
+        self.by_token[conn.token_hash].add(conn)
+        metrics.CONNECTIONS.inc()
+
+    def unregister(self, conn: Connection) -> None:
+        if self.sessions.pop(conn.session, None) is None:
+            return
+        metrics.CONNECTIONS.dec()
+        for room in list(conn.rooms):
+            self.unsubscribe(conn, room)
+        for index, key in ((self.by_user, conn.user.lower()), (self.by_token, conn.token_hash)):
+            conns = index.get(key)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del index[key]
+
+    def start_sync(self, conn: Connection, room: str) -> None:
+        """Begin a join: live frames for `conn` are held until `finish_sync`."""
+        local = self.rooms.get(room)
+        if local is None:
+            local = self.rooms[room] = LocalRoom(room)
+        local.live.pop(conn, None)
+        local.syncing[conn] = []
+        conn.rooms.add(room)
+
+    def finish_sync(self, conn: Connection, room: str, upto: int) -> bool:
+        """End a join: release held live frames newer than the replay, then go live."""
+        local = self.rooms.get(room)
+        if local is None or conn not in local.syncing:
+            return False  # left, kicked or disconnected meanwhile
+        for seq, data in local.syncing.pop(conn):
+            if seq > upto:
+                conn.push(data)
+        local.live[conn] = None
+        return True
+
+    def unsubscribe(self, conn: Connection, room: str) -> bool:
+        """Stop delivering `room` to `conn`; True if it was joined."""
+        if room not in conn.rooms:
+            return False
+        conn.rooms.discard(room)
+        local = self.rooms.get(room)
+        if local is not None:
+            local.live.pop(conn, None)
+            local.syncing.pop(conn, None)
+            if not local.live and not local.syncing:
+                del self.rooms[room]
+        self.on_room_left(conn, room)
+        return True
+
+    # Bus listener
+
+    def on_message(self, message: Message) -> None:
+        local = self.rooms.get(message.room)
+        if local is None:
+            return
+        data = ws_text_frame(encode(message.frame()))
+        dirty = self._dirty
+        if not dirty and local.live:
+            asyncio.get_running_loop().call_soon(self.flush)
+        for conn in local.live:
+            out = conn.out
+            if not out:
+                if conn.closing:
+                    continue
+                dirty.append(conn)
+            out.append(data)
+        for held in local.syncing.values():
+            held.append((message.seq, data))
+
+    def on_event(
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+    ) -> None:
+        """Ephemeral events (typing, presence): dropped for connections that are behind."""
+        local = self.rooms.get(room)
+        if local is None:
+            return
+        data = ws_text_frame(encode(frame))
+        skip_key = skip_user.lower() if skip_user else None
+        for conn in local.live:
+            if conn.backlogged or conn.session == skip_session:
+                continue
+            if skip_key is not None and conn.user.lower() == skip_key:
+                continue
+            conn.push(data)
+
+    def on_removed(self, room: str, user: str, reason: str) -> None:
+        for conn in list(self.by_user.get(user.lower(), ())):
+            if self.unsubscribe(conn, room):
+                conn.reply({"type": "left", "room": room, "reason": reason})
+
+    def on_token_revoked(self, token_hash: str) -> None:
+        for conn in list(self.by_token.get(token_hash, ())):
+            conn.error(Unauthorized("this token was revoked (logged out)"))
+            conn.close(4001, "unauthorized")
+
+    def connections(self) -> Iterable[Connection]:
+        return list(self.sessions.values())
+
+    async def close_all(self, code: int, reason: str) -> None:
+        for conn in self.connections():
+            conn.close(code, reason)
+        with contextlib.suppress(Exception):
+            await self.wait_tasks(CLOSE_GRACE + 1)

@@ -1,0 +1,19 @@
+"""Prometheus metrics of a node (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("hubbub_connections", "Open, authenticated WebSocket connections")
+FRAMES_IN = Counter("hubbub_frames_in_total", "WebSocket frames received after hello")
+FRAMES_OUT = Counter("hubbub_frames_out_total", "WebSocket frames written to clients")
+ACKS = Counter("hubbub_acks_total", "Messages acknowledged (durable)")
+ACK_LATENCY = Histogram(
+    "hubbub_ack_latency_seconds",
+    "From a send frame to its durable ack",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ERRORS = Counter("hubbub_errors_total", "Error frames sent to clients, by code", ["code"])
+SLOW_CONSUMERS = Counter("hubbub_slow_consumers_total", "Connections cut off for not reading")
+HTTP_REQUESTS = Counter("hubbub_http_requests_total", "HTTP API requests", ["status"])
+READY = Gauge("hubbub_ready", "1 while the node takes new clients")

@@ -1,0 +1,22 @@
+"""Schema migrations (Alembic), shared by the SQLite and PostgreSQL engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+HERE = Path(__file__).resolve().parent
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (idempotent)."""
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,44 @@
+"""Token buckets for per-connection rate limits (pure: time is passed in)."""
+
+from __future__ import annotations
+
+
+class TokenBucket:
+    """`rate` tokens per second, holding at most `burst`; `take` answers 0 or the wait needed."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """Spend one token; returns 0.0 if allowed, else the seconds until one is available."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class FloodGuard:
+    """Counts rate-limited frames in a sliding window; past `limit` the client is flooding."""
+
+    __slots__ = ("hits", "limit", "window", "window_start")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.window_start = 0.0
+        self.hits = 0
+
+    def strike(self, now: float) -> bool:
+        """Record one rejected frame; True when the connection should be closed."""
+        if now - self.window_start > self.window:
+            self.window_start = now
+            self.hits = 0
+        self.hits += 1
+        return self.hits > self.limit

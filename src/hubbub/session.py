@@ -1,0 +1,270 @@
+"""One WebSocket session: hello, then frames in, replies and events out (see the spec's tables)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hubbub import metrics
+from hubbub.config import Config
+from hubbub.errors import (
+    BadRequest,
+    Internal,
+    NotJoined,
+    ProtocolError,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+from hubbub.gateway import Connection, Gateway
+from hubbub.protocol import (
+    FrameError,
+    Hello,
+    History,
+    Join,
+    Leave,
+    Ping,
+    Send,
+    Typing,
+    encode,
+    parse_frame,
+    ws_text_frame,
+)
+from hubbub.ratelimit import FloodGuard, TokenBucket
+from hubbub.rooms import Chat, message_view
+
+log = logging.getLogger(__name__)
+
+ALL_FRAMES_PER_SECOND = 200.0
+FLOOD_LIMIT = 100  # rate-limited frames within FLOOD_WINDOW before a 1008
+FLOOD_WINDOW = 10.0
+
+
+class Session:
+    """Runs one connection from upgrade to close."""
+
+    def __init__(
+        self, chat: Chat, gateway: Gateway, config: Config, draining: asyncio.Event
+    ) -> None:
+        self.chat = chat
+        self.gateway = gateway
+        self.config = config
+        self.draining = draining
+
+    async def run(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.heartbeat,
+            max_msg_size=self.config.max_frame,
+            compress=self.config.permessage_deflate,
+            autoping=True,
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        conn = Connection(self.gateway, ws, transport, secrets.token_hex(8))
+        try:
+            if await self._hello(conn):
+                await self._serve(conn)
+        finally:
+            self.gateway.unregister(conn)
+            if not ws.closed:
+                self.gateway.flush_one(conn)
+                await ws.close()
+        return ws
+
+    async def _hello(self, conn: Connection) -> bool:
+        try:
+            msg = await conn.ws.receive(timeout=self.config.hello_timeout)
+        except TimeoutError:
+            return self._reject(conn, "no hello in time")
+        if msg.type != WSMsgType.TEXT:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return False
+            return self._reject(conn, "the first frame must be hello")
+        try:
+            frame = parse_frame(msg.data, self.config.max_body)
+        except FrameError as exc:
+            return self._reject(conn, "the first frame must be a valid hello", exc.ref)
+        if not isinstance(frame, Hello):
+            return self._reject(conn, "the first frame must be hello", frame.ref)
+        try:
+            conn.user, conn.token_hash = await self.chat.authenticate(frame.token)
+        except Unauthorized as exc:
+            return self._reject(conn, exc.message, frame.ref)
+        self.gateway.register(conn)
+        conn.reply(
+            {
+                "type": "welcome",
+                "user": conn.user,
+                "session": conn.session,
+                "node": self.config.node_id,
+                "heartbeat": self.config.heartbeat,
+            },
+            frame.ref,
+        )
+        return True
+
+    def _reject(self, conn: Connection, why: str, ref: str | None = None) -> bool:
+        conn.error(Unauthorized(why), ref)
+        conn.close(4001, "unauthorized")
+        return False
+
+    async def _serve(self, conn: Connection) -> None:
+        now = time.monotonic()
+        limit = self.config.rate_limit
+        all_frames = TokenBucket(ALL_FRAMES_PER_SECOND, ALL_FRAMES_PER_SECOND, now)
+        chatty = TokenBucket(limit, 2 * limit, now) if limit > 0 else None
+        flood = FloodGuard(FLOOD_LIMIT, FLOOD_WINDOW)
+        async for msg in conn.ws:
+            if conn.closing:
+                break
+            metrics.FRAMES_IN.inc()
+            if msg.type != WSMsgType.TEXT:
+                if msg.type == WSMsgType.BINARY:
+                    conn.error(BadRequest("binary frames are not accepted; send JSON text"))
+                    continue
+                break
+            now = time.monotonic()
+            try:
+                frame = parse_frame(msg.data, self.config.max_body)
+            except FrameError as exc:
+                if not self._allowed(conn, all_frames, None, flood, now, exc.ref):
+                    continue
+                conn.error(exc.error, exc.ref)
+                continue
+            bucket = chatty if isinstance(frame, (Send, Typing)) else None
+            if not self._allowed(conn, all_frames, bucket, flood, now, frame.ref):
+                continue
+            if self.draining.is_set():
+                conn.error(Unavailable("this node is draining; reconnect"), frame.ref)
+                continue
+            try:
+                await self._dispatch(conn, frame)
+            except ProtocolError as exc:
+                conn.error(exc, frame.ref)
+            except Exception:
+                self._internal(conn, frame.ref)
+
+    def _allowed(
+        self,
+        conn: Connection,
+        all_frames: TokenBucket,
+        bucket: TokenBucket | None,
+        flood: FloodGuard,
+        now: float,
+        ref: str | None,
+    ) -> bool:
+        wait = all_frames.take(now)
+        if not wait and bucket is not None:
+            wait = bucket.take(now)
+        if not wait:
+            return True
+        if flood.strike(now):
+            conn.error(RateLimited(round(wait, 3), "flooding: closing the connection"), ref)
+            conn.close(1008, "flooding")
+        else:
+            conn.error(RateLimited(round(wait, 3)), ref)
+        return False
+
+    def _internal(self, conn: Connection, ref: str | None) -> None:
+        incident = secrets.token_hex(6)
+        log.exception("internal error", extra={"incident": incident, "session": conn.session})
+        conn.error(Internal(f"internal error {incident}; it has been logged"), ref)
+
+    async def _dispatch(self, conn: Connection, frame: Any) -> None:
+        if isinstance(frame, Send):
+            await self._require_joined(conn, frame.room)
+            self.gateway.spawn(self._send(conn, frame))
+        elif isinstance(frame, Join):
+            await self._join(conn, frame)
+        elif isinstance(frame, Leave):
+            self.gateway.unsubscribe(conn, frame.room)
+            conn.reply({"type": "left", "room": frame.room}, frame.ref)
+        elif isinstance(frame, History):
+            messages, more = await self.chat.history(
+                conn.user, frame.room, frame.before, frame.after, frame.limit
+            )
+            conn.reply(
+                {
+                    "type": "history",
+                    "room": frame.room,
+                    "messages": [message_view(m) for m in messages],
+                    "more": more,
+                },
+                frame.ref,
+            )
+        elif isinstance(frame, Typing):
+            await self._require_joined(conn, frame.room)
+            self.chat.bus.publish_event(
+                frame.room,
+                {"type": "typing", "room": frame.room, "user": conn.user},
+                skip_user=conn.user,
+            )
+        elif isinstance(frame, Ping):
+            conn.reply({"type": "pong"}, frame.ref)
+        elif isinstance(frame, Hello):
+            raise BadRequest("already said hello")
+
+    async def _require_joined(self, conn: Connection, room: str) -> None:
+        if room not in conn.rooms:
+            await self.chat.readable(conn.user, room)  # not_found / forbidden take precedence
+            raise NotJoined(f"join {room!r} on this connection first")
+
+    async def _send(self, conn: Connection, frame: Send) -> None:
+        started = time.perf_counter()
+        try:
+            appended = await self.chat.send(conn.user, frame.room, frame.id, frame.body)
+        except ProtocolError as exc:
+            conn.error(exc, frame.ref)
+            return
+        except Exception:
+            self._internal(conn, frame.ref)
+            return
+        m = appended.message
+        metrics.ACKS.inc()
+        metrics.ACK_LATENCY.observe(time.perf_counter() - started)
+        conn.reply({"type": "ack", "room": m.room, "id": m.id, "seq": m.seq, "ts": m.ts}, frame.ref)
+
+    async def _join(self, conn: Connection, frame: Join) -> None:
+        room = frame.room
+        await self.chat.join(conn.user, room)
+        already = room in conn.rooms
+        self.gateway.start_sync(conn, room)
+        try:
+            last = await self.chat.log.last_seq(room)
+            since = frame.since
+            replay: list[Any] = []
+            recovered = since is None or since == last
+            if since is not None and since < last and last - since <= self.config.replay_cap:
+                replay = await self.chat.log.read(room, since, last)
+                recovered = True
+        except BaseException:
+            self.gateway.unsubscribe(conn, room)
+            raise
+        if room not in conn.rooms:
+            return  # removed from the room (kick, ban) while the replay was read
+        first = not already and self.chat.presence.add(room, conn.user, conn.session)
+        conn.reply(
+            {
+                "type": "joined",
+                "room": room,
+                "seq": last,
+                "presence": list(self.chat.presence.online(room)),
+                "recovered": recovered,
+            },
+            frame.ref,
+        )
+        for m in replay:
+            conn.push(ws_text_frame(encode(m.frame())))
+        self.gateway.finish_sync(conn, room, last)
+        if first:
+            self.chat.bus.publish_event(
+                room,
+                {"type": "presence", "room": room, "user": conn.user, "status": "online"},
+                skip_session=conn.session,
+            )
