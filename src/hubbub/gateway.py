@@ -33,6 +33,7 @@ class Connection:
 
     __slots__ = (
         "backlogged",
+        "close_task",
         "closing",
         "gateway",
         "out",
@@ -60,6 +61,7 @@ class Connection:
         self.rooms: set[str] = set()
         self.out: list[bytes] = []
         self.closing = False
+        self.close_task: asyncio.Task[None] | None = None
         self.backlogged = False  # set at flush time when the socket buffer is filling up
 
     def push(self, data: bytes) -> None:
@@ -87,7 +89,7 @@ class Connection:
             self.gateway.flush_one(self)
         self.closing = True
         self.out.clear()
-        self.gateway.spawn(self._close(code, reason))
+        self.close_task = self.gateway.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:

@@ -72,7 +72,9 @@ class Session:
                 await self._serve(conn)
         finally:
             self.gateway.unregister(conn)
-            if not ws.closed:
+            if conn.close_task is not None:
+                await conn.close_task
+            elif not ws.closed:
                 self.gateway.flush_one(conn)
                 await ws.close()
         return ws
