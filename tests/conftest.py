@@ -31,7 +31,9 @@ def free_port() -> int:
 class ServerProcess:
     """One `hubbub serve` subprocess; restartable on the same data directory."""
 
-    def __init__(self, data: Path, env: dict[str, str] | None = None, args: list[str] | None = None):
+    def __init__(
+        self, data: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ):
         self.data = data
         self.port = free_port()
         self.extra_env = env or {}
@@ -66,7 +68,7 @@ class ServerProcess:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    if s.recv(64).split(b" ", 2)[1:2] == [b"200"]:
                         return
             except OSError:
                 pass
@@ -101,7 +103,9 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start servers with extra env/args; all are stopped at the end of the test."""
     started: list[ServerProcess] = []
 
-    def make(env: dict[str, str] | None = None, args: list[str] | None = None, data: Path | None = None) -> ServerProcess:
+    def make(
+        env: dict[str, str] | None = None, args: list[str] | None = None, data: Path | None = None
+    ) -> ServerProcess:
         d = data or tmp_path / f"data{len(started)}"
         d.mkdir(exist_ok=True)
         srv = ServerProcess(d, env, args)
@@ -140,10 +144,13 @@ class Api:
         self.session = session
         self.base = base
 
-    async def call(self, method: str, path: str, token: str | None = None, json: Any = None,
-                   **kw: Any) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, token: str | None = None, json: Any = None, **kw: Any
+    ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(method, self.base + path, json=json, headers=headers, **kw) as r:
+        async with self.session.request(
+            method, self.base + path, json=json, headers=headers, **kw
+        ) as r:
             body = await r.read()
             if not body:
                 return r.status, None
@@ -152,16 +159,24 @@ class Api:
             except ValueError:
                 return r.status, body.decode(errors="replace")
 
-    async def user(self, name: str | None = None, password: str = "correct horse") -> tuple[str, str]:
+    async def user(
+        self, name: str | None = None, password: str = "correct horse"
+    ) -> tuple[str, str]:
         """Register and log in a fresh user; returns (name, token)."""
         name = name or unique()
-        status, _ = await self.call("POST", "/api/v1/users", json={"username": name, "password": password})
+        status, _ = await self.call(
+            "POST", "/api/v1/users", json={"username": name, "password": password}
+        )
         assert status == 201, status
-        status, body = await self.call("POST", "/api/v1/login", json={"username": name, "password": password})
+        status, body = await self.call(
+            "POST", "/api/v1/login", json={"username": name, "password": password}
+        )
         assert status == 200, body
         return name, body["token"]
 
-    async def room(self, token: str, name: str | None = None, private: bool = False, topic: str | None = None) -> str:
+    async def room(
+        self, token: str, name: str | None = None, private: bool = False, topic: str | None = None
+    ) -> str:
         name = name or unique("r")
         payload: dict[str, Any] = {"name": name, "private": private}
         if topic is not None:
@@ -194,7 +209,9 @@ class WS:
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         msg = await asyncio.wait_for(self.ws.receive(), timeout)
         if msg.type != aiohttp.WSMsgType.TEXT:
-            raise AssertionError(f"expected a text frame, got {msg.type} {msg.data!r} {msg.extra!r}")
+            raise AssertionError(
+                f"expected a text frame, got {msg.type} {msg.data!r} {msg.extra!r}"
+            )
         data: dict[str, Any] = msg.json()
         return data
 
@@ -213,7 +230,11 @@ class WS:
         while True:
             left = deadline - asyncio.get_running_loop().time()
             msg = await asyncio.wait_for(self.ws.receive(), max(left, 0.01))
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
                 return self.ws.close_code
             if msg.type == aiohttp.WSMsgType.ERROR:
                 return self.ws.close_code
@@ -238,7 +259,7 @@ class WS:
 
 @pytest.fixture
 async def connect(http: aiohttp.ClientSession, server: ServerProcess) -> AsyncIterator[Any]:
-    """`await connect(token=None, url=None)` opens a WebSocket (and says hello if a token is given)."""
+    """`await connect(token=None, url=None)`: a WebSocket, after hello when a token is given."""
     opened: list[WS] = []
 
     async def open_ws(token: str | None = None, url: str | None = None) -> WS:
