@@ -10,7 +10,6 @@ is cut off with 1008 rather than allowed to hold memory or stall the room.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
@@ -33,9 +32,11 @@ class Connection:
 
     __slots__ = (
         "backlogged",
-        "close_task",
+        "close_code",
+        "close_reason",
         "closing",
         "gateway",
+        "handler",
         "out",
         "rooms",
         "session",
@@ -61,7 +62,9 @@ class Connection:
         self.rooms: set[str] = set()
         self.out: list[bytes] = []
         self.closing = False
-        self.close_task: asyncio.Task[None] | None = None
+        self.close_code = 1000
+        self.close_reason = ""
+        self.handler: asyncio.Task[Any] | None = None  # the task reading this connection
         self.backlogged = False  # set at flush time when the socket buffer is filling up
 
     def push(self, data: bytes) -> None:
@@ -82,19 +85,31 @@ class Connection:
         self.reply(error_frame(error), ref)
 
     def close(self, code: int, reason: str = "", flush: bool = True) -> None:
-        """Close with `code`, after sending what is queued unless the reader is the problem."""
+        """Close with `code`, after sending what is queued unless the reader is the problem.
+
+        The closing handshake runs in the connection's own handler task (aiohttp skips
+        waiting for the peer's close frame when `close()` comes from another task), so
+        this stops that task's read and lets it finish the close.
+        """
         if self.closing:
             return
         if flush:
             self.gateway.flush_one(self)
         self.closing = True
+        self.close_code = code
+        self.close_reason = reason
         self.out.clear()
-        self.close_task = self.gateway.spawn(self._close(code, reason))
+        if self.handler is not None and self.handler is not asyncio.current_task():
+            self.handler.cancel()
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def finish(self) -> None:
+        """Run the closing handshake (from the handler task); drop the peer if it stalls."""
+        if not self.closing:
+            self.gateway.flush_one(self)
+            self.closing = True
         try:
             async with asyncio.timeout(CLOSE_GRACE):
-                await self.ws.close(code=code, message=reason.encode())
+                await self.ws.close(code=self.close_code, message=self.close_reason.encode())
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:
@@ -280,7 +295,10 @@ class Gateway:
         return list(self.sessions.values())
 
     async def close_all(self, code: int, reason: str) -> None:
+        handlers = []
         for conn in self.connections():
             conn.close(code, reason)
-        with contextlib.suppress(Exception):
-            await self.wait_tasks(CLOSE_GRACE + 1)
+            if conn.handler is not None:
+                handlers.append(conn.handler)
+        if handlers:
+            await asyncio.wait(handlers, timeout=CLOSE_GRACE + 1)

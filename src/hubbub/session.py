@@ -59,7 +59,7 @@ class Session:
     async def run(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat,
-            max_msg_size=self.config.max_frame,
+            max_msg_size=self.config.max_frame + 1,  # aiohttp refuses a message of exactly this
             compress=self.config.permessage_deflate,
             autoping=True,
         )
@@ -67,16 +67,18 @@ class Session:
         transport = request.transport
         assert transport is not None
         conn = Connection(self.gateway, ws, transport, secrets.token_hex(8))
+        conn.handler = asyncio.current_task()
         try:
             if await self._hello(conn):
                 await self._serve(conn)
+        except asyncio.CancelledError:
+            # Connection.close() stops the read this way; any other cancellation propagates.
+            if not conn.closing or _uncancel() > 0:
+                raise
         finally:
             self.gateway.unregister(conn)
-            if conn.close_task is not None:
-                await conn.close_task
-            elif not ws.closed:
-                self.gateway.flush_one(conn)
-                await ws.close()
+        if not ws.closed:
+            await conn.finish()
         return ws
 
     async def _hello(self, conn: Connection) -> bool:
@@ -123,8 +125,6 @@ class Session:
         chatty = TokenBucket(limit, 2 * limit, now) if limit > 0 else None
         flood = FloodGuard(FLOOD_LIMIT, FLOOD_WINDOW)
         async for msg in conn.ws:
-            if conn.closing:
-                break
             metrics.FRAMES_IN.inc()
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
@@ -135,12 +135,15 @@ class Session:
             try:
                 frame = parse_frame(msg.data, self.config.max_body)
             except FrameError as exc:
-                if not self._allowed(conn, all_frames, None, flood, now, exc.ref):
-                    continue
-                conn.error(exc.error, exc.ref)
+                if self._allowed(conn, all_frames, None, flood, now, exc.ref):
+                    conn.error(exc.error, exc.ref)
+                elif conn.closing:
+                    break
                 continue
             bucket = chatty if isinstance(frame, (Send, Typing)) else None
             if not self._allowed(conn, all_frames, bucket, flood, now, frame.ref):
+                if conn.closing:
+                    break
                 continue
             if self.draining.is_set():
                 conn.error(Unavailable("this node is draining; reconnect"), frame.ref)
@@ -151,6 +154,8 @@ class Session:
                 conn.error(exc, frame.ref)
             except Exception:
                 self._internal(conn, frame.ref)
+            if conn.closing:
+                break
 
     def _allowed(
         self,
@@ -270,3 +275,8 @@ class Session:
                 {"type": "presence", "room": room, "user": conn.user, "status": "online"},
                 skip_session=conn.session,
             )
+
+
+def _uncancel() -> int:
+    task = asyncio.current_task()
+    return task.uncancel() if task is not None else 0
