@@ -41,6 +41,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc)
     except web.HTTPMethodNotAllowed as exc:
         response = error_response(BadRequest(f"{request.method} is not allowed here"), exc.status)
+        response.headers["Allow"] = exc.headers.get("Allow", "")
     except web.HTTPNotFound:
         response = error_response(NotFound(f"no route {request.path}"))
     except web.HTTPException:
