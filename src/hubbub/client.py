@@ -11,7 +11,9 @@ calls may be in flight at once. When the connection drops (for any reason but `c
 the client reconnects with exponential backoff and jitter, says hello again, re-joins its rooms with
 `since` = the last `seq` it saw, and resends every call still waiting for its answer. Sends keep
 their `id`, and the server answers a known `id` with the original ack, so a pending `send()`
-completes exactly once, and the event stream has no gap and no duplicate.
+completes exactly once, and the event stream has no gap and no duplicate. Resent sends are paced
+(`resend_rate`) to stay under the server's rate limit; a resent call answered `rate_limited`, and
+any call answered `unavailable` (a draining node), is tried again after a backoff.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
@@ -31,6 +32,15 @@ import aiohttp
 import orjson
 
 from hubbub._client_http import HttpApi, HubbubError
+from hubbub._client_state import (
+    Call,
+    ConnectionLost,
+    End,
+    Pacer,
+    RoomCursors,
+    parse_frame,
+    parse_welcome,
+)
 
 __all__ = ["Client", "HubbubError"]
 
@@ -41,29 +51,6 @@ _HELLO_TIMEOUT: Final = 10.0
 _PING_INTERVAL: Final = 15.0
 # Answers whose `ref` we no longer wait for (the caller gave up) are dropped, not yielded.
 _REPLIES: Final = frozenset({"welcome", "joined", "left", "ack", "history", "pong", "error"})
-
-
-class _ConnectionLost(Exception):
-    """The WebSocket went away while a call bound to that connection waited."""
-
-
-@dataclass(eq=False)
-class _Call:
-    """A frame waiting for its answer."""
-
-    frame: dict[str, Any]
-    future: asyncio.Future[dict[str, Any]]
-    # A resumable call is resent after a reconnect or an `unavailable` answer (every user call is
-    # idempotent: join, leave, send with its id, history, ping); the re-joins made while
-    # reconnecting are bound to their connection instead.
-    resumable: bool
-    generation: int = -1  # the connection it was last written to; -1 means "write it again"
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class _End:
-    error: HubbubError | None
 
 
 class Client(HttpApi):
@@ -78,7 +65,12 @@ class Client(HttpApi):
         reconnect: bool = True,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
+        resend_rate: float = 20.0,
     ) -> None:
+        """`resend_rate`: sends per second (bursts of twice that) when resending a backlog after
+        a reconnect, so the backlog does not run into the server's rate limit (the spec's default
+        is 20); 0 resends at once. A resent send answered `rate_limited` is retried, not failed.
+        """
         super().__init__(url, token, session)
         scheme, sep, rest = self.url.partition("://")
         if scheme not in ("http", "https") or not sep:
@@ -87,6 +79,7 @@ class Client(HttpApi):
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.resend_rate = resend_rate
         self.user: str | None = None
         self.session_id: str | None = None
         self.node: str | None = None
@@ -95,10 +88,10 @@ class Client(HttpApi):
         self._generation = 0
         self._ready = False  # connected, rooms re-joined and pending calls resent
         self._runner: asyncio.Task[None] | None = None
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, Call] = {}
         self._refs = itertools.count(1)
-        self._last_seq: dict[str, int] = {}  # joined rooms -> the last seq seen there
-        self._events: asyncio.Queue[dict[str, Any] | _End] = asyncio.Queue()
+        self._rooms = RoomCursors()
+        self._events: asyncio.Queue[dict[str, Any] | End] = asyncio.Queue()
         self._ended = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -110,12 +103,16 @@ class Client(HttpApi):
     @property
     def last_seq(self) -> dict[str, int]:
         """The joined rooms, each with the last `seq` this client has seen there."""
-        return dict(self._last_seq)
+        return dict(self._rooms.last)
 
     async def __aenter__(self) -> Client:
         """Connects the WebSocket when a token is known; otherwise only the HTTP calls work yet."""
         if self.token is not None:
-            await self.connect()
+            try:
+                await self.connect()
+            except BaseException:
+                await self.close()  # `__aexit__` will not run: release the session here
+                raise
         return self
 
     async def __aexit__(
@@ -134,7 +131,7 @@ class Client(HttpApi):
             raise HubbubError("unauthorized", "no token: log in first")
         try:
             ws = await self._open()
-        except (aiohttp.ClientError, OSError, TimeoutError, _ConnectionLost) as error:
+        except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost) as error:
             raise HubbubError("unavailable", f"cannot connect to {self.ws_url}: {error}") from error
         if self._ended:
             self._events, self._ended = asyncio.Queue(), False
@@ -154,7 +151,7 @@ class Client(HttpApi):
                 await self._ws.close()
         if not self._ended:
             self._end(None)
-        self._last_seq.clear()
+        self._rooms.last.clear()
         await self.close_session()
 
     async def join(self, room: str, since: int | None = None) -> dict[str, Any]:
@@ -216,7 +213,7 @@ class Client(HttpApi):
         """
         while True:
             item = await self._events.get()
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 self._events.put_nowait(item)  # every other reader ends too
                 if item.error is not None:
                     raise item.error
@@ -240,8 +237,8 @@ class Client(HttpApi):
             if message.type is not aiohttp.WSMsgType.TEXT:
                 if ws.close_code == _UNAUTHORIZED:
                     raise HubbubError("unauthorized", "the server closed with 4001")
-                raise _ConnectionLost(f"closed during hello ({ws.close_code})")
-            frame = _welcome(message.data)
+                raise ConnectionLost(f"closed during hello ({ws.close_code})")
+            frame = parse_welcome(message.data)
         except BaseException:
             await ws.close()
             raise
@@ -263,7 +260,7 @@ class Client(HttpApi):
                 await ws.close()
                 for call in list(self._calls.values()):
                     if not call.resumable and not call.future.done():
-                        call.future.set_exception(_ConnectionLost(f"closed with {code}"))
+                        call.future.set_exception(ConnectionLost(f"closed with {code}"))
                 if code == _UNAUTHORIZED:
                     raise HubbubError("unauthorized", "the server closed with 4001")
                 if not self.reconnect:
@@ -293,7 +290,7 @@ class Client(HttpApi):
             except HubbubError as error:
                 if error.code == "unauthorized":
                     raise
-            except (aiohttp.ClientError, OSError, TimeoutError, _ConnectionLost):
+            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost):
                 pass
         raise AssertionError("unreachable")
 
@@ -302,19 +299,24 @@ class Client(HttpApi):
         if reconnected is not None:
             self._emit({**reconnected, "session": self.session_id, "node": self.node})
         try:
-            rooms = list(self._last_seq.items())
+            rooms = list(self._rooms.last.items())
             await asyncio.gather(*(self._rejoin(room, since) for room, since in rooms))
-        except _ConnectionLost:
+        except ConnectionLost:
             return
         # Calls made meanwhile wait in `_calls`; there is no await between the last look at them
-        # and `_ready`, so none is left behind.
+        # and `_ready`, so none is left behind (those waiting to retry have their own task).
+        loop, pacer = asyncio.get_running_loop(), Pacer(self.resend_rate)
         while pending := [
             call
             for call in self._calls.values()
-            if call.resumable and call.generation != generation
+            if call.resumable and call.generation != generation and call.retry_at <= loop.time()
         ]:
             for call in pending:
-                await self._write(call)
+                if call.frame["type"] == "send":
+                    await pacer.take()
+                if self._calls.get(call.frame["ref"]) is call:  # not given up meanwhile
+                    call.resent = True
+                    await self._write(call)
         self._ready = self._generation == generation
 
     async def _rejoin(self, room: str, since: int) -> None:
@@ -324,9 +326,9 @@ class Client(HttpApi):
         except HubbubError as error:
             if error.code == "unavailable" and self._ws is not None:
                 await self._ws.close()  # the node is draining: reconnect (to another one)
-                raise _ConnectionLost("unavailable while re-joining") from error
+                raise ConnectionLost("unavailable while re-joining") from error
             # Banned, or the room vanished, while we were away.
-            self._last_seq.pop(room, None)
+            self._rooms.last.pop(room, None)
             self._emit(
                 {"type": "error", "code": error.code, "message": error.message, "room": room}
             )
@@ -340,7 +342,7 @@ class Client(HttpApi):
         self._check_running()
         ref = str(next(self._refs))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        call = _Call({**frame, "ref": ref}, future, resumable)
+        call = Call({**frame, "ref": ref}, future, resumable)
         self._calls[ref] = call
         try:
             if self._ready or not resumable:
@@ -349,7 +351,7 @@ class Client(HttpApi):
         finally:
             del self._calls[ref]
 
-    async def _write(self, call: _Call) -> None:
+    async def _write(self, call: Call) -> None:
         ws = self._ws
         if ws is None:
             return
@@ -359,13 +361,10 @@ class Client(HttpApi):
             await ws.send_frame(orjson.dumps(call.frame), _TEXT)
 
     def _dispatch(self, data: str) -> None:
-        try:
-            frame = orjson.loads(data)
-        except orjson.JSONDecodeError:
+        frame = parse_frame(data)
+        if frame is None:
             return
-        if not isinstance(frame, dict):
-            return
-        kind, room, ref = frame.get("type"), frame.get("room"), frame.get("ref")
+        kind, ref = frame.get("type"), frame.get("ref")
         if ref is not None:
             call = self._calls.get(ref) if isinstance(ref, str) else None
             if call is not None and not call.future.done():
@@ -373,44 +372,33 @@ class Client(HttpApi):
                 return
             if kind in _REPLIES:
                 return  # an answer nobody waits for any more
-        if kind == "message" and isinstance(room, str) and room in self._last_seq:
-            seq = frame.get("seq")
-            if isinstance(seq, int):
-                if seq <= self._last_seq[room]:
-                    return  # seen before (replayed after a reconnect)
-                self._last_seq[room] = seq
-        elif kind == "left" and isinstance(room, str):
-            self._last_seq.pop(room, None)  # kicked, banned or left over HTTP
-        self._emit(frame)
+        if self._rooms.fresh(frame):
+            self._emit(frame)
 
-    def _answer(self, call: _Call, frame: dict[str, Any]) -> None:
+    def _answer(self, call: Call, frame: dict[str, Any]) -> None:
         kind, room = frame.get("type"), frame.get("room")
         if kind == "error":
             error = HubbubError.from_frame(frame)
-            if error.code == "unavailable" and call.resumable and self.reconnect:
+            # A draining node, a backend down, or the burst of a resent backlog: try again later.
+            again = error.code == "unavailable" or (error.code == "rate_limited" and call.resent)
+            if again and call.resumable and self.reconnect:
+                call.attempts += 1
+                delay = max(error.retry_after or 0.0, self._backoff(call.attempts))
                 call.generation = -1
-                self._spawn(self._retry_later(call))
+                call.retry_at = asyncio.get_running_loop().time() + delay
+                self._spawn(self._retry_later(call, delay))
             else:
                 call.future.set_exception(error)
             return
-        if kind == "joined" and isinstance(room, str) and isinstance(frame.get("seq"), int):
-            since = call.frame.get("since")
-            recovered = frame.get("recovered") is not False
-            # Set here, before any message that follows is dispatched.
-            if not recovered:
-                self._last_seq[room] = frame["seq"]  # a gap: the caller pages the history
-            elif room not in self._last_seq:
-                self._last_seq[room] = since if isinstance(since, int) else frame["seq"]
-            elif isinstance(since, int):  # a re-join: what was already seen stays deduplicated
-                self._last_seq[room] = max(since, self._last_seq[room])
+        if kind == "joined":
+            self._rooms.joined(call.frame, frame)  # here, before the messages that follow
         elif kind == "left" and isinstance(room, str):
-            self._last_seq.pop(room, None)
+            self._rooms.last.pop(room, None)
         call.future.set_result(frame)
 
-    async def _retry_later(self, call: _Call) -> None:
-        """Resend a call the server answered `unavailable` (a node draining, a backend down)."""
-        call.attempts += 1
-        await asyncio.sleep(self._backoff(call.attempts))
+    async def _retry_later(self, call: Call, delay: float) -> None:
+        """Write a call again after a delay (unless it was answered, or resent meanwhile)."""
+        await asyncio.sleep(delay)
         ref = call.frame["ref"]
         if self._ready and self._calls.get(ref) is call and call.generation == -1:
             await self._write(call)
@@ -420,7 +408,7 @@ class Client(HttpApi):
         delay = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 32))
         return random.uniform(delay / 2, delay)
 
-    def _emit(self, event: dict[str, Any] | _End) -> None:
+    def _emit(self, event: dict[str, Any] | End) -> None:
         self._events.put_nowait(event)
 
     def _end(self, error: HubbubError | None) -> None:
@@ -430,7 +418,7 @@ class Client(HttpApi):
         for call in self._calls.values():
             if not call.future.done():
                 call.future.set_exception(HubbubError(failure.code, failure.message))
-        self._emit(_End(error))
+        self._emit(End(error))
 
     def _check_running(self) -> None:
         if self._runner is None or self._runner.done():
@@ -444,20 +432,3 @@ class Client(HttpApi):
 
 
 _TEXT: Final = aiohttp.WSMsgType.TEXT
-
-
-def _welcome(data: str) -> dict[str, Any]:
-    """The `welcome` frame answering hello; raises `HubbubError` for anything else."""
-    frame: Any = None
-    with contextlib.suppress(orjson.JSONDecodeError):
-        frame = orjson.loads(data)
-    if isinstance(frame, dict):
-        if frame.get("type") == "error":
-            raise HubbubError.from_frame(frame)
-        if (
-            frame.get("type") == "welcome"
-            and all(isinstance(frame.get(key), str) for key in ("user", "session", "node"))
-            and isinstance(frame.get("heartbeat"), int | float)
-        ):
-            return frame
-    raise HubbubError("internal", f"expected welcome, got {data[:200]!r}")

@@ -363,3 +363,30 @@ async def test_without_reconnect_a_drop_ends_the_client(
         with pytest.raises(HubbubError) as caught:
             await client.send(room, "too late")
         assert caught.value.code == "closed"
+
+
+@pytest.mark.parametrize("resend_rate", [20.0, 0.0])
+async def test_backlog_resent_after_restart_completes_under_the_default_rate_limit(
+    server_factory: Callable[..., ServerProcess], resend_rate: float
+) -> None:
+    # The server keeps its default limit (20 sends a second, bursts of 40). The client paces its
+    # resends (resend_rate=20) or, unpaced, retries the resends answered `rate_limited` (and
+    # resumes once more if the server closes it with 1008 for flooding).
+    srv = server_factory()
+    client = await logged_in(srv.url, resend_rate=resend_rate, **FAST)
+    async with client:
+        room = unique("r")
+        await client.create_room(room)
+        await client.connect()
+        events = client.events()
+        await client.join(room)
+        await client.send(room, "before")
+        srv.kill()
+        await wait_until(lambda: not client.connected)
+        tasks = [asyncio.create_task(client.send(room, f"queued {i}")) for i in range(70)]
+        await asyncio.to_thread(srv.start)
+        async with asyncio.timeout(30):
+            acks = await asyncio.gather(*tasks)
+        assert sorted(ack["seq"] for ack in acks) == list(range(2, 72))
+        received = await messages(events, 71)
+        assert [m["seq"] for m in received] == list(range(1, 72))
