@@ -42,3 +42,31 @@ class FloodGuard:
             self.hits = 0
         self.hits += 1
         return self.hits > self.limit
+
+
+ALL_FRAMES_PER_SECOND = 200.0
+FLOOD_LIMIT = 100  # rate-limited frames within FLOOD_WINDOW seconds before a 1008
+FLOOD_WINDOW = 10.0
+
+
+class ConnectionLimits:
+    """The spec's per-connection limits: `send` + `typing` at `rate`/s with bursts of twice
+    that, all frames together at 200/s. A `rate` of 0 turns rate limiting off."""
+
+    __slots__ = ("all_frames", "chatty", "flood")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.chatty = TokenBucket(rate, 2 * rate, now) if rate > 0 else None
+        self.all_frames = (
+            TokenBucket(ALL_FRAMES_PER_SECOND, ALL_FRAMES_PER_SECOND, now) if rate > 0 else None
+        )
+        self.flood = FloodGuard(FLOOD_LIMIT, FLOOD_WINDOW)
+
+    def check(self, chatty: bool, now: float) -> float:
+        """0.0 if the frame may pass, else the seconds to wait (`retry_after`)."""
+        if self.all_frames is None:
+            return 0.0
+        wait = self.all_frames.take(now)
+        if not wait and chatty and self.chatty is not None:
+            wait = self.chatty.take(now)
+        return wait

@@ -35,14 +35,10 @@ from hubbub.protocol import (
     parse_frame,
     ws_text_frame,
 )
-from hubbub.ratelimit import FloodGuard, TokenBucket
+from hubbub.ratelimit import ConnectionLimits
 from hubbub.rooms import Chat, message_view
 
 log = logging.getLogger(__name__)
-
-ALL_FRAMES_PER_SECOND = 200.0
-FLOOD_LIMIT = 100  # rate-limited frames within FLOOD_WINDOW before a 1008
-FLOOD_WINDOW = 10.0
 
 
 class Session:
@@ -119,11 +115,7 @@ class Session:
         return False
 
     async def _serve(self, conn: Connection) -> None:
-        now = time.monotonic()
-        limit = self.config.rate_limit
-        all_frames = TokenBucket(ALL_FRAMES_PER_SECOND, ALL_FRAMES_PER_SECOND, now)
-        chatty = TokenBucket(limit, 2 * limit, now) if limit > 0 else None
-        flood = FloodGuard(FLOOD_LIMIT, FLOOD_WINDOW)
+        limits = ConnectionLimits(self.config.rate_limit, time.monotonic())
         async for msg in conn.ws:
             metrics.FRAMES_IN.inc()
             if msg.type != WSMsgType.TEXT:
@@ -135,13 +127,13 @@ class Session:
             try:
                 frame = parse_frame(msg.data, self.config.max_body)
             except FrameError as exc:
-                if self._allowed(conn, all_frames, None, flood, now, exc.ref):
+                if self._allowed(conn, limits, False, now, exc.ref):
                     conn.error(exc.error, exc.ref)
                 elif conn.closing:
                     break
                 continue
-            bucket = chatty if isinstance(frame, (Send, Typing)) else None
-            if not self._allowed(conn, all_frames, bucket, flood, now, frame.ref):
+            chatty = isinstance(frame, (Send, Typing))
+            if not self._allowed(conn, limits, chatty, now, frame.ref):
                 if conn.closing:
                     break
                 continue
@@ -158,20 +150,12 @@ class Session:
                 break
 
     def _allowed(
-        self,
-        conn: Connection,
-        all_frames: TokenBucket,
-        bucket: TokenBucket | None,
-        flood: FloodGuard,
-        now: float,
-        ref: str | None,
+        self, conn: Connection, limits: ConnectionLimits, chatty: bool, now: float, ref: str | None
     ) -> bool:
-        wait = all_frames.take(now)
-        if not wait and bucket is not None:
-            wait = bucket.take(now)
+        wait = limits.check(chatty, now)
         if not wait:
             return True
-        if flood.strike(now):
+        if limits.flood.strike(now):
             conn.error(RateLimited(round(wait, 3), "flooding: closing the connection"), ref)
             conn.close(1008, "flooding")
         else:
