@@ -99,7 +99,13 @@ class Log(Protocol):
         """
         ...
 
-    async def last_seq(self, room: str) -> int: ...
+    async def last_seq(self, room: str) -> int:
+        """The room's last seq, answered only once every message up to it was published.
+
+        A join uses it as its cut between replay and live delivery: no message at or
+        below it can still reach the bus afterwards.
+        """
+        ...
 
     async def read(self, room: str, after: int, upto: int) -> list[Message]:
         """Messages with after < seq <= upto, ascending."""

@@ -259,11 +259,9 @@ class SqliteLog:
             self.on_commit(appended.message)
 
     async def last_seq(self, room: str) -> int:
-        def run(c: sqlite3.Connection) -> int:
-            row = c.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
-            return int(row[0] or 0)
-
-        return await self.db.read(run)
+        # Asked through the writer queue, so the answer resolves after the publication of
+        # every message up to it (see Log.last_seq): a join can trust it as a fan-out cut.
+        return await self.db.write(lambda c: self._last_seq_locked(c, room))
 
     async def read(self, room: str, after: int, upto: int) -> list[Message]:
         sql = MESSAGE_SELECT + " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq"
