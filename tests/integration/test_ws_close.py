@@ -16,6 +16,7 @@ from wsutil import (
     close_code,
     history_all,
     join,
+    messages,
     module_server,
     recv_until,
     request,
@@ -130,6 +131,59 @@ async def test_client_that_keeps_flooding_is_closed_1008(api, connect, limited_s
     await assert_usable(observer)
 
 
+async def test_slow_consumer_whose_send_buffer_overflows_is_cut_off_and_can_resume(
+    server_factory, api, connect, http
+):
+    srv = server_factory(env={"HUBBUB_SEND_BUFFER": "262144", "HUBBUB_RATE_LIMIT": "0"})
+    remote = api_at(api, srv)
+    _, owner_token = await remote.user()
+    slow_name, slow_token = await remote.user()
+    room = await remote.room(owner_token)
+    owner = await connect(owner_token, url=srv.ws_url)
+    await join(owner, room)
+    # 200 messages of 4,000 characters: one history page of them is ~0.8 MB.
+    for batch in range(2):
+        ids = [f"big-{batch}-{k}" for k in range(100)]
+        for mid in ids:
+            await owner.send({"type": "send", "room": room, "id": mid, "body": "x" * 4000})
+        await recv_until(owner, lambda f, last=ids[-1]: f.get("id") == last and f["type"] == "ack")
+
+    # The slow client joins, asks for ~32 MB of history and never reads: far more than the
+    # socket buffers hold, so the node's own buffer for it overflows.
+    slow = await http.ws_connect(srv.ws_url, autoping=False)
+    await slow.send_json({"type": "hello", "token": slow_token})
+    assert (await slow.receive_json(timeout=5))["type"] == "welcome"
+    await slow.send_json({"type": "join", "room": room})
+    assert (await slow.receive_json(timeout=5))["type"] == "joined"
+    await recv_until(owner, lambda f: f["type"] == "presence" and f["status"] == "online")
+    for _ in range(40):
+        await slow.send_json({"type": "history", "room": room, "limit": 200})
+
+    # The node cuts it off: the others see it go offline, and keep working.
+    event, _ = await recv_until(
+        owner, lambda f: f["type"] == "presence" and f["user"] == slow_name, 30
+    )
+    assert event["status"] == "offline", event
+    await assert_usable(owner)
+    # What the slow client gets ends with a 1008 close (or just ends, if the node had to drop
+    # the connection with its buffer full); never with another close code.
+    frames = 0
+    while (msg := await slow.receive(timeout=10)).type in (
+        aiohttp.WSMsgType.TEXT,
+        aiohttp.WSMsgType.PING,
+    ):
+        frames += msg.type == aiohttp.WSMsgType.TEXT
+    assert frames < 40, "every history reply arrived: nothing was cut off"
+    if msg.type == aiohttp.WSMsgType.CLOSE:
+        assert msg.data == 1008, msg
+    # It may come back and resume.
+    again = await connect(slow_token, url=srv.ws_url)
+    joined = await join(again, room, since=199)
+    assert (joined["seq"], joined["recovered"]) == (200, True)
+    (replayed,) = await messages(again, room, 1)
+    assert replayed["seq"] == 200
+
+
 # --- 1001 ----------------------------------------------------------------------------------------
 
 
@@ -172,37 +226,41 @@ async def test_sigterm_finishes_acks_in_flight_then_closes_1001_and_exits_0(
     srv = server_factory(env={"HUBBUB_RATE_LIMIT": "0"})
     users, room, conns = await joined_connections(srv, api, connect, 3)
 
-    # Stay under the 200 frames/s budget of a connection: pipeline at most 150 sends each.
-    per_conn = 150
     sent: list[list[str]] = [[] for _ in conns]
     replies: list[dict[str, dict[str, Any]]] = [{} for _ in conns]
     closes: list[int | None] = [None for _ in conns]
-    some_acks = asyncio.Event()
-
-    async def sender(i: int, ws: Any) -> None:
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            for k in range(per_conn):
-                mid = f"c{i}-{k}"
-                await ws.send({"type": "send", "room": room, "id": mid, "body": mid, "ref": mid})
-                sent[i].append(mid)
+    warmed_up = asyncio.Event()
 
     async def reader(i: int, ws: Any) -> None:
         while True:
             msg = await ws.ws.receive()
             if msg.type != aiohttp.WSMsgType.TEXT:
-                closes[i] = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
+                closes[i] = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else -1
                 return
             frame = json.loads(msg.data)
             if "ref" in frame:
                 replies[i][frame["ref"]] = frame
                 if sum(len(r) for r in replies) >= 30:
-                    some_acks.set()
+                    warmed_up.set()
 
-    tasks = [asyncio.create_task(sender(i, ws)) for i, ws in enumerate(conns)]
+    async def burst(i: int, ws: Any, start: int, n: int) -> None:
+        """Pipeline `n` sends (no waiting for acks); 110 frames stay under the 200/s budget."""
+        for k in range(start, start + n):
+            mid = f"c{i}-{k}"
+            await ws.send({"type": "send", "room": room, "id": mid, "body": mid, "ref": mid})
+            sent[i].append(mid)
+
     readers = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(conns)]
-    await asyncio.wait_for(some_acks.wait(), 10)
-    rc = await asyncio.to_thread(srv.terminate)  # SIGTERM, wait for the exit
-    await asyncio.wait_for(asyncio.gather(*tasks, *readers), 10)
+    await asyncio.gather(*(burst(i, ws, 0, 10) for i, ws in enumerate(conns)))
+    await asyncio.wait_for(warmed_up.wait(), 10)  # the node is up and acking
+    # 300 more sends are written, then SIGTERM lands while the node works through them.
+    await asyncio.gather(*(burst(i, ws, 10, 100) for i, ws in enumerate(conns)))
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGTERM)
+    unanswered_at_sigterm = sum(len(x) for x in sent) - sum(len(r) for r in replies)
+    rc = await asyncio.to_thread(srv.proc.wait, 30)
+    await asyncio.wait_for(asyncio.gather(*readers), 10)
+    assert unanswered_at_sigterm > 0  # the scenario happened: sends were in flight
 
     assert rc == 0, srv.log()[-3000:]
     assert closes == [1001] * len(conns), closes

@@ -164,3 +164,34 @@ async def test_second_connection_may_use_the_same_token(api, connect):
     await assert_usable(second)
     reply = await request(second, {"type": "ping", "ref": uid("r")})
     assert reply["type"] == "pong"
+
+
+async def test_expired_token_is_unauthorized_and_closed_4001(server_factory, api, connect):
+    srv = server_factory(env={"HUBBUB_TOKEN_TTL": "1"})
+    remote = api_at(api, srv)
+    _, token = await remote.user()
+    ws = await connect(token, url=srv.ws_url)  # welcome: still valid
+    await assert_usable(ws)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:  # a fresh hello with the same token, until it has expired
+        ws = await connect(url=srv.ws_url)
+        await ws.send({"type": "hello", "token": token})
+        frame = await ws.recv()
+        if frame["type"] == "error":
+            break
+        assert frame["type"] == "welcome", frame
+        await ws.close()
+        assert loop.time() < deadline, "the token never expired"
+        await asyncio.sleep(0.2)  # poll interval
+    assert frame["code"] == "unauthorized", frame
+    assert await close_code(ws) == 4001
+
+
+async def test_permessage_deflate_is_not_negotiated_by_default(api, http, server):
+    _, token = await user(api)
+    async with http.ws_connect(server.ws_url, compress=15) as ws:
+        assert ws.compress == 0  # offered by the client, declined by the server
+        assert "Sec-WebSocket-Extensions" not in ws._response.headers
+        await ws.send_json({"type": "hello", "token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "welcome"
