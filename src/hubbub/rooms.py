@@ -95,10 +95,12 @@ class Chat:
         cached = self._tokens.get(hashed)
         if cached is not None and cached[1] > now:
             return cached[0], hashed
-        user = await self.store.token_user(hashed, now)
-        if user is None:
+        found = await self.store.token_user(hashed, now)
+        if found is None:
             raise Unauthorized("invalid, expired or revoked token")
-        self._tokens[hashed] = (user, now + 60_000)  # re-checked against the store each minute
+        user, expires_at = found
+        # Re-checked against the store each minute, and never trusted past its expiry.
+        self._tokens[hashed] = (user, min(now + 60_000, expires_at))
         return user, hashed
 
     async def logout(self, hashed: str) -> None:

@@ -59,14 +59,14 @@ class SqliteStore:
             )
         )
 
-    async def token_user(self, token_hash: str, now: int) -> str | None:
-        def run(c: sqlite3.Connection) -> str | None:
+    async def token_user(self, token_hash: str, now: int) -> tuple[str, int] | None:
+        def run(c: sqlite3.Connection) -> tuple[str, int] | None:
             row = c.execute(
-                "SELECT u.name FROM tokens t JOIN users u ON u.key = t.user_key "
+                "SELECT u.name, t.expires_at FROM tokens t JOIN users u ON u.key = t.user_key "
                 "WHERE t.token_hash = ? AND t.expires_at > ?",
                 (token_hash, now),
             ).fetchone()
-            return str(row[0]) if row else None
+            return (str(row[0]), int(row[1])) if row else None
 
         return await self.db.read(run)
 
