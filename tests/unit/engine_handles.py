@@ -1,0 +1,84 @@
+"""The engines the contract suite runs against, each behind one small test handle.
+
+Add an engine by writing a class with the `EngineUnderTest` shape and naming it in
+`ENGINES`; every test that takes the `engine` fixture then runs against it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from hubbub.engine.base import Log, Message, Store
+from hubbub.engine.sqlite import SqliteLog, SqliteStore
+from hubbub.engine.sqlite_db import SqliteDatabase
+
+
+class EngineUnderTest(Protocol):
+    """A Store and a Log on one backend, with what the contract suite needs to observe."""
+
+    store: Store
+    log: Log
+    published: list[Message]  # every message handed to the Log's on-commit hook, in order
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def restart(self) -> None:
+        """Close, then open fresh Store and Log objects on the same durable data."""
+        ...
+
+    def write_transactions(self) -> int | None:
+        """Durable write transactions so far, or None where that is not observable."""
+        ...
+
+
+class SqliteEngine:
+    """The embedded engine: a SQLite file written by one group-committing thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.published: list[Message] = []
+
+    async def start(self) -> None:
+        self.db = SqliteDatabase(self.path)
+        self.db.open()
+        self.store: Store = SqliteStore(self.db)
+        self.log: Log = SqliteLog(self.db, on_commit=self.published.append)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.start()
+
+    def write_transactions(self) -> int | None:
+        return self.db.commits
+
+
+ENGINES: dict[str, Callable[[Path], EngineUnderTest]] = {
+    "sqlite": lambda tmp: SqliteEngine(tmp / "db.sqlite"),
+}
+
+
+class BusRecorder:
+    """A bus listener that writes down everything it is told, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def on_message(self, message: Message) -> None:
+        self.seen.append(("message", message))
+
+    def on_event(
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+    ) -> None:
+        self.seen.append(("event", room, frame, skip_user, skip_session))
+
+    def on_removed(self, room: str, user: str, reason: str) -> None:
+        self.seen.append(("removed", room, user, reason))
+
+    def on_token_revoked(self, token_hash: str) -> None:
+        self.seen.append(("revoked", token_hash))
