@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hubbub import metrics
 from hubbub.errors import BadRequest, Internal, NotFound, ProtocolError, Unauthorized
 from hubbub.openapi import openapi_document
+from hubbub.protocol import SEQ_MAX
 from hubbub.rooms import Chat, message_view
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,8 @@ async def list_bans(request: web.Request) -> web.Response:
 @routes.get("/api/v1/rooms/{room}/messages")
 async def history(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    before = query_int(request, "before", 0)
-    after = query_int(request, "after", 0)
+    before = query_int(request, "before", 0, SEQ_MAX)
+    after = query_int(request, "after", 0, SEQ_MAX)
     limit = query_int(request, "limit", 1, 200) or 50
     messages, more = await request.app[CHAT].history(
         user, request.match_info["room"], before, after, limit

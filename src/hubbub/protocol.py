@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import struct
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -24,7 +25,8 @@ HISTORY_DEFAULT_LIMIT: Final = 50
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_RE.pattern)]
 MessageId = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9_.:-]{1,64}\Z")]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+SEQ_MAX: Final = 2**63 - 1  # what the databases store
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
 Body = Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -83,27 +85,71 @@ class FrameError(Exception):
         self.ref = ref
 
 
+def _valid_ref(ref: object) -> str | None:
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+
+
 def _salvage_ref(data: str | bytes) -> str | None:
     """Best effort: the `ref` of a frame that failed validation, if it is itself valid."""
     try:
         obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, RecursionError, UnicodeError):
+        return _scan_ref(data)
+    return _valid_ref(obj.get("ref")) if isinstance(obj, dict) else None
+
+
+def _scan_ref(data: str | bytes) -> str | None:
+    """The top-level `ref` of a JSON object too deep (or too odd) for the parsers.
+
+    A hostile frame nested thousands of levels deep still gets its `ref` echoed; this
+    walks the text without recursion, reading strings with the stdlib's C scanner.
+    """
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
         return None
-    if isinstance(obj, dict):
-        ref = obj.get("ref")
-        if isinstance(ref, str) and len(ref) <= 64:
-            return ref
+    depth, key, expect_key, i = 0, None, False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            try:
+                value, i = scanstring(text, i + 1)
+            except ValueError:
+                return None
+            if depth == 1 and expect_key:
+                key, expect_key = value, False
+            elif depth == 1 and key == "ref":
+                return _valid_ref(value)
+            continue
+        if ch in "{[":
+            depth += 1
+            expect_key = depth == 1 and ch == "{"
+        elif ch in "}]":
+            depth -= 1
+        elif ch == "," and depth == 1:
+            expect_key, key = True, None
+        i += 1
     return None
 
 
 def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
-    """Parse and validate one client frame; raises FrameError carrying the protocol error."""
+    """Parse and validate one client frame; raises FrameError carrying the protocol error.
+
+    The gateway passes text its WebSocket layer already checked as UTF-8; bytes are
+    checked here, whole, since the JSON decoder skips unknown fields without looking.
+    """
     try:
+        if isinstance(data, bytes):
+            data = data.decode()
         frame: ClientFrame = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise FrameError(BadRequest(f"invalid frame: {exc}"), _salvage_ref(data)) from None
     except msgspec.DecodeError as exc:
         raise FrameError(BadRequest(f"not a JSON object: {exc}"), None) from None
+    except RecursionError:
+        raise FrameError(BadRequest("the frame is nested too deeply"), _scan_ref(data)) from None
+    except UnicodeError:
+        raise FrameError(BadRequest("the frame is not valid UTF-8 text"), None) from None
     if isinstance(frame, Send) and len(frame.body) > max_body:
         raise FrameError(TooLarge(f"body is over {max_body} characters"), frame.ref)
     return frame

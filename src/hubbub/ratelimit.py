@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 
 class TokenBucket:
     """`rate` tokens per second, holding at most `burst`; `take` answers 0 or the wait needed."""
@@ -27,21 +29,17 @@ class TokenBucket:
 class FloodGuard:
     """Counts rate-limited frames in a sliding window; past `limit` the client is flooding."""
 
-    __slots__ = ("hits", "limit", "window", "window_start")
+    __slots__ = ("hits", "limit", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self.window_start = 0.0
-        self.hits = 0
+        self.hits: deque[float] = deque(maxlen=limit + 1)
 
     def strike(self, now: float) -> bool:
-        """Record one rejected frame; True when the connection should be closed."""
-        if now - self.window_start > self.window:
-            self.window_start = now
-            self.hits = 0
-        self.hits += 1
-        return self.hits > self.limit
+        """Record one rejected frame; True when more than `limit` fell within `window`."""
+        self.hits.append(now)
+        return len(self.hits) > self.limit and now - self.hits[0] <= self.window
 
 
 ALL_FRAMES_PER_SECOND = 200.0

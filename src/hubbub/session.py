@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from typing import Any
@@ -155,11 +156,12 @@ class Session:
         wait = limits.check(chatty, now)
         if not wait:
             return True
+        retry_after = math.ceil(wait * 1000) / 1000  # never shorter than the real wait
         if limits.flood.strike(now):
-            conn.error(RateLimited(round(wait, 3), "flooding: closing the connection"), ref)
+            conn.error(RateLimited(retry_after, "flooding: closing the connection"), ref)
             conn.close(1008, "flooding")
         else:
-            conn.error(RateLimited(round(wait, 3)), ref)
+            conn.error(RateLimited(retry_after), ref)
         return False
 
     def _internal(self, conn: Connection, ref: str | None) -> None:
