@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hubbub import metrics
-from hubbub.errors import BadRequest, Internal, NotFound, ProtocolError, Unauthorized
+from hubbub.errors import BadRequest, Internal, NotFound, ProtocolError, TooLarge, Unauthorized
 from hubbub.openapi import openapi_document
 from hubbub.protocol import SEQ_MAX
 from hubbub.rooms import Chat, message_view
@@ -45,8 +45,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response.headers["Allow"] = exc.headers.get("Allow", "")
     except web.HTTPNotFound:
         response = error_response(NotFound(f"no route {request.path}"))
-    except web.HTTPException:
-        raise
+    except web.HTTPRequestEntityTooLarge as exc:
+        response = error_response(TooLarge("the request body is over 64 KiB"), exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(BadRequest(exc.reason), exc.status)
     except Exception:
         incident = secrets.token_hex(6)
         log.exception("internal error", extra={"incident": incident, "path": request.path})
