@@ -172,3 +172,15 @@ async def test_wrong_method_answer_lists_the_allowed_methods(
     allowed = {m.strip().upper() for m in headers["Allow"].split(",")}
     assert allowed, headers["Allow"]
     assert method not in allowed
+
+
+async def test_request_body_over_64_kib_is_413_too_large_and_creates_nothing(
+    http, server, api, assert_error
+):
+    name = "big" + "x" * 20
+    payload = b'{"username": "' + name.encode() + b'", "password": "' + b"p" * 70_000 + b'"}'
+    status, headers, body = await fetch(http, server.url + "/api/v1/users", "POST", data=payload)
+    assert headers.get("Content-Type", "").startswith("application/json"), headers
+    assert_error((status, body), 413, "too_large")
+    login = await api.call("POST", "/api/v1/login", json={"username": name, "password": "x" * 8})
+    assert login[0] == 401
