@@ -1,0 +1,199 @@
+"""Benchmark a single hubbub node against a raw aiohttp broadcast server, side by side.
+
+Runs the scenarios (send->ack, fan-out, idle connections) against each
+target in turn, the server pinned to one CPU and the load generator
+processes to another, prints a table of figures with hubbub as a ratio of
+the raw aiohttp peer measured in the same run, and writes everything as JSON
+to benchmarks/results/. `make bench` runs it with the defaults; see --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from loadgen import raise_nofile_limit
+from report import render
+from scenarios import SCENARIOS, Settings, best_run, rooms_needed
+from target import TARGETS, Server, create_accounts
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_list(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add = p.add_argument
+    add("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    add("--targets", default=",".join(TARGETS), help="comma-separated subset")
+    add("--quick", action="store_true", help="small sizes and short windows (a smoke test)")
+    add("--server-cpus", type=cpu_list, default=[0], help="CPUs for the server, e.g. 0 or 0,1")
+    add("--load-cpus", type=cpu_list, default=[1], help="CPUs for the load generator")
+    add("--workers", type=int, default=2, help="load generator processes")
+    add("--users", type=int, default=100, help="accounts registered (reused by connections)")
+    add("--body-size", type=int, default=150, help="message body length in characters")
+    add("--ack-senders", type=int, default=50, help="send->ack: connections sending")
+    add("--ack-rooms", type=int, default=5, help="send->ack: rooms they share")
+    add("--ack-window", type=int, default=8, help="outstanding sends per sender")
+    add("--ack-seconds", type=float, default=10.0, help="send->ack: measured seconds")
+    add("--fan-rooms", type=int, default=10, help="fan-out: rooms")
+    add("--fan-members", type=int, default=100, help="fan-out: connections per room")
+    add("--fan-senders", type=int, default=2, help="sending members per room")
+    add("--fan-window", type=int, default=64, help="most unacked sends per sender")
+    add("--fan-start-rate", type=float, default=100.0, help="first ramp step, messages/s")
+    add("--fan-step", type=float, default=1.5, help="ramp factor between steps")
+    add("--fan-step-seconds", type=float, default=1.5, help="measured seconds per ramp step")
+    add("--fan-latency-seconds", type=float, default=5.0, help="measured seconds per latency")
+    add("--fan-fixed-rate", type=float, default=500.0, help="latency at this msgs/s too (0: no)")
+    add("--latency-sample", type=float, default=0.1, help="share of connections timing e2e")
+    add("--connections", type=int, default=5000, help="idle connections")
+    add("--idle-rooms", type=int, default=10, help="rooms the idle connections join")
+    add("--connect-concurrency", type=int, default=100, help="handshakes in flight")
+    add("--repeat", type=int, default=1, help="runs per scenario and target; best is reported")
+    add("--output", type=Path, default=HERE / "results", help="directory for the JSON")
+    add("--keep-data", action="store_true", help="keep the servers' data directories")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.ack_seconds, args.fan_members, args.fan_rooms = 3.0, 20, 5
+        args.fan_step_seconds, args.fan_latency_seconds, args.connections = 1.0, 2.0, 500
+        args.fan_step, args.users = 2.0, 20
+    args.users = max(args.users, args.fan_members, args.ack_senders)
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["idle_connections"] = args.connections
+    return Settings(**values)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_one(
+    name: str, target_name: str, data: Path, tokens: list[str], s: Settings, cpus: list[int]
+) -> dict[str, Any]:
+    """Start a fresh server process on the target's data, run one scenario, stop it."""
+    server = Server(TARGETS[target_name], data, cpus)
+    try:
+        server.start()
+        figures = SCENARIOS[name](server, tokens, s)
+    except Exception as exc:
+        log(f"{target_name} {name} FAILED: {exc}")
+        tail = server.log_tail()
+        return {"failed": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()} | (
+            {"server_log_tail": tail} if tail else {}
+        )
+    finally:
+        code = server.stop()
+    figures["server_exit_code"] = code
+    return figures
+
+
+def prepare(target_name: str, data: Path, s: Settings, cpus: list[int]) -> list[str] | str:
+    """Create the accounts and rooms on the target's data; the tokens, or why it failed."""
+    data.mkdir()
+    log(f"{target_name}: creating {s.users} accounts and {len(rooms_needed(s))} rooms")
+    server = Server(TARGETS[target_name], data, cpus)
+    try:
+        server.start()
+        return create_accounts(server, s.users, rooms_needed(s), parallel=8)
+    except Exception as exc:
+        log(f"{target_name} setup FAILED: {exc}\n{server.log_tail()}")
+        return f"setup failed: {type(exc).__name__}: {exc}"
+    finally:
+        server.stop()
+
+
+def git_commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    scenarios = [n for n in args.scenarios.split(",") if n]
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = [n for n in scenarios if n not in SCENARIOS] + [
+        t for t in targets if t not in TARGETS
+    ]
+    if unknown:
+        sys.exit(f"unknown scenario or target: {', '.join(unknown)}")
+    all_cpus = os.sched_getaffinity(0)
+    pinned = set(args.server_cpus) | set(settings.load_cpus)
+    if not pinned <= all_cpus:
+        sys.exit(f"CPUs {sorted(pinned - all_cpus)} are not available (have {sorted(all_cpus)})")
+    if set(args.server_cpus) & set(settings.load_cpus):
+        log("warning: the server and the load generator share CPUs; figures will be skewed")
+    os.sched_setaffinity(0, settings.load_cpus)
+    raise_nofile_limit()
+
+    started = datetime.datetime.now(datetime.UTC)
+    workdir = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        n: {t: [] for t in targets} for n in scenarios
+    }
+    try:
+        # Not pinned: password hashing is slow and this part is not measured.
+        tokens = {t: prepare(t, workdir / t, settings, sorted(all_cpus)) for t in targets}
+        # Targets alternate inside each scenario so both see the same machine noise.
+        for name in scenarios:
+            for attempt in range(1, args.repeat + 1):
+                for t in targets:
+                    got = tokens[t]
+                    if isinstance(got, str):
+                        runs[name][t].append({"failed": got})
+                        continue
+                    log(f"{t}: {name} (run {attempt} of {args.repeat})")
+                    figures = run_one(name, t, workdir / t, got, settings, args.server_cpus)
+                    runs[name][t].append(figures)
+    finally:
+        if args.keep_data:
+            log(f"data kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    results = {n: {t: best_run(n, runs[n][t]) for t in targets} for n in scenarios}
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1),
+        "commit": git_commit(),
+        "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+        "settings": dataclasses.asdict(settings) | {"server_cpus": args.server_cpus},
+        "results": results,
+        "runs": runs if args.repeat > 1 else None,
+    }
+    if args.repeat > 1:
+        print(f"best of {args.repeat} runs per scenario and target")
+    print(render(results, targets, settings))
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nJSON: {path}")
+    failed = any("failed" in r for per_target in results.values() for r in per_target.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Servers under test: start one pinned to its CPU, wait until ready, read its RSS and CPU.
+
+Two targets speak the same protocol: `hubbub` itself, and `raw-aiohttp`, the
+minimal broadcast peer in `peers/raw_aiohttp.py` that hubbub's figures are
+compared with. Accounts (users, tokens, rooms) are created over HTTP on
+hubbub; the peer accepts any token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import procstat
+
+HERE = Path(__file__).resolve().parent
+PASSWORD = "benchmark-password"
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to start one kind of server."""
+
+    name: str
+    module_args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    has_accounts: bool = True
+
+    def argv(self, port: int, data: Path) -> list[str]:
+        args = [a.format(port=port, data=data) for a in self.module_args]
+        return [sys.executable, *args]
+
+
+HUBBUB = Target(
+    "hubbub",
+    ("-m", "hubbub", "serve", "--host", "127.0.0.1", "--port", "{port}", "--data", "{data}"),
+    env={"HUBBUB_RATE_LIMIT": "0"},
+)
+RAW_AIOHTTP = Target(
+    "raw-aiohttp",
+    (str(HERE / "peers" / "raw_aiohttp.py"), "--host", "127.0.0.1", "--port", "{port}"),
+    has_accounts=False,
+)
+TARGETS = {t.name: t for t in (HUBBUB, RAW_AIOHTTP)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pin_and_raise_limits(cpus: list[int]) -> None:
+    """Runs in the child before exec: pin it and let it hold many sockets."""
+    os.sched_setaffinity(0, cpus)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Server:
+    """One server process on a free port."""
+
+    def __init__(self, target: Target, data: Path, cpus: list[int]) -> None:
+        self.target, self.data, self.cpus = target, data, cpus
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data / f"{target.name}-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = {**os.environ, **self.target.env}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.target.argv(self.port, self.data),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=functools.partial(_pin_and_raise_limits, self.cpus),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.target.name} exited with {self.proc.returncode}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(self.url + "/readyz", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.target.name} not ready within {timeout:.0f}s")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self) -> int:
+        return procstat.rss_kib(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return procstat.cpu_seconds(self.pid)
+
+    def wait_seconds(self) -> float:
+        return procstat.run_queue_wait_seconds(self.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 15 s; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class ApiError(RuntimeError):
+    """The server answered an HTTP call with an unexpected status."""
+
+
+async def _call(
+    http: aiohttp.ClientSession, method: str, url: str, ok: tuple[int, ...], **kw: Any
+) -> Any:
+    async with http.request(method, url, **kw) as r:
+        body = await r.text()
+        if r.status not in ok:
+            raise ApiError(f"{method} {url} -> {r.status} {body[:300]}")
+        return await r.json(content_type=None) if body else None
+
+
+async def _create_accounts(base: str, users: int, rooms: list[str], parallel: int) -> list[str]:
+    gate = asyncio.Semaphore(parallel)
+    async with aiohttp.ClientSession(base) as http:
+
+        async def user_token(i: int) -> str:
+            cred = {"username": f"bench{i}", "password": PASSWORD}
+            async with gate:
+                await _call(http, "POST", "/api/v1/users", (201, 409), json=cred)
+                body = await _call(http, "POST", "/api/v1/login", (200,), json=cred)
+            return str(body["token"])
+
+        tokens = list(await asyncio.gather(*(user_token(i) for i in range(users))))
+        auth = {"Authorization": f"Bearer {tokens[0]}"}
+        for room in rooms:
+            await _call(
+                http, "POST", "/api/v1/rooms", (201, 409), json={"name": room}, headers=auth
+            )
+    return tokens
+
+
+def create_accounts(server: Server, users: int, rooms: list[str], parallel: int = 4) -> list[str]:
+    """Register and log in `users` users, create `rooms`; return the tokens by user index."""
+    if not server.target.has_accounts:
+        return [f"bench{i}" for i in range(users)]
+    return asyncio.run(_create_accounts(server.url, users, rooms, parallel))
