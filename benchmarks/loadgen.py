@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import resource
 import time
 import traceback
@@ -91,7 +92,7 @@ class Worker:
         self.error_samples: Counter[str] = Counter()
         self.latencies = array("q")  # end-to-end, ns, only while recording
         self.ack_latencies = array("q")
-        self.record_every = 0  # record latency on every n-th connection; 0: off
+        self.record_share = 0.0  # share of connections timing end-to-end latency
         self.pipelining = False
         self.window = 8
         self.body_size = 150
@@ -160,8 +161,7 @@ class Worker:
         client.on_text = functools.partial(self._on_text, conn)
         # Compact JSON with `type` first is what both servers send; others take the slow path.
         client.fast_prefix = b'{"type":"message"'
-        every = self.record_every
-        client.on_fast = self._on_delivery if every and n % every == 0 else None
+        client.on_fast = self._on_delivery if self._sampled(n) else None
         await self._request(conn, {"type": "hello", "token": spec.token}, "welcome")
         await self._request(conn, {"type": "join", "room": spec.room}, "joined")
         return conn
@@ -198,12 +198,16 @@ class Worker:
         self.rate, self.pipelining = 0.0, False
         return {}
 
-    def cmd_record(self, every: int) -> dict[str, Any]:
-        """Record end-to-end latency on every `every`-th connection (0: on none)."""
-        self.record_every = every
+    def cmd_record(self, share: float) -> dict[str, Any]:
+        """Time end-to-end latency on this share of the connections (0: none)."""
+        self.record_share = share
         for n, conn in enumerate(self.conns):
-            conn.client.on_fast = self._on_delivery if every and n % every == 0 else None
+            conn.client.on_fast = self._on_delivery if self._sampled(n) else None
         return {}
+
+    def _sampled(self, n: int) -> bool:
+        # A fixed pseudo-random pick spreads the sample over rooms and member positions.
+        return random.Random(f"{self.index}/{n}").random() < self.record_share
 
     def cmd_snapshot(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)

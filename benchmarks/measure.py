@@ -12,6 +12,7 @@ import statistics
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +88,21 @@ def _busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
     return busy / total if total else 0.0
 
 
-def measure(pool: LoadPool, server: Server, seconds: float, load_cpus: list[int]) -> Window:
-    """Snapshot, wait, snapshot: the load and the server's work in between."""
+def measure(
+    pool: LoadPool,
+    server: Server,
+    seconds: float,
+    load_cpus: list[int],
+    action: Callable[[], object] | None = None,
+) -> Window:
+    """Snapshot, wait (or do `action`), snapshot: the load and the server's work in between."""
     before = pool.broadcast("snapshot")
     cpu0, wait0 = server.cpu_seconds(), server.wait_seconds()
     load0, srv0 = procstat.cpu_jiffies(load_cpus), procstat.cpu_jiffies(server.cpus)
-    time.sleep(seconds)
+    if action is None:
+        time.sleep(seconds)
+    else:
+        action()
     after = pool.broadcast("snapshot")
     cpu1, wait1 = server.cpu_seconds(), server.wait_seconds()
     load1, srv1 = procstat.cpu_jiffies(load_cpus), procstat.cpu_jiffies(server.cpus)

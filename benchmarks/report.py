@@ -11,7 +11,7 @@ from scenarios import Settings, lookup
 
 BASELINE = "raw-aiohttp"
 SUBJECT = "hubbub"
-PHASES = ("window", "saturation", "half", "fixed")  # measured windows inside a result
+PHASES = ("window", "saturation", "slo", "half", "fixed")  # measured windows inside a result
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ def _rows(s: Settings) -> list[Row]:
             check=lambda v, r: r is not None and r >= 0.65,
         ),
         Row("fanout", "sent msgs/s at saturation", "saturation.msgs_per_s", 1),
+        Row(
+            "fanout",
+            f"delivered msgs/s with e2e p99 <= {s.slo_p99_ms:g} ms",
+            "slo.delivered_per_s",
+        ),
+        Row("fanout", "  its e2e p99 (ms)", "slo.e2e_p99_ms", 2),
         Row("fanout", "server process CPU % at saturation", "saturation.server_cpu", 0, 100),
         Row("fanout", "load processes CPU % at saturation", "saturation.load_cpu", 0, 100),
         Row("fanout", "half saturation: sent msgs/s", "half.rate_msgs_per_s", 1),
@@ -81,6 +87,11 @@ def _number(value: Any) -> float | None:
 def _fmt(value: Any, row: Row) -> str:
     number = _number(value)
     return "-" if number is None else f"{number * row.scale:,.{row.digits}f}"
+
+
+def _ms(value: Any) -> str:
+    number = _number(value)
+    return "-" if number is None else f"{number:,.0f}" if number >= 10 else f"{number:.1f}"
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
@@ -163,7 +174,9 @@ def _notes(results: dict[str, dict[str, Any]], targets: list[str]) -> list[str]:
                 notes.append(f"NOTE {where}: server exit code {r['server_exit_code']} on SIGTERM")
             if "steps" in r:
                 ramp = ", ".join(
-                    f"{st['rate_msgs_per_s']:g}->{st['delivered_per_s']:,}" for st in r["steps"]
+                    f"{st['rate_msgs_per_s']:g}->{st['delivered_per_s']:,}"
+                    f" ({_ms(st['e2e_p99_ms'])})"
+                    for st in r["steps"]
                 )
-                notes.append(f"ramp {t} (sent msgs/s offered -> delivered/s): {ramp}")
+                notes.append(f"ramp {t}, sent msgs/s offered -> delivered/s (e2e p99 ms): {ramp}")
     return notes

@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--fan-step-seconds", type=float, default=1.5, help="measured seconds per ramp step")
     add("--fan-latency-seconds", type=float, default=5.0, help="measured seconds per latency")
     add("--fan-fixed-rate", type=float, default=500.0, help="latency at this msgs/s too (0: no)")
+    add("--slo-p99-ms", type=float, default=50.0, help="fan-out capacity within this e2e p99")
     add("--latency-sample", type=float, default=0.1, help="share of connections timing e2e")
     add("--connections", type=int, default=5000, help="idle connections")
     add("--idle-rooms", type=int, default=10, help="rooms the idle connections join")
@@ -130,7 +132,12 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds through the `finally`s: servers stop, data is removed
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args(argv)
     settings = settings_from(args)
     scenarios = [n for n in args.scenarios.split(",") if n]

@@ -8,6 +8,7 @@ error state of each measured window is kept beside its figures.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ from loadgen import ConnSpec
 from measure import drain, measure, percentile_ms
 from pool import LoadPool
 from target import Server
+
+RAMP_LATENCY_SAMPLE = 0.02  # share of connections timing latency during the ramp
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Settings:
     fan_step_seconds: float
     fan_latency_seconds: float
     fan_fixed_rate: float
+    slo_p99_ms: float
     latency_sample: float
     idle_connections: int
     idle_rooms: int
@@ -88,6 +92,7 @@ def _ramp(pool: LoadPool, server: Server, s: Settings) -> list[dict[str, Any]]:
     """Raise the send rate step by step until deliveries stop following it."""
     steps: list[dict[str, Any]] = []
     rate, best, flat = s.fan_start_rate, 0.0, 0
+    pool.broadcast("record", share=RAMP_LATENCY_SAMPLE)
     # Saturated: short of the offered load and no longer growing. Two such steps in a
     # row end the ramp (one can be a hiccup of a noisy machine).
     while flat < 2 and len(steps) < 40:
@@ -102,6 +107,8 @@ def _ramp(pool: LoadPool, server: Server, s: Settings) -> list[dict[str, Any]]:
                 "delivered_per_s": round(delivered),
                 "msgs_per_s": round(delivered / s.fan_members, 1),
                 "throttled": w.throttled,
+                "e2e_p50_ms": percentile_ms(w.latencies, 0.50),
+                "e2e_p99_ms": percentile_ms(w.latencies, 0.99),
                 **w.health(server),
             }
         )
@@ -111,6 +118,7 @@ def _ramp(pool: LoadPool, server: Server, s: Settings) -> list[dict[str, Any]]:
         if not server.alive():
             raise RuntimeError("server died during the fan-out ramp")
         rate *= s.fan_step
+    pool.broadcast("record", share=0.0)
     pool.set_rate(0, s.fan_window, s.body_size)
     drain(pool)
     return steps
@@ -121,9 +129,9 @@ def _latency_at(pool: LoadPool, server: Server, rate: float, s: Settings) -> dic
     pool.set_rate(rate, s.fan_window, s.body_size)
     time.sleep(1.0)
     # Sampling a share of the connections keeps the client's cost of timing low.
-    pool.broadcast("record", every=max(1, round(1 / s.latency_sample)))
+    pool.broadcast("record", share=s.latency_sample)
     w = measure(pool, server, s.fan_latency_seconds, s.load_cpus)
-    pool.broadcast("record", every=0)
+    pool.broadcast("record", share=0.0)
     pool.set_rate(0, s.fan_window, s.body_size)
     drain(pool)
     return {
@@ -149,6 +157,10 @@ def fanout(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
         connected = _connect(pool, specs, s)
         steps = _ramp(pool, server, s)
         saturation = max(steps, key=lambda step: step["delivered_per_s"])
+        within_slo = [
+            st for st in steps if st["e2e_p99_ms"] is not None and st["e2e_p99_ms"] <= s.slo_p99_ms
+        ]
+        slo = max(within_slo, key=lambda step: step["delivered_per_s"], default=None)
         half = _latency_at(pool, server, saturation["msgs_per_s"] / 2, s)
         fixed = _latency_at(pool, server, s.fan_fixed_rate, s) if s.fan_fixed_rate else None
     finally:
@@ -156,6 +168,7 @@ def fanout(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
     return {
         "connections": connected["opened"],
         "saturation": saturation,
+        "slo": slo,
         "half": half,
         "fixed": fixed,
         "steps": steps,
@@ -175,20 +188,23 @@ def idle_connections(server: Server, tokens: list[str], s: Settings) -> dict[str
             ConnSpec(tokens[i % len(tokens)], f"idle-{i % s.idle_rooms}")
             for i in range(s.idle_connections)
         ]
-        result = _connect(pool, specs, s)
+        result: dict[str, Any] = {}
+        w = measure(pool, server, 0, s.load_cpus, lambda: result.update(_connect(pool, specs, s)))
         time.sleep(2.0)
         rss_after = server.rss_kib()
-        w = measure(pool, server, 1.0, s.load_cpus)  # are they all still open?
+        closed: Counter[str] = Counter()  # still all open?
+        for snapshot in pool.broadcast("snapshot"):
+            closed.update(snapshot["closed"])
     finally:
         pool.close()
     opened = result["opened"]
     return {
-        "connections": opened,
+        "connections": opened - closed.total(),
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "kib_per_connection": (rss_after - rss_before) / opened if opened else None,
         "connects_per_s": opened / result["s"] if result["s"] else None,
-        "window": w.health(server),
+        "window": w.health(server) | {"closed_connections": dict(closed)},
     }
 
 
