@@ -164,11 +164,16 @@ class Gateway:
     def _write(self, conn: Connection) -> int:
         out = conn.out
         n = len(out)
-        if not n or conn.closing:
-            return 0
         transport = conn.transport
-        transport.write(out[0] if n == 1 else b"".join(out))
+        if not n or conn.closing or transport.is_closing():
+            out.clear()  # a dead peer's backlog goes nowhere; its handler cleans up
+            return 0
+        data = out[0] if n == 1 else b"".join(out)
         out.clear()
+        try:
+            transport.write(data)
+        except (RuntimeError, ConnectionError):  # closed under us: never stop the batch
+            return 0
         buffered = transport.get_write_buffer_size()
         conn.backlogged = buffered > self.send_buffer // 4
         if buffered > self.send_buffer:
