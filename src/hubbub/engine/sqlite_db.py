@@ -9,6 +9,7 @@ covers many sends. Each job runs inside its own savepoint, so one failing job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hubbub.errors import Unavailable
 from hubbub.migrations import upgrade
 
 T = TypeVar("T")
@@ -95,9 +97,12 @@ class SqliteDatabase:
 
     def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path, readonly=True)
-        return run(conn)
+        try:
+            if conn is None:
+                conn = self._local.conn = connect(self.path, readonly=True)
+            return run(conn)
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(exc) from exc
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
@@ -132,7 +137,7 @@ class SqliteDatabase:
                     result = job.run(conn)
                 except Exception as exc:  # the job's own failure: only this job is undone
                     conn.execute("ROLLBACK TO job")
-                    outcomes.append((job, None, exc))
+                    outcomes.append((job, None, _unavailable(exc)))
                 else:
                     outcomes.append((job, result, None))
                 conn.execute("RELEASE job")
@@ -140,13 +145,22 @@ class SqliteDatabase:
             self.commits += 1
         except Exception as exc:
             log.exception("group commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             for hook in self.on_rollback:
                 hook()
-            outcomes = [(job, None, exc) for job in group]
+            failure = _unavailable(exc)
+            outcomes = [(job, None, failure) for job in group]
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """Database failures (disk full, I/O error, locked) are the client's `unavailable`."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        return Unavailable(f"the database is unavailable ({exc}); retry later")
+    return exc
 
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
