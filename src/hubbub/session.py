@@ -72,6 +72,9 @@ class Session:
             # Connection.close() stops the read this way; any other cancellation propagates.
             if not conn.closing or _uncancel() > 0:
                 raise
+        except Exception:  # a bug outside any one frame's handling: say so, and close
+            self._internal(conn, None)
+            conn.close(1011, "internal error")
         finally:
             self.gateway.unregister(conn)
         if not ws.closed:
