@@ -10,10 +10,18 @@ from alembic.config import Config as AlembicConfig
 HERE = Path(__file__).resolve().parent
 
 
+def sqlalchemy_url(url: str) -> str:
+    """The URL SQLAlchemy needs: PostgreSQL is migrated with psycopg 3 (sync), not asyncpg."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def alembic_config(url: str) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(HERE))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     return cfg
 
 

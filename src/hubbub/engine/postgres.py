@@ -1,0 +1,439 @@
+"""The store and message log on PostgreSQL (asyncpg): the system of record of many nodes.
+
+Every SQL statement for PostgreSQL lives in this module. Seqs come from one counter
+row per room (`room_seqs`), incremented in the transaction that inserts the message:
+the row lock, held until commit, serializes a room's appends across every connection
+of every node, so seqs are gapless and a room's messages commit in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from hubbub.engine.base import Appended, Message, OnCommit, Role, Room, User
+from hubbub.errors import Conflict, Unavailable
+from hubbub.migrations import upgrade
+
+log = logging.getLogger(__name__)
+
+# Failures of the server or the network, as opposed to errors of the statement itself.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
+    asyncpg.QueryCanceledError,
+)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg takes `postgresql://` or `postgres://`; drop a SQLAlchemy `+driver` suffix."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    return f"postgresql://{rest}"
+
+
+class PostgresDatabase:
+    """A pool of asyncpg connections to one database, migrated to the head revision on open."""
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
+    ) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self.migrate = migrate
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            if self.migrate:
+                await asyncio.to_thread(upgrade, self.url)
+            self._pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.url),
+                min_size=self.min_size,
+                max_size=self.max_size,
+                command_timeout=30,
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; failures of the server reach callers as `Unavailable`."""
+        assert self._pool is not None, "database not open"
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            return await conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")
+
+
+def _count(status: str) -> int:
+    """Rows touched, from a command status such as `INSERT 0 1` or `DELETE 3`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+ROOM_SELECT = (
+    "SELECT r.name, r.topic, r.private, u.name, r.created_at FROM rooms r "
+    "JOIN users u ON u.key = r.owner_key"
+)
+
+
+def _room(row: asyncpg.Record) -> Room:
+    return Room(name=row[0], topic=row[1], private=row[2], owner=row[3], created_at=row[4])
+
+
+class PostgresStore:
+    """Users, tokens, rooms, memberships and bans in PostgreSQL."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+
+    async def create_user(self, name: str, password_hash: str, now: int) -> User:
+        try:
+            await self.db.execute(
+                "INSERT INTO users (key, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+                name.lower(),
+                name,
+                password_hash,
+                now,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("that username is taken") from None
+        return User(name, password_hash)
+
+    async def get_user(self, name: str) -> User | None:
+        row = await self.db.fetchrow(
+            "SELECT name, password_hash FROM users WHERE key = $1", name.lower()
+        )
+        return User(row[0], row[1]) if row else None
+
+    async def create_token(self, token_hash: str, user: str, now: int, expires_at: int) -> None:
+        await self.db.execute(
+            "INSERT INTO tokens (token_hash, user_key, created_at, expires_at) "
+            "VALUES ($1, $2, $3, $4)",
+            token_hash,
+            user.lower(),
+            now,
+            expires_at,
+        )
+
+    async def token_user(self, token_hash: str, now: int) -> tuple[str, int] | None:
+        row = await self.db.fetchrow(
+            "SELECT u.name, t.expires_at FROM tokens t JOIN users u ON u.key = t.user_key "
+            "WHERE t.token_hash = $1 AND t.expires_at > $2",
+            token_hash,
+            now,
+        )
+        return (str(row[0]), int(row[1])) if row else None
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self.db.execute("DELETE FROM tokens WHERE token_hash = $1", token_hash)
+
+    async def create_room(self, room: Room) -> None:
+        owner = room.owner.lower()
+        try:
+            async with self.db.connection() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO rooms (name, topic, private, owner_key, created_at) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    room.name,
+                    room.topic,
+                    room.private,
+                    owner,
+                    room.created_at,
+                )
+                await conn.execute(
+                    "INSERT INTO memberships (room, user_key, role, joined_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    room.name,
+                    owner,
+                    Role.OWNER.value,
+                    room.created_at,
+                )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("a room with that name exists") from None
+
+    async def get_room(self, name: str) -> Room | None:
+        row = await self.db.fetchrow(ROOM_SELECT + " WHERE r.name = $1", name)
+        return _room(row) if row else None
+
+    async def list_rooms(self, user: str) -> list[Room]:
+        sql = (
+            ROOM_SELECT + " WHERE NOT r.private OR EXISTS (SELECT 1 FROM memberships m "
+            "WHERE m.room = r.name AND m.user_key = $1) ORDER BY r.name"
+        )
+        return [_room(row) for row in await self.db.fetch(sql, user.lower())]
+
+    async def member_rooms(self, user: str) -> list[Room]:
+        sql = (
+            ROOM_SELECT + " JOIN memberships m ON m.room = r.name WHERE m.user_key = $1 "
+            "ORDER BY r.name"
+        )
+        return [_room(row) for row in await self.db.fetch(sql, user.lower())]
+
+    async def role(self, room: str, user: str) -> Role | None:
+        row = await self.db.fetchrow(
+            "SELECT role FROM memberships WHERE room = $1 AND user_key = $2", room, user.lower()
+        )
+        return Role(row[0]) if row else None
+
+    async def members(self, room: str) -> list[tuple[str, Role]]:
+        sql = (
+            "SELECT u.name, m.role FROM memberships m JOIN users u ON u.key = m.user_key "
+            "WHERE m.room = $1 ORDER BY u.key"
+        )
+        return [(row[0], Role(row[1])) for row in await self.db.fetch(sql, room)]
+
+    async def set_member(self, room: str, user: str, role: Role, now: int) -> None:
+        await self.db.execute(
+            "INSERT INTO memberships (room, user_key, role, joined_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (room, user_key) DO UPDATE SET role = excluded.role",
+            room,
+            user.lower(),
+            role.value,
+            now,
+        )
+
+    async def add_member(self, room: str, user: str, now: int) -> bool:
+        status = await self.db.execute(
+            "INSERT INTO memberships (room, user_key, role, joined_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING",
+            room,
+            user.lower(),
+            Role.MEMBER.value,
+            now,
+        )
+        return _count(status) > 0
+
+    async def remove_member(self, room: str, user: str) -> bool:
+        status = await self.db.execute(
+            "DELETE FROM memberships WHERE room = $1 AND user_key = $2", room, user.lower()
+        )
+        return _count(status) > 0
+
+    async def is_banned(self, room: str, user: str) -> bool:
+        row = await self.db.fetchrow(
+            "SELECT 1 FROM bans WHERE room = $1 AND user_key = $2", room, user.lower()
+        )
+        return row is not None
+
+    async def ban(self, room: str, user: str, by: str, now: int) -> None:
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM memberships WHERE room = $1 AND user_key = $2", room, user.lower()
+            )
+            await conn.execute(
+                "INSERT INTO bans (room, user_key, banned_by, created_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                room,
+                user.lower(),
+                by,
+                now,
+            )
+
+    async def unban(self, room: str, user: str) -> bool:
+        status = await self.db.execute(
+            "DELETE FROM bans WHERE room = $1 AND user_key = $2", room, user.lower()
+        )
+        return _count(status) > 0
+
+    async def bans(self, room: str) -> list[str]:
+        sql = (
+            "SELECT u.name FROM bans b JOIN users u ON u.key = b.user_key WHERE b.room = $1 "
+            "ORDER BY u.key"
+        )
+        return [row[0] for row in await self.db.fetch(sql, room)]
+
+
+MESSAGE_SELECT = "SELECT room, seq, client_id, sender, body, ts FROM messages"
+
+# One statement takes the room's counter row (locked until commit) and inserts the
+# message with the new seq. If the idempotency key was taken meanwhile, nothing is
+# inserted and no row comes back: the caller rolls back, undoing the increment.
+APPEND = """
+WITH next AS (
+    INSERT INTO room_seqs AS s (room, last_seq) VALUES ($1, 1)
+    ON CONFLICT (room) DO UPDATE SET last_seq = s.last_seq + 1
+    RETURNING last_seq
+)
+INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts)
+SELECT $1, next.last_seq, $2, $3, $4, $5, $6 FROM next
+ON CONFLICT (room, sender_key, client_id) DO NOTHING
+RETURNING seq
+"""
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(room=row[0], seq=row[1], id=row[2], sender=row[3], body=row[4], ts=row[5])
+
+
+async def _existing(
+    conn: asyncpg.pool.PoolConnectionProxy, room: str, sender: str, msg_id: str, body: str
+) -> Appended | None:
+    """The message stored under this idempotency key; Conflict if its body differs."""
+    row = await conn.fetchrow(
+        MESSAGE_SELECT + " WHERE room = $1 AND sender_key = $2 AND client_id = $3",
+        room,
+        sender.lower(),
+        msg_id,
+    )
+    if row is None:
+        return None
+    existing = _message(row)
+    if existing.body != body:
+        raise Conflict(f"id {msg_id!r} was already used with another body")
+    return Appended(existing, created=False)
+
+
+@dataclass(slots=True, eq=False)
+class _InFlight:
+    """An append of this process that holds a seq and is committing."""
+
+    seq: int
+    settled: bool = False
+    message: Message | None = None  # None if it did not commit
+    published: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class PostgresLog:
+    """Per-room gapless logs in the `messages` table, shared by every node.
+
+    `on_commit` sees this process's own appends in seq order per room. Appends are
+    registered in `_in_flight` while they hold the room's counter lock, so registration
+    order is seq order; after a commit, the room's settled appends are published from
+    the front of its queue up to the first one still committing.
+    """
+
+    def __init__(
+        self, db: PostgresDatabase, on_commit: OnCommit, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.on_commit = on_commit
+        self.clock = clock
+        self._in_flight: dict[str, deque[_InFlight]] = {}
+
+    async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        async with self.db.connection() as conn:
+            known = await _existing(conn, room, sender, msg_id, body)
+            if known is not None:
+                return known
+            ts = int(self.clock() * 1000)
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                seq = await conn.fetchval(APPEND, room, msg_id, sender.lower(), sender, body, ts)
+            except BaseException:
+                await tx.rollback()
+                raise
+            if seq is None:  # a concurrent append with this key committed first
+                await tx.rollback()
+                known = await _existing(conn, room, sender, msg_id, body)
+                assert known is not None, "the idempotency key was taken, so the row exists"
+                return known
+            entry = self._register(room, seq)
+            message = Message(room, seq, msg_id, sender, body, ts)
+            try:
+                await tx.commit()
+            except BaseException:
+                self._settle(room, entry, None)
+                raise
+            self._settle(room, entry, message)
+        await asyncio.shield(entry.published)
+        return Appended(message, created=True)
+
+    def _register(self, room: str, seq: int) -> _InFlight:
+        entry = _InFlight(seq)
+        self._in_flight.setdefault(room, deque()).append(entry)
+        return entry
+
+    def _settle(self, room: str, entry: _InFlight, message: Message | None) -> None:
+        entry.settled = True
+        entry.message = message
+        queue = self._in_flight[room]
+        while queue and queue[0].settled:
+            done = queue.popleft()
+            if done.message is not None:
+                try:
+                    self.on_commit(done.message)
+                except Exception:
+                    log.exception("post-commit hook failed")
+            done.published.set_result(None)
+        if not queue:
+            del self._in_flight[room]
+
+    async def last_seq(self, room: str) -> int:
+        row = await self.db.fetchrow("SELECT last_seq FROM room_seqs WHERE room = $1", room)
+        last = int(row[0]) if row else 0
+        # Every seq up to `last` is committed; wait until this process's own ones among
+        # them were published, so a join can use `last` as its cut (see Log.last_seq).
+        # Other nodes publish their own appends; a gap they leave is filled from the log.
+        waiting = [e.published for e in self._in_flight.get(room, ()) if e.seq <= last]
+        if waiting:
+            await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+        return last
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        sql = MESSAGE_SELECT + " WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+        return [_message(row) for row in await self.db.fetch(sql, room, after, upto)]
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        where = ["room = $1"]
+        args: list[Any] = [room]
+        if before is not None:
+            args.append(before)
+            where.append(f"seq < ${len(args)}")
+        if after is not None:
+            args.append(after)
+            where.append(f"seq > ${len(args)}")
+        # Newest first below `before` (or unbounded); oldest first above a lone `after`.
+        order = "ASC" if after is not None and before is None else "DESC"
+        args.append(limit + 1)
+        sql = (
+            f"{MESSAGE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ${len(args)}"
+        )
+        rows = [_message(r) for r in await self.db.fetch(sql, *args)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if order == "DESC":
+            rows.reverse()
+        return rows, more
