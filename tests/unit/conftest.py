@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from engine_handles import ENGINES, EngineUnderTest
+from postgres_server import POSTGRES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_test_database() -> Iterator[None]:
+    """The session's PostgreSQL database, if a test created it, is dropped at the end."""
+    yield
+    POSTGRES.drop()
 
 
 @pytest.fixture(params=sorted(ENGINES))

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from postgres_server import POSTGRES
+
 from hubbub.engine.base import Log, Message, Store
+from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
 from hubbub.engine.sqlite import SqliteLog, SqliteStore
 from hubbub.engine.sqlite_db import SqliteDatabase
 
@@ -58,8 +61,34 @@ class SqliteEngine:
         return self.db.commits
 
 
+class PostgresEngine:
+    """The system of record of the distributed engine: PostgreSQL through an asyncpg pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.published: list[Message] = []
+
+    async def start(self) -> None:
+        # The session's database is migrated once when created (see postgres_server).
+        self.db = PostgresDatabase(self.url, migrate=False)
+        await self.db.open()
+        self.store: Store = PostgresStore(self.db)
+        self.log: Log = PostgresLog(self.db, on_commit=self.published.append)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.start()
+
+    def write_transactions(self) -> int | None:
+        return None  # one transaction per append; PostgreSQL groups the WAL flushes itself
+
+
 ENGINES: dict[str, Callable[[Path], EngineUnderTest]] = {
     "sqlite": lambda tmp: SqliteEngine(tmp / "db.sqlite"),
+    "postgres": lambda tmp: PostgresEngine(POSTGRES.empty_url()),
 }
 
 
