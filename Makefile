@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean postgres
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ typecheck: $(VENV)/.dev
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
+# need it; under CI they fail without it). "Already running" is fine.
+postgres:
+	pg_isready -q -h 127.0.0.1 -p 5432 || \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+	for i in $$(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 0.5; done; \
+		echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
