@@ -1,106 +1,30 @@
 """The store and message log on PostgreSQL (asyncpg): the system of record of many nodes.
 
-Every SQL statement for PostgreSQL lives in this module. Seqs come from one counter
-row per room (`room_seqs`), incremented in the transaction that inserts the message:
-the row lock, held until commit, serializes a room's appends across every connection
-of every node, so seqs are gapless and a room's messages commit in seq order.
+Every SQL statement for PostgreSQL lives here (`postgres_db` holds the pool). Seqs
+come from one counter row per room (`room_seqs`), incremented in the transaction that
+inserts the message: the row lock, held until commit, serializes a room's appends
+across every connection of every node, so seqs are gapless and commit in seq order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from hubbub.engine.base import Appended, Message, OnCommit, Role, Room, User
-from hubbub.errors import Conflict, Unavailable
-from hubbub.migrations import upgrade
+from hubbub.engine.postgres_db import PostgresDatabase, asyncpg_dsn
+from hubbub.errors import Conflict
 
 log = logging.getLogger(__name__)
 
-# Failures of the server or the network, as opposed to errors of the statement itself.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
-    asyncpg.QueryCanceledError,
-)
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg takes `postgresql://` or `postgres://`; drop a SQLAlchemy `+driver` suffix."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
-    return f"postgresql://{rest}"
-
-
-class PostgresDatabase:
-    """A pool of asyncpg connections to one database, migrated to the head revision on open."""
-
-    def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
-    ) -> None:
-        self.url = url
-        self.min_size = min_size
-        self.max_size = max_size
-        self.migrate = migrate
-        self._pool: asyncpg.Pool | None = None
-
-    async def open(self) -> None:
-        try:
-            if self.migrate:
-                await asyncio.to_thread(upgrade, self.url)
-            self._pool = await asyncpg.create_pool(
-                asyncpg_dsn(self.url),
-                min_size=self.min_size,
-                max_size=self.max_size,
-                command_timeout=30,
-            )
-        except UNAVAILABLE_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-        """A pooled connection; failures of the server reach callers as `Unavailable`."""
-        assert self._pool is not None, "database not open"
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except UNAVAILABLE_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        async with self.connection() as conn:
-            return await conn.execute(sql, *args)
-
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
-            return await conn.fetch(sql, *args)
-
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
-            return await conn.fetchrow(sql, *args)
-
-
-def _unavailable(exc: BaseException) -> Unavailable:
-    return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")
+__all__ = ["PostgresDatabase", "PostgresLog", "PostgresStore", "asyncpg_dsn"]
 
 
 def _count(status: str) -> int:
