@@ -23,6 +23,7 @@ from redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.base import Log, Message, Store
 from hubbub.engine.redis_log import (
+    MAX_BATCH,
     RedisLog,
     channel,
     decode_message,
@@ -254,6 +255,16 @@ async def test_two_logs_on_separate_connections_append_concurrently_without_gaps
     assert sorted(m.seq for m in published[0] + published[1]) == list(range(1, 2_001))
     for r in results[2_000:]:  # the repeats got the stored messages
         assert r.message == next(m for m in created if m.id == r.message.id)
+
+
+async def test_a_long_queue_goes_out_in_bounded_pipelines_still_in_order(client: Redis) -> None:
+    published: list[Message] = []
+    log = RedisLog(client, on_commit=published.append)
+    count = MAX_BATCH + 1_000
+    results = await asyncio.gather(*(log.append("lobby", "a", f"m{i}", "b") for i in range(count)))
+    assert sorted(r.message.seq for r in results) == list(range(1, count + 1))
+    assert [m.seq for m in published] == list(range(1, count + 1))
+    assert log.round_trips >= 2
 
 
 # Durability and the script cache

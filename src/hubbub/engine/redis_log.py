@@ -47,6 +47,7 @@ from hubbub.engine.base import Appended, Message, OnCommit
 from hubbub.errors import Conflict, Unavailable
 
 DAY: Final = 24 * 3600
+MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
 
 # KEYS: 1 seq counter, 2 stream, 3 idempotency record.
 # ARGV: 1 room, 2 id, 3 sender, 4 body, 5 record TTL (s), 6 channel, 7 PUBLISH | SPUBLISH.
@@ -266,7 +267,7 @@ class RedisLog:
 
     async def _write(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
                 replies = await self._execute(batch)
             except _UNAVAILABLE_ERRORS as exc:
