@@ -379,6 +379,18 @@ async def test_concurrent_appends_get_each_seq_once_commit_in_groups_publish_in_
         assert 1 <= transactions <= count // 20, f"{transactions} commits for {count} appends"
 
 
+async def test_concurrent_appends_to_one_room_take_seqs_in_call_order(
+    engine: EngineUnderTest,
+) -> None:
+    # A connection's sends run as concurrent appends, started in frame order: the seqs
+    # must follow that order (the protocol promises one connection's messages in order).
+    await room(engine, "lobby")
+    results = await asyncio.gather(
+        *(engine.log.append("lobby", "alice", f"m{i}", "body") for i in range(60))
+    )
+    assert [r.message.seq for r in results] == list(range(1, 61))
+
+
 async def test_concurrent_appends_to_many_rooms_are_gapless_in_each(
     engine: EngineUnderTest,
 ) -> None:

@@ -257,6 +257,19 @@ class _InFlight:
     )
 
 
+@dataclass(slots=True, eq=False)
+class _Turn:
+    """One append's place in its room's FIFO lock, held while it takes its seq."""
+
+    lock: asyncio.Lock
+    held: bool = False
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+
 class PostgresLog:
     """Per-room gapless logs in the `messages` table, shared by every node.
 
@@ -273,8 +286,28 @@ class PostgresLog:
         self.on_commit = on_commit
         self.clock = clock
         self._in_flight: dict[str, deque[_InFlight]] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, appends using it
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        # A room's appends take seqs in call order (a connection's sends are in order):
+        # each waits for its turn (a FIFO lock per room) and passes it on once it has a seq.
+        lock, users = self._turns.get(room) or (asyncio.Lock(), 0)
+        self._turns[room] = (lock, users + 1)
+        turn = _Turn(lock)
+        try:
+            await lock.acquire()
+            turn.held = True
+            return await self._append(room, sender, msg_id, body, turn)
+        finally:
+            turn.release()
+            users = self._turns[room][1] - 1
+            self._turns[room] = (lock, users)
+            if not users:
+                del self._turns[room]
+
+    async def _append(
+        self, room: str, sender: str, msg_id: str, body: str, turn: _Turn
+    ) -> Appended:
         async with self.db.connection() as conn:
             known = await _existing(conn, room, sender, msg_id, body)
             if known is not None:
@@ -285,14 +318,17 @@ class PostgresLog:
             try:
                 seq = await conn.fetchval(APPEND, room, msg_id, sender.lower(), sender, body, ts)
             except BaseException:
+                turn.release()
                 await tx.rollback()
                 raise
             if seq is None:  # a concurrent append with this key committed first
+                turn.release()
                 await tx.rollback()
                 known = await _existing(conn, room, sender, msg_id, body)
                 assert known is not None, "the idempotency key was taken, so the row exists"
                 return known
             entry = self._register(room, seq)
+            turn.release()
             message = Message(room, seq, msg_id, sender, body, ts)
             try:
                 await tx.commit()
