@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from hubbub import __version__, config, logs
+from hubbub.errors import Unavailable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(cfg.log_level, cfg.node_id)
         try:
             serve(cfg)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, Unavailable) as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
     return 0

@@ -1,4 +1,5 @@
-"""Engines chosen by URL at start-up: `sqlite:///path` with the in-process bus, for now."""
+"""Engines chosen by URL at start-up: `sqlite:///path` or `postgresql://...`, each with the
+in-process bus and presence (one node; the Redis bus for many nodes is not built yet)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,29 @@ class EmbeddedEngine:
         await self.db.close()
 
 
+class PostgresEngine:
+    """PostgreSQL for everything durable, in-process fan-out and presence: a single node."""
+
+    def __init__(self, config: Config) -> None:
+        # asyncpg is imported here, not at package import: only this engine needs it.
+        from hubbub.engine.memory import MemoryBus, MemoryPresence
+        from hubbub.engine.postgres import PostgresLog, PostgresStore
+        from hubbub.engine.postgres_db import PostgresDatabase
+
+        self.db = PostgresDatabase(config.database_url)
+        memory_bus = MemoryBus()
+        self.bus: Bus = memory_bus
+        self.presence: Presence = MemoryPresence()
+        self.store: Store = PostgresStore(self.db)
+        self.log: Log = PostgresLog(self.db, memory_bus.publish_message)
+
+    async def start(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
 def sqlite_path(url: str) -> Path:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
@@ -45,7 +69,9 @@ def open_engine(config: Config) -> Engine:
     scheme = config.database_url.split(":", 1)[0]
     if scheme == "sqlite":
         return EmbeddedEngine(config)
-    raise ValueError(f"unsupported database URL scheme {scheme!r} (expected sqlite)")
+    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        return PostgresEngine(config)
+    raise ValueError(f"unsupported database URL scheme {scheme!r} (expected sqlite or postgresql)")
 
 
 __all__ = ["Bus", "Engine", "Log", "Presence", "Store", "open_engine"]

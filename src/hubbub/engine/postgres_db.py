@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import sqlalchemy.exc
 
 from hubbub.errors import Unavailable
 from hubbub.migrations import upgrade
@@ -55,6 +56,8 @@ class PostgresDatabase:
                 max_size=self.max_size,
                 command_timeout=30,
             )
+        except sqlalchemy.exc.OperationalError as exc:  # from the migration (psycopg)
+            raise _unavailable(exc.orig or exc) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
 
