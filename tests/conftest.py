@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pgutil import TestDatabase
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
 _names = itertools.count()
@@ -122,13 +123,35 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
         srv.stop()
 
 
-@pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the many tests that do not restart or reconfigure it."""
-    srv = ServerProcess(tmp_path_factory.mktemp("shared"))
-    srv.start()
-    yield srv
-    srv.stop()
+# The engines the protocol suite runs against: every test of the shared server runs once
+# per engine, with the engine in its id (`test_x[sqlite]`, `test_x[postgres]`).
+SERVER_ENGINES = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session", params=SERVER_ENGINES)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per engine for the many tests that do not restart or reconfigure it.
+
+    `postgres` runs `hubbub serve --database` on a database made for the session (the
+    server migrates it at start-up) and dropped at the end. Without a PostgreSQL server
+    those tests are skipped, or fail under CI (see tests/pgutil.py).
+    """
+    engine: str = request.param
+    database: TestDatabase | None = None
+    args: list[str] = []
+    if engine == "postgres":
+        database = TestDatabase(migrate=False)
+        args = ["--database", database.ensure()]
+    srv = ServerProcess(tmp_path_factory.mktemp(f"shared-{engine}"), args=args)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        if database is not None:
+            database.drop()
 
 
 @pytest.fixture

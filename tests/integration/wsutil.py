@@ -58,8 +58,9 @@ def module_server(
     tmp_path_factory: Any, shared_server: Any, env: dict[str, str] | None = None
 ) -> Iterator[Any]:
     """Body of a module-scoped fixture: a dedicated server (configured by `env`) that lives as
-    long as the test module. Use with `yield from`."""
-    srv = type(shared_server)(tmp_path_factory.mktemp("wssrv"), env, None)
+    long as the test module, on the shared server's engine and database. Use with
+    `yield from`."""
+    srv = type(shared_server)(tmp_path_factory.mktemp("wssrv"), env, shared_server.extra_args)
     srv.start()
     _user_pool.pop(srv.url, None)  # users of an earlier server on the same port are gone
     try:

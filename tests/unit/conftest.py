@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from engine_handles import ENGINES, EngineUnderTest
-from postgres_server import POSTGRES
+from pgutil import POSTGRES
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from postgres_server import POSTGRES
+from pgutil import POSTGRES
 
 from hubbub.engine.base import Log, Message, Store
 from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
@@ -69,7 +69,7 @@ class PostgresEngine:
         self.published: list[Message] = []
 
     async def start(self) -> None:
-        # The session's database is migrated once when created (see postgres_server).
+        # The session's database is migrated once when created (see tests/pgutil.py).
         self.db = PostgresDatabase(self.url, migrate=False)
         await self.db.open()
         self.store: Store = PostgresStore(self.db)

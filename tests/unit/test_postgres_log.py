@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from postgres_server import POSTGRES
+from pgutil import POSTGRES
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore, asyncpg_dsn

@@ -1,4 +1,7 @@
-"""The test session's own PostgreSQL database: created on first use, dropped at the end.
+"""Throwaway PostgreSQL databases for a test session: created on first use, dropped at the end.
+
+`POSTGRES` is the unit tests' database (the engine contract suite empties it per test);
+tests/conftest.py makes another one for the shared `hubbub serve --database` server.
 
 The server is the local one (`HUBBUB_TEST_POSTGRES`, default
 postgresql://postgres@127.0.0.1:5432/test, used only to create and drop databases).
@@ -29,10 +32,14 @@ def unreachable(reason: str) -> None:
 
 
 class TestDatabase:
-    """One database named `hubbub_test_<random>`, migrated to the head revision once."""
+    """One database named `hubbub_test_<random>`, migrated to the head revision once
+    (unless `migrate` is false: a server under test then migrates it at start-up)."""
 
-    def __init__(self, admin_url: str = ADMIN_URL) -> None:
+    __test__ = False  # not a test class, despite its name
+
+    def __init__(self, admin_url: str = ADMIN_URL, migrate: bool = True) -> None:
         self.admin_url = admin_url
+        self.migrate = migrate
         self.name = f"hubbub_test_{secrets.token_hex(6)}"
         self.url: str | None = None
         self.error: str | None = None
@@ -44,6 +51,10 @@ class TestDatabase:
             conn.execute(f"TRUNCATE {TABLES} CASCADE")
         return url
 
+    def ensure(self) -> str:
+        """The database's URL, creating it first if needed (skip or fail if unreachable)."""
+        return self._ensure()
+
     def _ensure(self) -> str:
         if self.url is None and self.error is None:
             try:
@@ -54,7 +65,8 @@ class TestDatabase:
             else:
                 parts = urlsplit(self.admin_url)
                 self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
-                upgrade(self.url)
+                if self.migrate:
+                    upgrade(self.url)
         if self.url is None:
             unreachable(self.error or "unknown error")
         assert self.url is not None
