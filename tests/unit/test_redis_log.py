@@ -23,6 +23,7 @@ from redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.base import Log, Message, Store
 from hubbub.engine.redis_log import (
+    DIRTY_KEY,
     MAX_BATCH,
     RedisLog,
     channel,
@@ -142,13 +143,31 @@ async def test_every_key_and_the_channel_of_a_room_share_its_hash_slot(client: R
         assert slots == {key_slot(name.encode())}
 
 
-async def test_idempotency_records_expire_after_the_configured_ttl(client: Redis) -> None:
-    log = RedisLog(client, on_commit=lambda m: None, idempotency_ttl=90)
+async def test_idempotency_records_keep_until_the_worker_gives_them_a_ttl(client: Redis) -> None:
+    log = RedisLog(client, on_commit=lambda m: None)
     await log.append("lobby", "Alice", "m1", "hi")
-    assert 0 < await client.ttl(id_key("lobby", "alice", "m1")) <= 90
-    default = RedisLog(client, on_commit=lambda m: None)
-    await default.append("lobby", "alice", "m2", "hi")
-    assert 23 * 3600 < await client.ttl(id_key("lobby", "ALICE", "m2")) <= 24 * 3600
+    assert await client.ttl(id_key("lobby", "alice", "m1")) == -1  # no TTL: not yet persisted
+
+
+async def test_every_append_batch_marks_its_rooms_dirty_for_the_worker(client: Redis) -> None:
+    log = RedisLog(client, on_commit=lambda m: None)
+    await asyncio.gather(*(log.append(r, "alice", f"m{i}", "hi") for i, r in enumerate("abca")))
+    assert await client.smembers(DIRTY_KEY) == {b"a", b"b", b"c"}
+
+
+async def test_a_missing_counter_is_seeded_from_the_database_once(client: Redis) -> None:
+    seeded: list[str] = []
+
+    async def seed(room: str) -> int:
+        seeded.append(room)
+        return 41  # the database already holds seqs 1..41 of this room
+
+    log = RedisLog(client, on_commit=lambda m: None, seed=seed)
+    results = await asyncio.gather(*(log.append("lobby", "alice", f"m{i}", "hi") for i in range(5)))
+    assert sorted(r.message.seq for r in results) == [42, 43, 44, 45, 46]
+    assert seeded and set(seeded) == {"lobby"}
+    await log.append("lobby", "alice", "m9", "hi")
+    assert len(seeded) <= 5  # the counter exists now: no further seeding
 
 
 def test_idempotency_keys_keep_sender_and_id_apart() -> None:

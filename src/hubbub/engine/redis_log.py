@@ -24,16 +24,19 @@ replicas acknowledged it (the publish is part of the script), so after a failove
 have seen a message that the sender never had acked. Redis must run with
 `maxmemory-policy noeviction`: an evicted counter or record would break the log's rules.
 
-Not yet covered: idempotency records expire after `idempotency_ttl` seconds (default 24 h);
-a repeat of an older id is recognised only once the database check (after the worker moved
-the message to PostgreSQL) is in place. History below the stream's trim point is likewise
-the database's job; `read` and `page` see only what the stream still holds.
+Idempotency records have no TTL when written: the worker (`hubbub.worker`) gives each
+one a TTL once its message is in PostgreSQL, where the unique index keeps the id for ever
+(`DistributedLog` checks there before appending). Every append batch also adds its rooms
+to the set `hubbub:dirty`, which tells the worker where to look. A counter that is missing
+(a new room, or a Redis that lost its data) is seeded from the database when a `seed`
+callback is given, so seqs never restart below what history already holds. History below
+the stream's trim point is the database's job; `read` and `page` here see only the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -47,12 +50,16 @@ from hubbub.engine.base import Appended, Message, OnCommit
 from hubbub.errors import Conflict, Unavailable
 
 DAY: Final = 24 * 3600
+DIRTY_KEY: Final = "hubbub:dirty"  # rooms with appends the worker may not have moved yet
 MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
 
 # KEYS: 1 seq counter, 2 stream, 3 idempotency record.
-# ARGV: 1 room, 2 id, 3 sender, 4 body, 5 record TTL (s), 6 channel, 7 PUBLISH | SPUBLISH.
+# ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
+# 6 channel, 7 PUBLISH | SPUBLISH.
 # Returns {1, payload} when it created the message, {0, payload} for a repeat (the stored
-# message: same seq and ts), {-1} for a known id with another body (nothing is written).
+# message: same seq and ts), {-1} for a known id with another body, {-2} when the counter
+# is missing and must be seeded from the database (nothing is written in either case).
+# The record has no TTL: the worker gives it one once the message is in the database.
 # The stream is written first: if XADD fails (say, a counter behind the stream) the script
 # stops before any other write, so a failure never leaves a seq without its message.
 APPEND_SCRIPT: Final = """
@@ -62,7 +69,12 @@ if stored then
   if m[5] ~= ARGV[4] then return {-1} end
   return {0, stored}
 end
-local seq = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
+local last = redis.call('GET', KEYS[1])
+if not last then
+  if ARGV[5] == '1' then return {-2} end
+  last = '0'
+end
+local seq = tonumber(last) + 1
 local now = redis.call('TIME')
 local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'room', ARGV[1],
@@ -70,7 +82,7 @@ redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'room', ARGV[1],
   'ts', string.format('%d', ts))
 redis.call('INCR', KEYS[1])
 local payload = cmsgpack.pack({ARGV[1], seq, ARGV[2], ARGV[3], ARGV[4], ts})
-redis.call('SET', KEYS[3], payload, 'EX', ARGV[5])
+redis.call('SET', KEYS[3], payload)
 redis.call(ARGV[7], ARGV[6], payload)
 return {1, payload}
 """
@@ -135,6 +147,11 @@ class _Job:
     future: asyncio.Future[Any]
     is_append: bool = False
     replicated: bool = True
+    room: str | None = None
+
+
+class _NeedsSeed(Exception):
+    """The room's counter is missing in Redis: seed it from the database, then retry."""
 
 
 class RedisLog:
@@ -159,7 +176,7 @@ class RedisLog:
         client: Redis,
         on_commit: OnCommit,
         *,
-        idempotency_ttl: int = DAY,
+        seed: Callable[[str], Awaitable[int]] | None = None,
         sharded_pubsub: bool = False,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
@@ -177,7 +194,7 @@ class RedisLog:
             raise ValueError("wait_timeout_ms must be shorter than the client's socket_timeout")
         self.client = client
         self.on_commit = on_commit
-        self.idempotency_ttl = idempotency_ttl
+        self.seed = seed
         self.publish_command = "SPUBLISH" if sharded_pubsub else "PUBLISH"
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
@@ -195,19 +212,34 @@ class RedisLog:
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
         keys = (seq_key(room), stream_key(room), id_key(room, sender, msg_id))
-        args = (room, msg_id, sender, body, self.idempotency_ttl, channel(room))
+        must_seed = "1" if self.seed is not None else "0"
+        args = (room, msg_id, sender, body, must_seed, channel(room))
         command = ("EVALSHA", self.script.sha, len(keys), *keys, *args, self.publish_command)
 
         def finish(reply: list[Any]) -> Appended:
             if reply[0] == -1:
                 raise Conflict(f"id {msg_id!r} was already used with another body")
+            if reply[0] == -2:
+                raise _NeedsSeed(room)
             appended = Appended(decode_published(reply[1]), created=reply[0] == 1)
             if appended.created:
                 self.on_commit(appended.message)
             return appended
 
-        result: Appended = await self._submit(command, finish, is_append=True)
-        return result
+        for _ in range(3):
+            try:
+                result: Appended = await self._submit(command, finish, is_append=True, room=room)
+            except _NeedsSeed:
+                await self._seed(room)
+                continue
+            return result
+        raise Unavailable(f"could not seed the seq counter of room {room!r}")
+
+    async def _seed(self, room: str) -> None:
+        """Set a missing counter to the database's last seq (SET NX: the first seeder wins)."""
+        assert self.seed is not None
+        last = await self.seed(room)
+        await self._submit(("SET", seq_key(room), last, "NX"), lambda reply: reply)
 
     async def last_seq(self, room: str) -> int:
         # Through the writer, like an append: see the class docstring.
@@ -257,10 +289,14 @@ class RedisLog:
     # The ordered pipeline
 
     def _submit(
-        self, command: tuple[Any, ...], finish: Callable[[Any], Any], is_append: bool = False
+        self,
+        command: tuple[Any, ...],
+        finish: Callable[[Any], Any],
+        is_append: bool = False,
+        room: str | None = None,
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(command, finish, future, is_append))
+        self._queue.append(_Job(command, finish, future, is_append, room=room))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="hubbub-redis-log-writer")
         return future
@@ -319,9 +355,12 @@ class RedisLog:
 
     async def _pipeline(self, batch: list[_Job]) -> list[Any]:
         wait = self.wait_replicas > 0 and any(job.is_append for job in batch)
+        rooms = {job.room for job in batch if job.is_append and job.room is not None}
         async with self.client.pipeline(transaction=False) as pipe:
             for job in batch:
                 pipe.execute_command(*job.command)
+            if rooms:
+                pipe.execute_command("SADD", DIRTY_KEY, *rooms)
             if wait:
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             self.round_trips += 1
@@ -333,4 +372,6 @@ class RedisLog:
             if acknowledged < self.wait_replicas:
                 for job in batch:
                     job.replicated = not job.is_append
+        if rooms:
+            replies.pop()  # the SADD: the worker's full scan covers a failed one
         return replies
