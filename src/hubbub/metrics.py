@@ -17,3 +17,30 @@ ERRORS = Counter("hubbub_errors_total", "Error frames sent to clients, by code",
 SLOW_CONSUMERS = Counter("hubbub_slow_consumers_total", "Connections cut off for not reading")
 HTTP_REQUESTS = Counter("hubbub_http_requests_total", "HTTP API requests", ["status"])
 READY = Gauge("hubbub_ready", "1 while the node takes new clients")
+ROOMS = Gauge("hubbub_rooms", "Rooms with at least one connection of this node joined")
+FANOUT_LATENCY = Histogram(
+    "hubbub_fanout_latency_seconds",
+    "From a message's ts (assigned by the log) to its frames being queued on this node",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BACKEND_ERRORS = Counter(
+    "hubbub_backend_errors_total", "Calls to a backend that failed (redis, postgres)", ["backend"]
+)
+GAP_FILLS = Counter(
+    "hubbub_gap_fills_total", "Seq gaps of a room read from the log before delivering further"
+)
+GAP_FILLED = Counter("hubbub_gap_filled_messages_total", "Messages delivered by gap fills")
+PRESENCE_EXPIRED = Counter(
+    "hubbub_presence_expired_nodes_total", "Dead nodes whose presence entries were expired"
+)
+WORKER_LAG = Gauge(
+    "hubbub_worker_lag_messages", "Messages in the Redis log not yet in PostgreSQL (last pass)"
+)
+WORKER_PERSISTED = Counter(
+    "hubbub_worker_persisted_total", "Messages moved from the Redis log into PostgreSQL"
+)
+WORKER_BATCH = Histogram(
+    "hubbub_worker_batch_seconds",
+    "Time to move one batch from the Redis log into PostgreSQL",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
