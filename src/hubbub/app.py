@@ -44,9 +44,12 @@ class Node:
         self.stopping = asyncio.Event()
 
     def _room_left(self, conn: Connection, room: str) -> None:
-        if self.engine.presence.remove(room, conn.user, conn.session):
+        self.gateway.spawn(self._presence_left(room, conn.user, conn.session))
+
+    async def _presence_left(self, room: str, user: str, session: str) -> None:
+        if await self.engine.presence.remove(room, user, session):
             self.engine.bus.publish_event(
-                room, {"type": "presence", "room": room, "user": conn.user, "status": "offline"}
+                room, {"type": "presence", "room": room, "user": user, "status": "offline"}
             )
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:

@@ -267,7 +267,7 @@ class Chat:
 
     async def online(self, user: str, name: str) -> list[str]:
         await self.readable(user, name)
-        return list(self.presence.online(name))
+        return list(await self.presence.online(name))
 
     async def send(self, user: str, room: str, msg_id: str, body: str) -> Appended:
         """Append to the room's log; the gateway checked that this connection joined it."""

@@ -244,13 +244,13 @@ class Session:
             raise
         if room not in conn.rooms:
             return  # removed from the room (kick, ban) while the replay was read
-        first = not already and self.chat.presence.add(room, conn.user, conn.session)
+        first = not already and await self.chat.presence.add(room, conn.user, conn.session)
         conn.reply(
             {
                 "type": "joined",
                 "room": room,
                 "seq": last,
-                "presence": list(self.chat.presence.online(room)),
+                "presence": list(await self.chat.presence.online(room)),
                 "recovered": recovered,
             },
             frame.ref,

@@ -8,91 +8,91 @@ from hubbub.engine.base import Message
 from hubbub.engine.memory import MemoryBus, MemoryPresence
 
 
-def test_first_session_of_a_user_in_a_room_is_reported_first() -> None:
+async def test_first_session_of_a_user_in_a_room_is_reported_first() -> None:
     presence = MemoryPresence()
-    assert presence.add("lobby", "alice", "s1") is True
-    assert presence.add("lobby", "alice", "s2") is False
-    assert presence.online("lobby") == ["alice"]
+    assert await presence.add("lobby", "alice", "s1") is True
+    assert await presence.add("lobby", "alice", "s2") is False
+    assert await presence.online("lobby") == ["alice"]
 
 
-def test_only_the_last_session_leaving_is_reported_last() -> None:
+async def test_only_the_last_session_leaving_is_reported_last() -> None:
     presence = MemoryPresence()
-    presence.add("lobby", "alice", "s1")
-    presence.add("lobby", "alice", "s2")
-    assert presence.remove("lobby", "alice", "s1") is False
-    assert presence.online("lobby") == ["alice"]
-    assert presence.remove("lobby", "alice", "s2") is True
-    assert presence.online("lobby") == []
+    await presence.add("lobby", "alice", "s1")
+    await presence.add("lobby", "alice", "s2")
+    assert await presence.remove("lobby", "alice", "s1") is False
+    assert await presence.online("lobby") == ["alice"]
+    assert await presence.remove("lobby", "alice", "s2") is True
+    assert await presence.online("lobby") == []
 
 
-def test_adding_the_same_session_twice_counts_it_once() -> None:
+async def test_adding_the_same_session_twice_counts_it_once() -> None:
     presence = MemoryPresence()
-    assert presence.add("lobby", "alice", "s1") is True
-    assert presence.add("lobby", "alice", "s1") is False
-    assert presence.remove("lobby", "alice", "s1") is True
-    assert presence.online("lobby") == []
+    assert await presence.add("lobby", "alice", "s1") is True
+    assert await presence.add("lobby", "alice", "s1") is False
+    assert await presence.remove("lobby", "alice", "s1") is True
+    assert await presence.online("lobby") == []
 
 
-def test_removing_an_unknown_session_is_not_a_last_leave() -> None:
+async def test_removing_an_unknown_session_is_not_a_last_leave() -> None:
     presence = MemoryPresence()
-    assert presence.remove("lobby", "alice", "s1") is False
-    presence.add("lobby", "alice", "s1")
-    assert presence.remove("lobby", "alice", "other") is False
-    assert presence.remove("lobby", "bob", "s1") is False
-    assert presence.remove("elsewhere", "alice", "s1") is False
-    assert presence.online("lobby") == ["alice"]
+    assert await presence.remove("lobby", "alice", "s1") is False
+    await presence.add("lobby", "alice", "s1")
+    assert await presence.remove("lobby", "alice", "other") is False
+    assert await presence.remove("lobby", "bob", "s1") is False
+    assert await presence.remove("elsewhere", "alice", "s1") is False
+    assert await presence.online("lobby") == ["alice"]
 
 
-def test_a_session_leaving_twice_is_reported_last_once() -> None:
+async def test_a_session_leaving_twice_is_reported_last_once() -> None:
     presence = MemoryPresence()
-    presence.add("lobby", "alice", "s1")
-    assert presence.remove("lobby", "alice", "s1") is True
-    assert presence.remove("lobby", "alice", "s1") is False
+    await presence.add("lobby", "alice", "s1")
+    assert await presence.remove("lobby", "alice", "s1") is True
+    assert await presence.remove("lobby", "alice", "s1") is False
 
 
-def test_rooms_are_counted_independently() -> None:
+async def test_rooms_are_counted_independently() -> None:
     presence = MemoryPresence()
-    assert presence.add("lobby", "alice", "s1") is True
-    assert presence.add("dev", "alice", "s1") is True  # the same session in a second room
-    assert presence.add("dev", "alice", "s2") is False
-    assert presence.remove("lobby", "alice", "s1") is True
-    assert presence.online("lobby") == []
-    assert presence.online("dev") == ["alice"]
-    assert presence.remove("dev", "alice", "s1") is False
-    assert presence.remove("dev", "alice", "s2") is True
+    assert await presence.add("lobby", "alice", "s1") is True
+    assert await presence.add("dev", "alice", "s1") is True  # the same session in a second room
+    assert await presence.add("dev", "alice", "s2") is False
+    assert await presence.remove("lobby", "alice", "s1") is True
+    assert await presence.online("lobby") == []
+    assert await presence.online("dev") == ["alice"]
+    assert await presence.remove("dev", "alice", "s1") is False
+    assert await presence.remove("dev", "alice", "s2") is True
 
 
-def test_users_are_counted_independently() -> None:
+async def test_users_are_counted_independently() -> None:
     presence = MemoryPresence()
-    assert presence.add("lobby", "alice", "s1") is True
-    assert presence.add("lobby", "bob", "s2") is True
-    assert presence.remove("lobby", "alice", "s1") is True
-    assert presence.online("lobby") == ["bob"]
+    assert await presence.add("lobby", "alice", "s1") is True
+    assert await presence.add("lobby", "bob", "s2") is True
+    assert await presence.remove("lobby", "alice", "s1") is True
+    assert await presence.online("lobby") == ["bob"]
 
 
-def test_online_lists_each_user_once_sorted_case_insensitively() -> None:
+async def test_online_lists_each_user_once_sorted_case_insensitively() -> None:
     presence = MemoryPresence()
     for user, session in [("carol", "a"), ("Bob", "b"), ("alice", "c"), ("carol", "d")]:
-        presence.add("lobby", user, session)
-    assert list(presence.online("lobby")) == ["alice", "Bob", "carol"]
+        await presence.add("lobby", user, session)
+    assert list(await presence.online("lobby")) == ["alice", "Bob", "carol"]
 
 
-def test_online_of_an_unknown_room_is_empty() -> None:
-    assert list(MemoryPresence().online("nowhere")) == []
+async def test_online_of_an_unknown_room_is_empty() -> None:
+    assert list(await MemoryPresence().online("nowhere")) == []
 
 
-def test_a_user_can_come_back_after_leaving() -> None:
+async def test_a_user_can_come_back_after_leaving() -> None:
     presence = MemoryPresence()
-    presence.add("lobby", "alice", "s1")
-    presence.remove("lobby", "alice", "s1")
-    assert presence.add("lobby", "alice", "s2") is True
+    await presence.add("lobby", "alice", "s1")
+    await presence.remove("lobby", "alice", "s1")
+    assert await presence.add("lobby", "alice", "s2") is True
 
 
 def message(seq: int, room: str = "lobby") -> Message:
     return Message(room=room, seq=seq, id=f"m{seq}", sender="alice", body=f"#{seq}", ts=seq)
 
 
-def test_bus_delivers_messages_to_every_listener_in_publish_order() -> None:
+async def test_bus_delivers_messages_to_every_listener_in_publish_order() -> None:
     bus = MemoryBus()
     listeners = [BusRecorder(), BusRecorder()]
     for listener in listeners:
@@ -104,7 +104,7 @@ def test_bus_delivers_messages_to_every_listener_in_publish_order() -> None:
         assert listener.seen == [("message", m) for m in sent]
 
 
-def test_bus_delivers_synchronously() -> None:
+async def test_bus_delivers_synchronously() -> None:
     bus = MemoryBus()
     listener = BusRecorder()
     bus.attach(listener)
@@ -112,7 +112,7 @@ def test_bus_delivers_synchronously() -> None:
     assert listener.seen == [("message", message(1))]
 
 
-def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
+async def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
     bus = MemoryBus()
     listener = BusRecorder()
     bus.attach(listener)
@@ -133,7 +133,7 @@ def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
     ]
 
 
-def test_bus_without_listeners_drops_what_is_published() -> None:
+async def test_bus_without_listeners_drops_what_is_published() -> None:
     bus = MemoryBus()
     bus.publish_message(message(1))
     bus.publish_event("lobby", {"type": "typing"})
@@ -144,7 +144,7 @@ def test_bus_without_listeners_drops_what_is_published() -> None:
     assert late.seen == []
 
 
-def test_message_frame_has_the_wire_fields() -> None:
+async def test_message_frame_has_the_wire_fields() -> None:
     assert message(3).frame() == {
         "type": "message",
         "room": "lobby",

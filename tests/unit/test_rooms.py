@@ -592,8 +592,8 @@ async def test_history_frame_with_a_huge_seq_is_answered_or_rejected_as_bad_requ
 
 
 async def test_online_lists_users_present_in_a_room_the_caller_may_see(staffed: World) -> None:
-    staffed.presence.add("secret", "mod", "s1")
-    staffed.presence.add("secret", "member", "s2")
+    await staffed.presence.add("secret", "mod", "s1")
+    await staffed.presence.add("secret", "member", "s2")
     assert await staffed.chat.online("member2", "secret") == ["member", "mod"]
     with pytest.raises(NotFound):
         await staffed.chat.online("outsider", "secret")

@@ -149,17 +149,17 @@ class Bus(Protocol):
 
 
 class Presence(Protocol):
-    """Who is online in which room, counted by connection (session)."""
+    """Who is online in which room, counted by connection (session), on every node."""
 
-    def add(self, room: str, user: str, session: str) -> bool:
-        """Record a session in a room; True if it is the user's first there."""
+    async def add(self, room: str, user: str, session: str) -> bool:
+        """Record a session in a room; True if it is the user's first there (on any node)."""
         ...
 
-    def remove(self, room: str, user: str, session: str) -> bool:
-        """Forget a session in a room; True if it was the user's last there."""
+    async def remove(self, room: str, user: str, session: str) -> bool:
+        """Forget a session in a room; True if it was the user's last there (on any node)."""
         ...
 
-    def online(self, room: str) -> Sequence[str]: ...
+    async def online(self, room: str) -> Sequence[str]: ...
 
 
 class Engine(Protocol):

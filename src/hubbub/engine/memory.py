@@ -47,13 +47,13 @@ class MemoryPresence:
     def __init__(self) -> None:
         self._rooms: defaultdict[str, dict[str, set[str]]] = defaultdict(dict)
 
-    def add(self, room: str, user: str, session: str) -> bool:
+    async def add(self, room: str, user: str, session: str) -> bool:
         sessions = self._rooms[room].setdefault(user, set())
         first = not sessions
         sessions.add(session)
         return first
 
-    def remove(self, room: str, user: str, session: str) -> bool:
+    async def remove(self, room: str, user: str, session: str) -> bool:
         users = self._rooms.get(room)
         if not users or user not in users:
             return False
@@ -68,5 +68,5 @@ class MemoryPresence:
             del self._rooms[room]
         return True
 
-    def online(self, room: str) -> Sequence[str]:
+    async def online(self, room: str) -> Sequence[str]:
         return sorted(self._rooms.get(room, {}), key=str.lower)
