@@ -142,6 +142,8 @@ class Gateway:
         self._dirty: list[Connection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.on_room_left: Callable[[Connection, str], None] = lambda conn, room: None
+        # Called when the last connection of this node leaves a room.
+        self.on_room_closed: Callable[[str], None] = lambda room: None
 
     # Writing
 
@@ -247,6 +249,7 @@ class Gateway:
             local.syncing.pop(conn, None)
             if not local.live and not local.syncing:
                 del self.rooms[room]
+                self.on_room_closed(room)
         self.on_room_left(conn, room)
         return True
 

@@ -232,6 +232,7 @@ class Session:
         already = room in conn.rooms
         self.gateway.start_sync(conn, room)
         try:
+            await self.chat.bus.subscribe(room)  # before the cut: nothing above it is missed
             last = await self.chat.log.last_seq(room)
             since = frame.since
             replay: list[Any] = []

@@ -136,6 +136,14 @@ class Bus(Protocol):
     """Fan-out to every node: messages in seq order, ephemeral events, and control notices."""
 
     def attach(self, listener: BusListener) -> None: ...
+    async def subscribe(self, room: str) -> None:
+        """Start bringing `room` to this node; returns once no later message can be missed."""
+        ...
+
+    def unsubscribe(self, room: str) -> None:
+        """Stop bringing `room` to this node (none of its connections is joined there)."""
+        ...
+
     def publish_message(self, message: Message) -> None: ...
     def publish_event(
         self,

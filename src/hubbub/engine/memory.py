@@ -18,6 +18,12 @@ class MemoryBus:
     def attach(self, listener: BusListener) -> None:
         self._listeners.append(listener)
 
+    async def subscribe(self, room: str) -> None:
+        """Nothing to do: every message of this process reaches its listeners."""
+
+    def unsubscribe(self, room: str) -> None:
+        """Nothing to do (see `subscribe`)."""
+
     def publish_message(self, message: Message) -> None:
         for listener in self._listeners:
             listener.on_message(message)

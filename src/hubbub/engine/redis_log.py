@@ -235,6 +235,10 @@ class RedisLog:
             return result
         raise Unavailable(f"could not seed the seq counter of room {room!r}")
 
+    def send(self, *command: Any) -> asyncio.Future[Any]:
+        """Run any command in order with this node's appends (a publish, say)."""
+        return self._submit(command, lambda reply: reply)
+
     async def _seed(self, room: str) -> None:
         """Set a missing counter to the database's last seq (SET NX: the first seeder wins)."""
         assert self.seed is not None
@@ -269,6 +273,11 @@ class RedisLog:
         rows = rows[:limit]
         rows.reverse()
         return rows, more
+
+    async def read_first(self, room: str) -> Message | None:
+        """The oldest message the stream still holds (the worker trims below it)."""
+        rows = await self._range(room, 0, None, 1)
+        return rows[0] if rows else None
 
     # Reads
 
