@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from hubbub import metrics
 from hubbub.api import CHAT, DRAINING, STARTED, add_routes, errors_middleware, json_response
 from hubbub.config import Config
 from hubbub.engine import open_engine
+from hubbub.engine.base import Message
 from hubbub.gateway import Connection, Gateway
 from hubbub.rooms import Chat
 from hubbub.session import Session
@@ -31,7 +33,9 @@ class Node:
         )
         self.gateway = Gateway(engine.presence, config.send_buffer)
         self.gateway.on_room_left = self._room_left
+        self.gateway.on_room_closed = engine.bus.unsubscribe
         engine.bus.attach(self.gateway)
+        engine.bus.attach(TokenCache(self.chat))
         self.draining = asyncio.Event()
         self.started = asyncio.Event()
         self.session = Session(self.chat, self.gateway, config, self.draining)
@@ -98,6 +102,27 @@ class Node:
         await self.gateway.wait_tasks(self.config.drain_timeout)
         self.gateway.flush()
         await self.gateway.close_all(1001, "node draining: reconnect and rejoin with since")
+
+
+class TokenCache:
+    """Drops a revoked token from this node's cache as soon as any node revokes it."""
+
+    def __init__(self, chat: Chat) -> None:
+        self.chat = chat
+
+    def on_message(self, message: Message) -> None:
+        pass
+
+    def on_event(
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+    ) -> None:
+        pass
+
+    def on_removed(self, room: str, user: str, reason: str) -> None:
+        pass
+
+    def on_token_revoked(self, token_hash: str) -> None:
+        self.chat.forget_token(token_hash)
 
 
 def _redacted(url: str) -> str:
