@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -223,6 +224,7 @@ class Gateway:
         local = self.rooms.get(room)
         if local is None:
             local = self.rooms[room] = LocalRoom(room)
+            metrics.ROOMS.inc()
         local.live.pop(conn, None)
         local.syncing[conn] = []
         conn.rooms.add(room)
@@ -249,6 +251,7 @@ class Gateway:
             local.syncing.pop(conn, None)
             if not local.live and not local.syncing:
                 del self.rooms[room]
+                metrics.ROOMS.dec()
                 self.on_room_closed(room)
         self.on_room_left(conn, room)
         return True
@@ -259,6 +262,9 @@ class Gateway:
         local = self.rooms.get(message.room)
         if local is None:
             return
+        # Once per message, not per connection: ts is the log's clock (ms); clocks of
+        # different machines may disagree a little, so a negative lag counts as zero.
+        metrics.FANOUT_LATENCY.observe(max(time.time() * 1000.0 - message.ts, 0.0) / 1000.0)
         data = ws_text_frame(encode(message.frame()))
         dirty = self._dirty
         if not dirty and local.live:

@@ -1,8 +1,19 @@
-"""Prometheus metrics of a node (one registry per process)."""
+"""Prometheus metrics of a node or worker (one registry per process, served at /metrics).
+
+Every name here is part of the operations contract: deploy/prometheus/alerts.yml and
+deploy/grafana/hubbub.json query them, and docs/operations.md says what each means.
+A unit test checks that every `hubbub_*` name those files use is defined here.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from hubbub import __version__
+
+BUILD_INFO = Gauge(
+    "hubbub_build_info", "Always 1: the version and node id of this process", ["version", "node"]
+)
 
 CONNECTIONS = Gauge("hubbub_connections", "Open, authenticated WebSocket connections")
 FRAMES_IN = Counter("hubbub_frames_in_total", "WebSocket frames received after hello")
@@ -44,3 +55,8 @@ WORKER_BATCH = Histogram(
     "Time to move one batch from the Redis log into PostgreSQL",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+
+def set_build_info(node: str) -> None:
+    """Publish `hubbub_build_info{version, node} 1`: dashboards join on it to name nodes."""
+    BUILD_INFO.labels(__version__, node).set(1)
