@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench clean postgres
+.PHONY: run test lint typecheck unit bench clean postgres promtool
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck promtool
 	$(BIN)/pytest
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
@@ -38,6 +38,18 @@ postgres:
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
 	for i in $$(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 0.5; done; \
 		echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
+
+# promtool checks deploy/prometheus (tests/unit/test_monitoring_files.py; under CI they fail
+# without it). Only the promtool binary is taken from Debian's prometheus package, into the
+# venv: no Prometheus server is installed or started. Nothing happens when one is on PATH.
+promtool: $(VENV)/.dev
+	command -v promtool >/dev/null || test -x $(BIN)/promtool || { \
+		tmp=$$(mktemp -d) && chmod 755 $$tmp && cd $$tmp && \
+		apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root prometheus && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool \
+			> $(CURDIR)/$(BIN)/promtool && \
+		chmod 755 $(CURDIR)/$(BIN)/promtool && cd / && rm -rf $$tmp; }
+	$$(command -v promtool || echo $(BIN)/promtool) --version | head -1
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
