@@ -1,16 +1,18 @@
 """/metrics moves as the traffic says: a private `hubbub serve`, scraped before and after.
 
 The node is this test's own (not the shared server), so nothing else moves its counters
-and every delta can be exact.
+and every delta can be exact. The traffic test runs on each single-node engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest import WS, Api
+from pgutil import TestDatabase
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -58,6 +60,19 @@ async def read_frames(ws: Any, wanted: dict[str, int]) -> dict[str, list[dict[st
     return got
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """`hubbub serve` arguments of one engine (PostgreSQL: a throwaway database)."""
+    if request.param == "sqlite":
+        yield []
+        return
+    database = TestDatabase(migrate=False)
+    try:
+        yield ["--database", database.ensure()]
+    finally:
+        database.drop()
+
+
 async def test_every_metric_of_the_node_is_served_on_metrics(
     http: aiohttp.ClientSession, server_factory: Callable[..., Any]
 ) -> None:
@@ -70,11 +85,12 @@ async def test_every_metric_of_the_node_is_served_on_metrics(
 
 
 async def test_traffic_moves_the_metrics_by_exactly_what_happened(
+    engine_args: list[str],  # first: its database outlives the server
     http: aiohttp.ClientSession,
     server_factory: Callable[..., Any],
     wait_for: Callable[..., Awaitable[Any]],
 ) -> None:
-    srv = server_factory()
+    srv = server_factory(args=engine_args)
     api = Api(http, srv.url)
     _, alice_token = await api.user()
     _, bob_token = await api.user()
