@@ -26,6 +26,7 @@ class Node:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        metrics.set_build_info(config.node_id)
         self.engine = open_engine(config)
         engine = self.engine
         self.chat = Chat(

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy.exc
 
+from hubbub import metrics
 from hubbub.errors import Unavailable
 from hubbub.migrations import upgrade
 
@@ -90,4 +91,5 @@ class PostgresDatabase:
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
+    metrics.BACKEND_ERRORS.labels("postgres").inc()
     return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")

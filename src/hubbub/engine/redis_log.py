@@ -46,6 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from hubbub import metrics
 from hubbub.engine.base import Appended, Message, OnCommit
 from hubbub.errors import Conflict, Unavailable
 
@@ -135,6 +136,7 @@ _UNAVAILABLE_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyE
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
+    metrics.BACKEND_ERRORS.labels("redis").inc()
     return Unavailable(f"the message log is unavailable: {exc}")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hubbub import metrics
 from hubbub.errors import Unavailable
 from hubbub.migrations import upgrade
 
@@ -159,6 +160,7 @@ class SqliteDatabase:
 def _unavailable(exc: Exception) -> Exception:
     """Database failures (disk full, I/O error, locked) are the client's `unavailable`."""
     if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        metrics.BACKEND_ERRORS.labels("sqlite").inc()
         return Unavailable(f"the database is unavailable ({exc}); retry later")
     return exc
 
