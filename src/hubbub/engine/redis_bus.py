@@ -279,11 +279,12 @@ class RedisBus:
         while self.feeds.get(feed.room) is feed:
             try:
                 last = int(await self.client.get(seq_key(feed.room)) or 0)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                # The reader reconnects and syncs again; this attempt is over.
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # Retried while the room is subscribed: a join waits for this sync.
                 metrics.BACKEND_ERRORS.labels("redis").inc()
-                feed.busy = False
-                return
+                log.warning("room sync failed", extra={"room": feed.room, "error": str(exc)})
+                await asyncio.sleep(self.reconnect_delay)
+                continue
             if feed.cursor is None:
                 feed.cursor = last
                 await self._catch_up(feed, None)
