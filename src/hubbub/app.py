@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -37,16 +38,20 @@ class Node:
         self.gateway.on_room_closed = engine.bus.unsubscribe
         engine.bus.attach(self.gateway)
         engine.bus.attach(TokenCache(self.chat))
+        # Draining has two steps: `unready` turns /readyz to 503 (the load balancer stops
+        # routing here), `draining` refuses new clients and frames once the grace is over.
+        self.unready = asyncio.Event()
         self.draining = asyncio.Event()
         self.started = asyncio.Event()
         self.session = Session(self.chat, self.gateway, config, self.draining)
         self.app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
         self.app[CHAT] = self.chat
-        self.app[DRAINING] = self.draining
+        self.app[DRAINING] = self.unready
         self.app[STARTED] = self.started
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)
         self.stopping = asyncio.Event()
+        self.hurry = asyncio.Event()
 
     def _room_left(self, conn: Connection, room: str) -> None:
         self.gateway.spawn(self._presence_left(room, conn.user, conn.session))
@@ -68,7 +73,7 @@ class Node:
         """Serve until SIGTERM or SIGINT, then drain and stop."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._signalled)
         await self.engine.start()
         runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
@@ -95,11 +100,26 @@ class Node:
             await self.engine.close()
             log.info("stopped")
 
+    def _signalled(self) -> None:
+        """The first SIGTERM/SIGINT starts the drain; a second one cuts its grace short."""
+        if self.stopping.is_set():
+            self.hurry.set()
+        self.stopping.set()
+
     async def drain(self) -> None:
-        """Refuse new clients, finish the acks in flight, then close everyone with 1001."""
-        log.info("draining")
-        self.draining.set()
+        """Leave the rotation, refuse new clients, finish the acks in flight, close with 1001.
+
+        For `drain_grace` seconds only /readyz answers 503 and the node serves as before:
+        health checks take it out of the load balancer's rotation first, so the clients it
+        closes reconnect to other nodes, and clients routed here meanwhile are not refused.
+        """
+        log.info("draining", extra={"grace": self.config.drain_grace})
+        self.unready.set()
         metrics.READY.set(0)
+        if self.config.drain_grace > 0 and not self.hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hurry.wait(), self.config.drain_grace)
+        self.draining.set()
         await self.gateway.wait_tasks(self.config.drain_timeout)
         self.gateway.flush()
         await self.gateway.close_all(1001, "node draining: reconnect and rejoin with since")

@@ -31,6 +31,7 @@ class Config:
     send_buffer: int = 4 * 1024 * 1024
     token_ttl: int = 30 * 24 * 3600
     drain_timeout: float = 10.0
+    drain_grace: float = 0.0
     permessage_deflate: bool = False
     log_level: str = "info"
 
@@ -55,6 +56,8 @@ _HELP = {
     "send_buffer": "bytes queued per connection before a slow reader is closed with 1008",
     "token_ttl": "token lifetime in seconds",
     "drain_timeout": "seconds SIGTERM waits for acks in flight before closing",
+    "drain_grace": "seconds a draining node keeps serving with /readyz at 503, so the load "
+    "balancer takes it out of rotation before its clients reconnect",
     "permessage_deflate": "negotiate permessage-deflate (off by default)",
     "log_level": "debug, info, warning or error",
 }
