@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench clean postgres promtool
+.PHONY: run test lint typecheck unit bench clean postgres promtool haproxy
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: lint typecheck promtool
+test: lint typecheck promtool haproxy
 	$(BIN)/pytest
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
@@ -50,6 +50,13 @@ promtool: $(VENV)/.dev
 			> $(CURDIR)/$(BIN)/promtool && \
 		chmod 755 $(CURDIR)/$(BIN)/promtool && cd / && rm -rf $$tmp; }
 	$$(command -v promtool || echo $(BIN)/promtool) --version | head -1
+
+# HAProxy runs in front of the nodes in tests/integration/test_cluster.py and `hubbub cluster`
+# (under CI those tests fail without it). Installed from Debian only when not on PATH.
+haproxy:
+	command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	$$(command -v haproxy || echo /usr/sbin/haproxy) -v | head -1
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
