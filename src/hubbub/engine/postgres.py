@@ -9,10 +9,12 @@ across every connection of every node, so seqs are gapless and commit in seq ord
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,14 @@ from hubbub.errors import Conflict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PostgresDatabase", "PostgresLog", "PostgresStore", "asyncpg_dsn"]
+__all__ = [
+    "PostgresArchive",
+    "PostgresDatabase",
+    "PostgresLog",
+    "PostgresStore",
+    "RoomClaim",
+    "asyncpg_dsn",
+]
 
 
 def _count(status: str) -> int:
@@ -397,3 +406,134 @@ class PostgresLog:
         if order == "DESC":
             rows.reverse()
         return rows, more
+
+    # History written by the worker (the distributed engine: Redis log, PostgreSQL history)
+
+    async def persisted_seq(self, room: str) -> int:
+        """The room's highest seq in `messages` (0 if none): the worker's cursor, and the
+        seed of a Redis counter that went missing (seqs then continue after history)."""
+        row = await self.db.fetchrow(PERSISTED_SEQ, room)
+        return int(row[0]) if row else 0
+
+    async def insert_messages(self, messages: list[Message]) -> int:
+        """Store messages that already have their seqs; ones already stored are skipped.
+
+        Returns how many rows were inserted."""
+        if not messages:
+            return 0
+        return _count(await self.db.execute(INSERT_MESSAGES, *_message_columns(messages)))
+
+    async def find_sent(
+        self, room: str, pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Message]:
+        """The stored messages of (sender key, client id) pairs of a room, in one query.
+
+        Sender keys are lower-cased names. A Redis idempotency record lives only for a while
+        after its message reached PostgreSQL; the unique index here remembers it for ever."""
+        if not pairs:
+            return {}
+        senders = [sender for sender, _ in pairs]
+        ids = [msg_id for _, msg_id in pairs]
+        rows = await self.db.fetch(FIND_SENT, room, senders, ids)
+        return {(row[6], row[2]): _message(row) for row in rows}
+
+
+PERSISTED_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = $1"
+
+# Rows of messages that already have their seqs (the worker's batches). A seq that is
+# already stored is skipped; a known (room, sender, id) under another seq is an error,
+# never silently dropped: it would leave a hole in the room's history.
+INSERT_MESSAGES = """
+INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::bigint[])
+ON CONFLICT (room, seq) DO NOTHING
+"""
+
+FIND_SENT = """
+SELECT m.room, m.seq, m.client_id, m.sender, m.body, m.ts, m.sender_key
+FROM messages m
+JOIN unnest($2::text[], $3::text[]) AS p(sender_key, client_id)
+  ON m.sender_key = p.sender_key AND m.client_id = p.client_id
+WHERE m.room = $1
+"""
+
+# Rooms in name order from a cursor, each with its highest stored seq: one index probe
+# per room (the primary key starts with room), never a scan of all history.
+ROOMS_WITH_PERSISTED_SEQ = """
+SELECT r.name, COALESCE((SELECT m.seq FROM messages m WHERE m.room = r.name
+                         ORDER BY m.seq DESC LIMIT 1), 0)
+FROM rooms r WHERE r.name > $1 ORDER BY r.name LIMIT $2
+"""
+
+# The namespace of the worker's per-room advisory locks (the two-key form), so they
+# cannot collide with other advisory locks in the same database.
+ROOM_LOCK_NAMESPACE = 0x68756262  # "hubb"
+
+
+def _message_columns(messages: list[Message]) -> tuple[list[Any], ...]:
+    """INSERT_MESSAGES's arrays: one per column, in column order."""
+    return (
+        [m.room for m in messages],
+        [m.seq for m in messages],
+        [m.id for m in messages],
+        [m.sender.lower() for m in messages],
+        [m.sender for m in messages],
+        [m.body for m in messages],
+        [m.ts for m in messages],
+    )
+
+
+def room_lock_key(room: str) -> int:
+    """A room's advisory lock key: a stable 32-bit hash of its name.
+
+    Two rooms may share a key; then they only take turns, which is harmless."""
+    digest = hashlib.blake2b(room.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(slots=True)
+class RoomClaim:
+    """One room held by one worker in one open transaction (see `PostgresArchive.claim`)."""
+
+    conn: asyncpg.pool.PoolConnectionProxy
+    room: str
+    persisted: int  # the room's highest stored seq when the claim began
+
+    async def insert(self, messages: list[Message]) -> int:
+        """Insert a batch in the claim's transaction; it commits when the claim ends."""
+        if not messages:
+            return 0
+        return _count(await self.conn.execute(INSERT_MESSAGES, *_message_columns(messages)))
+
+
+class PostgresArchive:
+    """The worker's side of `messages`: rooms to look at, and one room at a time, locked.
+
+    Several workers may run: a room's batch is moved inside a transaction that holds the
+    room's advisory lock (`pg_try_advisory_xact_lock`), so one worker moves a room at a
+    time and the others skip it, and the cursor (the highest stored seq) is read and
+    advanced in that same transaction."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def claim(self, room: str) -> AsyncIterator[RoomClaim | None]:
+        """A transaction holding the room's lock, or None if another worker holds it.
+
+        The transaction commits when the block ends normally, and rolls back on an error."""
+        async with self.db.connection() as conn, conn.transaction():
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, $2)", ROOM_LOCK_NAMESPACE, room_lock_key(room)
+            )
+            if not locked:
+                yield None
+                return
+            persisted = int(await conn.fetchval(PERSISTED_SEQ, room))
+            yield RoomClaim(conn, room, persisted)
+
+    async def rooms(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """Up to `limit` rooms named after `after`, in name order, with their highest seq."""
+        rows = await self.db.fetch(ROOMS_WITH_PERSISTED_SEQ, after, limit)
+        return [(str(row[0]), int(row[1])) for row in rows]
