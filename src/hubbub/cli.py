@@ -15,6 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run one node (HTTP and WebSocket on one port)")
     config.add_arguments(serve)
+    from hubbub import worker
+
+    worker.add_arguments(
+        commands.add_parser("worker", help="move the Redis log into PostgreSQL (runs beside nodes)")
+    )
     return parser
 
 
@@ -29,5 +34,13 @@ def main(argv: list[str] | None = None) -> int:
             serve(cfg)
         except (ValueError, OSError, Unavailable) as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "worker":
+        from hubbub.worker import main as run_worker
+
+        try:
+            return run_worker(args)
+        except ValueError as exc:
+            print(f"hubbub worker: {exc}", file=sys.stderr)
             return 2
     return 0
