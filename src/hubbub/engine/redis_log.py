@@ -203,6 +203,7 @@ class RedisLog:
         self.script = client.register_script(APPEND_SCRIPT)
         self.round_trips = 0  # pipelines sent: observable batching
         self._queue: list[_Job] = []
+        self._seeding: dict[str, asyncio.Future[None]] = {}
         self._writer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -242,7 +243,17 @@ class RedisLog:
         return self._submit(command, lambda reply: reply)
 
     async def _seed(self, room: str) -> None:
-        """Set a missing counter to the database's last seq (SET NX: the first seeder wins)."""
+        """Set a missing counter to the database's last seq (SET NX: the first seeder wins).
+
+        The appends that found the counter missing together share one seeding, so they
+        are sent again together, in their original order."""
+        seeding = self._seeding.get(room)
+        if seeding is None:
+            seeding = self._seeding[room] = asyncio.ensure_future(self._seed_once(room))
+            seeding.add_done_callback(lambda _: self._seeding.pop(room, None))
+        await asyncio.shield(seeding)
+
+    async def _seed_once(self, room: str) -> None:
         assert self.seed is not None
         last = await self.seed(room)
         await self._submit(("SET", seq_key(room), last, "NX"), lambda reply: reply)

@@ -1,0 +1,130 @@
+"""The message log of many nodes: Redis for the recent log, PostgreSQL for all history.
+
+Appends go to the Redis log (`RedisLog`: one script assigns the seq, records the id,
+appends to the room's stream and publishes). The worker (`hubbub worker`) moves the
+stream into PostgreSQL and trims it, keeping the most recent entries as a cache, so:
+
+- history and replay read the stream for what it still holds and PostgreSQL below it
+  (the worker trims only what PostgreSQL already has, so the two always meet);
+- idempotency: the Redis record of an id lives until some time after its message is in
+  PostgreSQL, where the unique index keeps it for ever. Before an append the id is looked
+  up in PostgreSQL, batched with the other appends of the same loop turn (one query per
+  room per turn), so a resend after any delay gets the original ack, never a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from hubbub.engine.base import Appended, Log, Message
+from hubbub.engine.redis_log import RedisLog
+from hubbub.errors import Conflict
+
+
+class History(Log, Protocol):
+    """PostgreSQL-held history (PostgresLog) as this log needs it."""
+
+    async def find_sent(
+        self, room: str, pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Message]: ...
+
+
+class _Lookup:
+    """Looks up many (sender key, id) pairs of a room in one query per loop turn."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self._waiting: dict[str, dict[tuple[str, str], asyncio.Future[Message | None]]] = {}
+
+    def find(self, room: str, sender: str, msg_id: str) -> asyncio.Future[Message | None]:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        pairs = self._waiting.setdefault(room, {})
+        key = (sender.lower(), msg_id)
+        future = pairs.get(key)
+        if future is None:
+            future = pairs[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for room, pairs in waiting.items():
+            asyncio.get_running_loop().create_task(self._query(room, pairs))
+
+    async def _query(
+        self, room: str, pairs: dict[tuple[str, str], asyncio.Future[Message | None]]
+    ) -> None:
+        try:
+            found = await self.history.find_sent(room, list(pairs))
+        except BaseException as exc:
+            for future in pairs.values():
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for key, future in pairs.items():
+            if not future.done():
+                future.set_result(found.get(key))
+
+
+class DistributedLog:
+    """The Log of the Redis + PostgreSQL engine: see the module docstring."""
+
+    def __init__(self, recent: RedisLog, history: History) -> None:
+        self.recent = recent
+        self.history = history
+        self._lookup = _Lookup(history)
+
+    async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        stored = await self._lookup.find(room, sender, msg_id)
+        if stored is not None:
+            if stored.body != body:
+                raise Conflict(f"id {msg_id!r} was already used with another body")
+            return Appended(stored, created=False)
+        return await self.recent.append(room, sender, msg_id, body)
+
+    async def last_seq(self, room: str) -> int:
+        return await self.recent.last_seq(room)
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        newer = await self.recent.read(room, after, upto)
+        if newer and newer[0].seq == after + 1:
+            return newer
+        top = newer[0].seq - 1 if newer else upto
+        if top <= after:
+            return newer
+        return await self.history.read(room, after, top) + newer
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        first = await self._stream_start(room)
+        low = 1 if after is None else after + 1
+        if first is None or (before is not None and before <= first):
+            return await self.history.page(room, before, after, limit)  # all below the stream
+        if low >= first:
+            return await self.recent.page(room, before, after, limit)  # all in the stream
+        if after is not None and before is None:
+            # Oldest first: PostgreSQL holds 1 .. its last seq without holes and the stream
+            # continues at or below the next one, so read PostgreSQL, then the stream.
+            older, more = await self.history.page(room, None, after, limit)
+            top = older[-1].seq if older else after
+            if len(older) == limit:
+                if not more:  # newer ones may be only in the stream yet
+                    more = bool((await self.recent.page(room, None, top, 1))[0])
+                return older, more
+            newer, more = await self.recent.page(room, None, top, limit - len(older))
+            return older + newer, more
+        # Newest first: the stream's part, then PostgreSQL's below it.
+        newer, _ = await self.recent.page(room, before, None, limit)  # the stream starts at first
+        if len(newer) == limit:
+            return newer, True  # PostgreSQL holds low .. first - 1, so older ones exist
+        older, more = await self.history.page(room, first, after, limit - len(newer))
+        return older + newer, more
+
+    async def _stream_start(self, room: str) -> int | None:
+        """The lowest seq the stream still holds, or None when it holds nothing."""
+        head = await self.recent.read_first(room)
+        return head.seq if head is not None else None

@@ -1,0 +1,193 @@
+"""DistributedLog: the Redis log in front of PostgreSQL history, on real servers.
+
+The log part of the engine contract suite runs here twice: on a plain stream, and on a
+stream that keeps only the last 3 entries after every append (moved to PostgreSQL first,
+as the worker does), so reads and history pages cross from the stream into PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import test_engine_contract as contract
+from pgutil import POSTGRES
+from redis.asyncio import Redis
+from redis_server import RedisServer
+
+from hubbub.engine.base import Appended, Log, Message, Store
+from hubbub.engine.distributed import DistributedLog
+from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
+from hubbub.engine.redis_log import RedisLog, id_key, stream_key
+from hubbub.errors import Conflict
+
+
+def _uses_only_the_log(test: object) -> bool:
+    source = inspect.getsource(test)  # type: ignore[arg-type]
+    return "engine.log." in source and "engine.store." not in source
+
+
+LOG_CONTRACT = sorted(
+    name
+    for name, test in vars(contract).items()
+    if name.startswith("test_") and callable(test) and _uses_only_the_log(test)
+)
+globals().update({name: getattr(contract, name) for name in LOG_CONTRACT})
+
+KEEP = 3
+
+
+class TrimmingLog:
+    """The distributed log with a worker pass after every append: persist, then trim."""
+
+    def __init__(self, log: DistributedLog, history: PostgresLog, client: Redis) -> None:
+        self.inner = log
+        self.history = history
+        self.client = client
+
+    async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        appended = await self.inner.append(room, sender, msg_id, body)
+        await self.persist(room)
+        return appended
+
+    async def persist(self, room: str) -> None:
+        done = await self.history.persisted_seq(room)
+        entries = await self.inner.recent.read(room, done, 2**62)
+        await self.history.insert_messages(entries)
+        if entries and entries[-1].seq > KEEP:
+            await self.client.xtrim(
+                stream_key(room), minid=entries[-1].seq - KEEP + 1, approximate=False
+            )
+
+    async def last_seq(self, room: str) -> int:
+        return await self.inner.last_seq(room)
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        return await self.inner.read(room, after, upto)
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        return await self.inner.page(room, before, after, limit)
+
+
+class DistributedEngine:
+    """PostgreSQL store and history, the Redis log in front; optionally trimmed hard."""
+
+    def __init__(self, server: RedisServer, url: str, trim: bool) -> None:
+        self.server = server
+        self.url = url
+        self.trim = trim
+        self.published: list[Message] = []
+
+    async def start(self) -> None:
+        self.db = PostgresDatabase(self.url, migrate=False)
+        await self.db.open()
+        self.client = self.server.client()
+        self.store: Store = PostgresStore(self.db)
+        self.history = PostgresLog(self.db, on_commit=lambda m: None)
+        self.recent = RedisLog(self.client, self.published.append, seed=self.history.persisted_seq)
+        self.distributed = DistributedLog(self.recent, self.history)
+        self.log: Log = (
+            TrimmingLog(self.distributed, self.history, self.client)
+            if self.trim
+            else self.distributed
+        )
+
+    async def close(self) -> None:
+        await self.recent.close()
+        await self.client.aclose()
+        await self.db.close()
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.start()
+
+    def write_transactions(self) -> int | None:
+        return self.recent.round_trips
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+async def _engine(server: RedisServer, trim: bool) -> DistributedEngine:
+    """A started engine on empty Redis and PostgreSQL."""
+    url = POSTGRES.empty_url()
+    client = server.client()
+    await client.flushall()
+    await client.aclose()
+    handle = DistributedEngine(server, url, trim=trim)
+    await handle.start()
+    return handle
+
+
+@pytest.fixture(params=["stream", "trimmed"])
+async def engine(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[DistributedEngine]:
+    """Overrides the contract suite's `engine` in this module."""
+    handle = await _engine(redis_server, trim=request.param == "trimmed")
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+@pytest.fixture
+async def plain(redis_server: RedisServer) -> AsyncIterator[DistributedEngine]:
+    """An untrimmed engine: the tests below trim it themselves."""
+    handle = await _engine(redis_server, trim=False)
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+def test_the_log_contract_is_collected_here() -> None:
+    assert "test_page_follows_the_history_rules_for_every_bound_and_limit" in LOG_CONTRACT
+    assert len(LOG_CONTRACT) >= 19
+
+
+async def test_trimmed_history_is_read_from_postgresql(plain: DistributedEngine) -> None:
+    await contract.room(plain, "lobby")
+    trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
+    sent = [(await trimming.append("lobby", "alice", f"m{i}", f"b{i}")).message for i in range(10)]
+    assert await plain.client.xlen(stream_key("lobby")) == KEEP
+    assert await plain.distributed.read("lobby", 0, 10) == sent
+    assert await plain.distributed.read("lobby", 4, 9) == sent[4:9]
+    assert await plain.distributed.page("lobby", None, None, 5) == (sent[5:], True)
+    assert await plain.distributed.page("lobby", 9, None, 20) == (sent[:8], False)
+    assert await plain.distributed.page("lobby", None, 2, 5) == (sent[2:7], True)
+
+
+async def test_a_resend_after_the_record_expired_gets_the_original_ack(
+    plain: DistributedEngine,
+) -> None:
+    await contract.room(plain, "lobby")
+    trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
+    first = await trimming.append("lobby", "Alice", "m1", "hello")
+    await plain.client.delete(id_key("lobby", "alice", "m1"))  # as if its TTL ran out
+    again = await plain.distributed.append("lobby", "alice", "m1", "hello")
+    assert again == Appended(first.message, created=False)
+    with pytest.raises(Conflict):
+        await plain.distributed.append("lobby", "alice", "m1", "another body")
+    assert await plain.distributed.last_seq("lobby") == 1
+
+
+async def test_a_counter_lost_by_redis_continues_after_postgresql_history(
+    plain: DistributedEngine,
+) -> None:
+    await contract.room(plain, "lobby")
+    trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
+    for i in range(4):
+        await trimming.append("lobby", "alice", f"m{i}", "x")
+    await plain.client.flushall()  # Redis restarted without its data
+    after = await plain.distributed.append("lobby", "alice", "m9", "after the loss")
+    assert after.message.seq == 5
+    assert [m.seq for m in await plain.distributed.read("lobby", 0, 5)] == [1, 2, 3, 4, 5]
