@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_arguments(
         commands.add_parser("worker", help="move the Redis log into PostgreSQL (runs beside nodes)")
     )
+    from hubbub import cluster
+
+    cluster.add_arguments(
+        commands.add_parser("cluster", help="N nodes, the worker and HAProxy on this machine")
+    )
     return parser
 
 
@@ -42,5 +47,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_worker(args)
         except ValueError as exc:
             print(f"hubbub worker: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "cluster":
+        from hubbub.cluster import run
+
+        try:
+            return run(args)
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"hubbub cluster: {exc}", file=sys.stderr)
             return 2
     return 0
