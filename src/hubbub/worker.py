@@ -126,7 +126,13 @@ class _Visit:
 
 
 class _Skip(Exception):
-    """The room cannot be moved now (locked elsewhere, or broken data); try it later."""
+    """The room cannot be moved now (locked elsewhere, or broken data); try it later.
+
+    `lag` is what waits in the room (0 when unknown): a stuck room still shows as lag."""
+
+    def __init__(self, room: str, lag: int = 0) -> None:
+        super().__init__(room)
+        self.lag = lag
 
 
 class Worker:
@@ -255,7 +261,8 @@ class Worker:
                 break
             try:
                 moved, lag, full = await self._move_batch(room)
-            except _Skip:
+            except _Skip as skip:
+                visit.lag = visit.lag if number else skip.lag
                 return visit
             if not number:
                 visit.lag = lag
@@ -277,7 +284,7 @@ class Worker:
             persisted = claim.persisted
             last, notes, entries = await self._read(room, persisted)
             lag = max(last - persisted, 0)
-            _check(room, persisted, last, entries)
+            _check(room, persisted, last, lag, entries)
             done = [note for note in notes if note.low <= persisted]
             stale = [note for note in notes if note.low > persisted]  # never committed
             batch = _Range(entries[0].seq, entries[-1].seq) if entries else None
@@ -288,11 +295,13 @@ class Worker:
             except asyncpg.IntegrityConstraintViolationError as exc:
                 # An unknown room, or a known id under another seq: skipping a message would
                 # leave a hole in history, so the room waits for a person to look.
+                metrics.BACKEND_ERRORS.labels("postgres").inc()
                 log.error("cannot store the room's log: %s", exc, extra={"room": room})
-                raise _Skip(room) from exc
+                raise _Skip(room, lag) from exc
         if done or batch:
             await self._settle(room, batch.high if batch else persisted, done, batch, entries)
-        if entries:
+        if batch:
+            log.debug("moved", extra={"room": room, "low": batch.low, "high": batch.high})
             metrics.WORKER_PERSISTED.inc(len(entries))
             metrics.WORKER_BATCH.observe(time.perf_counter() - started)
         return len(entries), lag, len(entries) == self.settings.batch
@@ -352,7 +361,7 @@ class Worker:
             await pipe.execute()
 
 
-def _check(room: str, persisted: int, last: int, entries: list[Message]) -> None:
+def _check(room: str, persisted: int, last: int, lag: int, entries: list[Message]) -> None:
     """Refuse a batch that does not continue PostgreSQL's history seq by seq.
 
     Entries PostgreSQL lacks were trimmed or lost from the stream (it should not happen:
@@ -377,7 +386,7 @@ def _check(room: str, persisted: int, last: int, entries: list[Message]) -> None
                 "redis_seq": last,
             },
         )
-        raise _Skip(room)
+        raise _Skip(room, lag)
 
 
 def _report(exc: Exception, backoff: float) -> None:

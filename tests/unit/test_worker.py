@@ -309,7 +309,25 @@ async def test_entries_missing_from_the_stream_stop_the_room_loudly(
     assert [m.seq for m in await h.redis_messages(room)] == [3, 4, 5]
     assert await h.ttls(await h.redis_messages(room)) == [-1] * 3
     assert metric("hubbub_backend_errors_total", backend="redis") == errors + 1
+    assert metric("hubbub_worker_lag_messages") == 5  # a stuck room still shows as lag
     assert "lacks entries" in caplog.text
+
+
+async def test_an_id_stored_under_two_seqs_stops_the_room_instead_of_dropping_one(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    room = await h.room("twice")
+    await h.log.append(room, "Alice", "dup", "hello")
+    await h.client.delete(id_key(room, "Alice", "dup"))  # as if Redis forgot the record
+    await h.log.append(room, "Alice", "dup", "hello")  # so the id got a second seq
+    errors = metric("hubbub_backend_errors_total", backend="postgres")
+
+    assert await (await h.worker()).run_pass() == 0
+    assert await h.history.persisted_seq(room) == 0
+    assert await h.client.xlen(stream_key(room)) == 2
+    assert metric("hubbub_backend_errors_total", backend="postgres") == errors + 1
+    assert metric("hubbub_worker_lag_messages") == 2
+    assert "cannot store the room's log" in caplog.text
 
 
 async def test_unreachable_postgresql_backs_off_and_loses_nothing(
@@ -451,7 +469,10 @@ async def test_kill_9_mid_drain_then_a_restart_stores_everything_exactly_once(
     try:
         await wait_for(lambda: _count_is(h, 4000), timeout=30, what="the complete drain")
         await wait_for(lambda: _settled(h, rooms), what="every stream trimmed")
-        assert 'hubbub_build_info{node="w1"' in worker.metrics()
+        exported = worker.metrics()
+        assert 'hubbub_build_info{node="w1"' in exported
+        # The restarted worker moved exactly what the killed one had not committed.
+        assert f"hubbub_worker_persisted_total {float(4000 - partial)}" in exported
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(10) == 0, worker.log()
     finally:
