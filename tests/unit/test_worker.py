@@ -367,6 +367,45 @@ async def _true(value: bool) -> bool:
     return value
 
 
+async def test_postgresql_sessions_killed_mid_drain_lose_nothing_and_copy_nothing(
+    h: Harness,
+) -> None:
+    rooms = [await h.room("severed0"), await h.room("severed1")]
+    await asyncio.gather(*(h.append(r, 1000) for r in rooms))
+    name = "hubbub-worker-under-test"
+    db = PostgresDatabase(f"{h.url}?application_name={name}", migrate=False, max_size=2)
+    await db.open()
+    client = h.server.client()
+    worker = Worker(db, client, WorkerSettings(batch=10, poll_interval=0.01))
+    errors = metric("hubbub_backend_errors_total", backend="postgres")
+    admin = await asyncpg.connect(h.url)
+    task = asyncio.create_task(worker.run())
+    try:
+        kills = 0
+        deadline = time.monotonic() + 30
+        while (done := await admin.fetchval("SELECT count(*) FROM messages")) < 2000:
+            assert time.monotonic() < deadline, f"stuck at {done} after {kills} kills"
+            if done >= 300 * (kills + 1):  # cut the worker's sessions every 300 messages
+                kills += await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    name,
+                )
+            await asyncio.sleep(0.005)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await admin.close()
+        await client.aclose()
+        await db.close()
+    assert kills >= 3
+    assert metric("hubbub_backend_errors_total", backend="postgres") > errors
+    for room in rooms:
+        stored = await h.stored(room)
+        assert [m.seq for m in stored] == list(range(1, 1001))
+        assert -1 not in await h.ttls(stored)
+
+
 async def test_the_worker_rides_out_a_redis_restart(h: Harness) -> None:
     room = await h.room("bumpy")
     await h.append(room, 5)
