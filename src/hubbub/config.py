@@ -21,6 +21,7 @@ class Config:
     data: Path = Path("./hubbub-data")
     database: str | None = None
     redis: str | None = None
+    redis_replicas: int = 0
     node_id: str = field(default_factory=_default_node_id)
     rate_limit: float = 20.0
     heartbeat: float = 15.0
@@ -46,6 +47,7 @@ _HELP = {
     "data": "directory for local state (the SQLite database on the embedded default)",
     "database": "sqlite:///path (default: SQLite in --data) or postgresql://...",
     "redis": "redis://... for fan-out, presence and the shared message log (default: in-process)",
+    "redis_replicas": "ack a message only once this many Redis replicas have it (WAIT)",
     "node_id": "this node's name in welcome frames, logs and metrics (default: host and pid)",
     "rate_limit": "send + typing frames per second per connection, bursts of twice that; 0 = off",
     "heartbeat": "seconds between WebSocket pings; silent clients are dropped",

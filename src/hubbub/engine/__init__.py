@@ -1,5 +1,11 @@
-"""Engines chosen by URL at start-up: `sqlite:///path` or `postgresql://...`, each with the
-in-process bus and presence (one node; the Redis bus for many nodes is not built yet)."""
+"""Engines chosen by URL at start-up.
+
+- `sqlite:///path` (the default): SQLite, in-process fan-out and presence; one node.
+- `postgresql://...` alone: PostgreSQL for everything durable, in-process fan-out; one node.
+- `postgresql://...` with `--redis redis://...`: many nodes. PostgreSQL holds users, rooms
+  and all history; Redis the recent log, fan-out, presence and idempotency records; the
+  worker (`hubbub worker`) moves the log into PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +61,62 @@ class PostgresEngine:
         await self.db.close()
 
 
+class RedisEngine:
+    """Many symmetric nodes on Redis and PostgreSQL (see the module docstring)."""
+
+    def __init__(self, config: Config) -> None:
+        from redis.asyncio import Redis
+
+        from hubbub.engine.distributed import DistributedLog
+        from hubbub.engine.postgres import PostgresLog, PostgresStore
+        from hubbub.engine.postgres_db import PostgresDatabase
+        from hubbub.engine.redis_bus import RedisBus
+        from hubbub.engine.redis_log import RedisLog
+        from hubbub.engine.redis_presence import RedisPresence
+
+        assert config.redis is not None
+        self.db = PostgresDatabase(config.database_url)
+        # Commands: a socket timeout longer than WAIT's, so a hung Redis fails the call.
+        self.client = Redis.from_url(
+            config.redis, decode_responses=False, socket_timeout=5.0, socket_keepalive=True
+        )
+        # Pub/sub blocks for as long as the node lives: no socket timeout there.
+        self.subscriber = Redis.from_url(
+            config.redis, decode_responses=False, socket_keepalive=True
+        )
+        history = PostgresLog(self.db, lambda message: None)
+        self.recent = RedisLog(
+            self.client,
+            lambda message: None,  # the script publishes; the bus delivers
+            seed=history.persisted_seq,
+            sharded_pubsub=True,
+            wait_replicas=config.redis_replicas,
+        )
+        self.log: Log = DistributedLog(self.recent, history)
+        self.store: Store = PostgresStore(self.db)
+        self.redis_bus = RedisBus(self.subscriber, self.recent.send, self.log.read)
+        self.bus: Bus = self.redis_bus
+        self.redis_presence = RedisPresence(
+            self.client, config.node_id, self.redis_bus.publish_event, config.heartbeat
+        )
+        self.presence: Presence = self.redis_presence
+
+    async def start(self) -> None:
+        await self.db.open()
+        await self.redis_bus.start()
+        await self.redis_presence.start()
+
+    async def close(self) -> None:
+        try:
+            await self.redis_presence.close()
+        finally:
+            await self.redis_bus.close()
+            await self.recent.close()
+            await self.client.aclose()
+            await self.subscriber.aclose()
+            await self.db.close()
+
+
 def sqlite_path(url: str) -> Path:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
@@ -64,12 +126,17 @@ def sqlite_path(url: str) -> Path:
 
 def open_engine(config: Config) -> Engine:
     """Build the engine the configured URLs name; unknown schemes are rejected."""
-    if config.redis:
-        raise ValueError("--redis is not supported by this build yet; run without it")
     scheme = config.database_url.split(":", 1)[0]
+    is_postgres = scheme.split("+", 1)[0] in ("postgresql", "postgres")
+    if config.redis:
+        if not config.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"unsupported Redis URL {config.redis!r} (expected redis://...)")
+        if not is_postgres:
+            raise ValueError("--redis needs --database postgresql://... (the shared history)")
+        return RedisEngine(config)
     if scheme == "sqlite":
         return EmbeddedEngine(config)
-    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+    if is_postgres:
         return PostgresEngine(config)
     raise ValueError(f"unsupported database URL scheme {scheme!r} (expected sqlite or postgresql)")
 
