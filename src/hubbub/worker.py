@@ -460,7 +460,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=kind,
-            default=kind(os.environ.get(env, default)),
+            default=os.environ.get(env, default),  # argparse converts a string from env
             help=f"{text} [env {env}]",
         )
 

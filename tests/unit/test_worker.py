@@ -551,3 +551,13 @@ def test_the_command_refuses_to_run_without_both_backends(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert b"needs --database" in result.stderr
+
+
+def test_worker_flags_have_environment_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubbub.cli import build_parser
+
+    monkeypatch.setenv("HUBBUB_BATCH", "7")
+    monkeypatch.setenv("HUBBUB_SCAN_INTERVAL", "2.5")
+    args = build_parser().parse_args(["worker", "--keep", "3"])
+    assert (args.batch, args.scan_interval, args.keep) == (7, 2.5, 3)
+    assert (args.idempotency_ttl, args.metrics_port) == (86400, 0)
