@@ -15,6 +15,7 @@ stream into PostgreSQL and trims it, keeping the most recent entries as a cache,
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Protocol
 
 from hubbub.engine.base import Appended, Log, Message
@@ -31,11 +32,16 @@ class History(Log, Protocol):
 
 
 class _Lookup:
-    """Looks up many (sender key, id) pairs of a room in one query per loop turn."""
+    """Looks up many (sender key, id) pairs of a room in one query per loop turn.
+
+    A room's batches answer in the order they were asked, whatever order their queries
+    finish in: appends then reach the Redis log in call order, which keeps one
+    connection's pipelined sends in frame order."""
 
     def __init__(self, history: History) -> None:
         self.history = history
         self._waiting: dict[str, dict[tuple[str, str], asyncio.Future[Message | None]]] = {}
+        self._tails: dict[str, asyncio.Task[None]] = {}  # each room's latest batch
 
     def find(self, room: str, sender: str, msg_id: str) -> asyncio.Future[Message | None]:
         if not self._waiting:
@@ -50,13 +56,26 @@ class _Lookup:
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, {}
         for room, pairs in waiting.items():
-            asyncio.get_running_loop().create_task(self._query(room, pairs))
+            task = asyncio.get_running_loop().create_task(
+                self._query(room, pairs, self._tails.get(room))
+            )
+            self._tails[room] = task
+            task.add_done_callback(functools.partial(self._forget, room))
+
+    def _forget(self, room: str, done: asyncio.Task[None]) -> None:
+        if self._tails.get(room) is done:
+            del self._tails[room]
 
     async def _query(
-        self, room: str, pairs: dict[tuple[str, str], asyncio.Future[Message | None]]
+        self,
+        room: str,
+        pairs: dict[tuple[str, str], asyncio.Future[Message | None]],
+        previous: asyncio.Task[None] | None,
     ) -> None:
         try:
             found = await self.history.find_sent(room, list(pairs))
+            if previous is not None:
+                await asyncio.wait([previous])  # answer after the room's earlier batch
         except BaseException as exc:
             for future in pairs.values():
                 if not future.done():

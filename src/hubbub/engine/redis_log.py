@@ -10,6 +10,8 @@ a room's keys, and its sharded channel, live in one slot and the script may touc
                                           the length of the lower-cased sender), with a TTL;
                                           its value is the message's publication payload
     hubbub:{room}:messages                pub/sub channel (PUBLISH, or SPUBLISH on Cluster)
+    hubbub:{room}:moving                  the worker's notes of batches it is moving into
+                                          PostgreSQL (`low:high` seq ranges; hubbub.worker)
 
 A publication payload is the msgpack array [room, seq, id, from, body, ts]
 (`decode_published`); a stream entry is decoded by `decode_message`.
@@ -229,6 +231,8 @@ class RedisLog:
                 self.on_commit(appended.message)
             return appended
 
+        if room in self._seeding:  # queue behind the appends waiting for the seed
+            await self._seed(room)
         for _ in range(3):
             try:
                 result: Appended = await self._submit(command, finish, is_append=True, room=room)
