@@ -137,6 +137,10 @@ def decode_message(fields: Mapping[bytes, bytes]) -> Message:
 _UNAVAILABLE_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
+def _needs_seed(reply: Any) -> bool:
+    return isinstance(reply, list) and bool(reply) and reply[0] == -2
+
+
 def _unavailable(exc: BaseException) -> Unavailable:
     metrics.BACKEND_ERRORS.labels("redis").inc()
     return Unavailable(f"the message log is unavailable: {exc}")
@@ -152,10 +156,6 @@ class _Job:
     is_append: bool = False
     replicated: bool = True
     room: str | None = None
-
-
-class _NeedsSeed(Exception):
-    """The room's counter is missing in Redis: seed it from the database, then retry."""
 
 
 class RedisLog:
@@ -205,7 +205,6 @@ class RedisLog:
         self.script = client.register_script(APPEND_SCRIPT)
         self.round_trips = 0  # pipelines sent: observable batching
         self._queue: list[_Job] = []
-        self._seeding: dict[str, asyncio.Future[None]] = {}
         self._writer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -224,43 +223,19 @@ class RedisLog:
         def finish(reply: list[Any]) -> Appended:
             if reply[0] == -1:
                 raise Conflict(f"id {msg_id!r} was already used with another body")
-            if reply[0] == -2:
-                raise _NeedsSeed(room)
+            if reply[0] == -2:  # still missing after the writer seeded it
+                raise Unavailable(f"the seq counter of room {room!r} could not be seeded")
             appended = Appended(decode_published(reply[1]), created=reply[0] == 1)
             if appended.created:
                 self.on_commit(appended.message)
             return appended
 
-        if room in self._seeding:  # queue behind the appends waiting for the seed
-            await self._seed(room)
-        for _ in range(3):
-            try:
-                result: Appended = await self._submit(command, finish, is_append=True, room=room)
-            except _NeedsSeed:
-                await self._seed(room)
-                continue
-            return result
-        raise Unavailable(f"could not seed the seq counter of room {room!r}")
+        result: Appended = await self._submit(command, finish, is_append=True, room=room)
+        return result
 
     def send(self, *command: Any) -> asyncio.Future[Any]:
         """Run any command in order with this node's appends (a publish, say)."""
         return self._submit(command, lambda reply: reply)
-
-    async def _seed(self, room: str) -> None:
-        """Set a missing counter to the database's last seq (SET NX: the first seeder wins).
-
-        The appends that found the counter missing together share one seeding, so they
-        are sent again together, in their original order."""
-        seeding = self._seeding.get(room)
-        if seeding is None:
-            seeding = self._seeding[room] = asyncio.ensure_future(self._seed_once(room))
-            seeding.add_done_callback(lambda _: self._seeding.pop(room, None))
-        await asyncio.shield(seeding)
-
-    async def _seed_once(self, room: str) -> None:
-        assert self.seed is not None
-        last = await self.seed(room)
-        await self._submit(("SET", seq_key(room), last, "NX"), lambda reply: reply)
 
     async def last_seq(self, room: str) -> int:
         # Through the writer, like an append: see the class docstring.
@@ -377,7 +352,32 @@ class RedisLog:
             await self.client.script_load(APPEND_SCRIPT)
             done = [(job, reply) for job, reply in done if not isinstance(reply, NoScriptError)]
             done += zip(missing, await self._pipeline(missing), strict=True)
+        unseeded = [job for job, reply in done if job.is_append and _needs_seed(reply)]
+        if unseeded:
+            # Every append of such a room in this batch found its counter missing (nothing
+            # was written), so sending them again, in order, keeps the room's call order.
+            resent = {id(job) for job in unseeded}
+            done = [(job, reply) for job, reply in done if id(job) not in resent]
+            try:
+                await self._seed_rooms({job.room for job in unseeded if job.room is not None})
+            except _UNAVAILABLE_ERRORS:
+                raise
+            except Exception as exc:  # the database: those appends fail, the rest stand
+                failed = Unavailable(f"the database is unavailable to seed a counter: {exc}")
+                return done + [(job, failed) for job in unseeded]
+            done += zip(unseeded, await self._pipeline(unseeded), strict=True)
         return done
+
+    async def _seed_rooms(self, rooms: set[str]) -> None:
+        """Set missing counters to the database's last seqs (SET NX: a concurrent seeder of
+        another node sets the same value)."""
+        assert self.seed is not None
+        names = sorted(rooms)
+        lasts = await asyncio.gather(*(self.seed(room) for room in names))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for room, last in zip(names, lasts, strict=True):
+                pipe.set(seq_key(room), last, nx=True)
+            await pipe.execute()
 
     async def _pipeline(self, batch: list[_Job]) -> list[Any]:
         wait = self.wait_replicas > 0 and any(job.is_append for job in batch)
