@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pgutil import TestDatabase
+from redis_server import REDIS_DURABLE, RedisServer
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
 _names = itertools.count()
@@ -124,8 +125,8 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 
 
 # The engines the protocol suite runs against: every test of the shared server runs once
-# per engine, with the engine in its id (`test_x[sqlite]`, `test_x[postgres]`).
-SERVER_ENGINES = ("sqlite", "postgres")
+# per engine, with the engine in its id (`test_x[sqlite]`, `test_x[postgres]`, `test_x[redis]`).
+SERVER_ENGINES = ("sqlite", "postgres", "redis")
 
 
 @pytest.fixture(scope="session", params=SERVER_ENGINES)
@@ -136,20 +137,28 @@ def shared_server(
 
     `postgres` runs `hubbub serve --database` on a database made for the session (the
     server migrates it at start-up) and dropped at the end. Without a PostgreSQL server
-    those tests are skipped, or fail under CI (see tests/pgutil.py).
+    those tests are skipped, or fail under CI (see tests/pgutil.py). `redis` adds a
+    private redis-server (AOF, fsync always) as `--redis`: the distributed engine.
     """
     engine: str = request.param
     database: TestDatabase | None = None
+    redis: RedisServer | None = None
     args: list[str] = []
-    if engine == "postgres":
+    if engine in ("postgres", "redis"):
         database = TestDatabase(migrate=False)
         args = ["--database", database.ensure()]
+    if engine == "redis":
+        redis = RedisServer(tmp_path_factory.mktemp("shared-redis-data"), *REDIS_DURABLE)
+        redis.start()
+        args += ["--redis", redis.url]
     srv = ServerProcess(tmp_path_factory.mktemp(f"shared-{engine}"), args=args)
     try:
         srv.start()
         yield srv
     finally:
         srv.stop()
+        if redis is not None:
+            redis.stop()
         if database is not None:
             database.drop()
 
