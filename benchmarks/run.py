@@ -27,7 +27,7 @@ from typing import Any
 from loadgen import raise_nofile_limit
 from report import render
 from scenarios import SCENARIOS, Settings, best_run, rooms_needed
-from target import TARGETS, Server, create_accounts
+from target import DEFAULT_TARGETS, TARGETS, Server, create_accounts
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,7 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add = p.add_argument
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
-    add("--targets", default=",".join(TARGETS), help="comma-separated subset")
+    add(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"comma-separated, of {', '.join(TARGETS)}",
+    )
     add("--quick", action="store_true", help="small sizes and short windows (a smoke test)")
     add("--server-cpus", type=cpu_list, default=[0], help="CPUs for the server, e.g. 0 or 0,1")
     add("--load-cpus", type=cpu_list, default=[1], help="CPUs for the load generator")
@@ -113,6 +117,9 @@ def run_one(
 def prepare(target_name: str, data: Path, s: Settings, cpus: list[int]) -> list[str] | str:
     """Create the accounts and rooms on the target's data; the tokens, or why it failed."""
     data.mkdir()
+    reset = TARGETS[target_name].reset
+    if reset is not None:
+        reset()
     log(f"{target_name}: creating {s.users} accounts and {len(rooms_needed(s))} rooms")
     server = Server(TARGETS[target_name], data, cpus)
     try:

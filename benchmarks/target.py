@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Target:
     module_args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     has_accounts: bool = True
+    reset: Callable[[], None] | None = None  # empties shared backends before the setup
 
     def argv(self, port: int, data: Path) -> list[str]:
         args = [a.format(port=port, data=data) for a in self.module_args]
@@ -50,12 +52,42 @@ HUBBUB = Target(
     ("-m", "hubbub", "serve", "--host", "127.0.0.1", "--port", "{port}", "--data", "{data}"),
     env={"HUBBUB_RATE_LIMIT": "0"},
 )
+# The distributed engine: one node on PostgreSQL and Redis (no worker: a run is short).
+# Point HUBBUB_BENCH_REDIS at a Redis with `appendonly yes` and `appendfsync always` to
+# compare acks at the same durability as SQLite's `synchronous=FULL`.
+BENCH_DATABASE = os.environ.get(
+    "HUBBUB_BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/hubbub_bench"
+)
+BENCH_REDIS = os.environ.get("HUBBUB_BENCH_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def reset_distributed() -> None:
+    """A fresh database and an empty Redis database for the distributed target."""
+    import psycopg
+    import redis
+
+    admin, _, name = BENCH_DATABASE.rpartition("/")
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    client = redis.Redis.from_url(BENCH_REDIS)
+    client.flushdb()
+    client.close()
+
+
+HUBBUB_REDIS = Target(
+    "hubbub-redis",
+    HUBBUB.module_args,
+    env={"HUBBUB_RATE_LIMIT": "0", "HUBBUB_DATABASE": BENCH_DATABASE, "HUBBUB_REDIS": BENCH_REDIS},
+    reset=reset_distributed,
+)
 RAW_AIOHTTP = Target(
     "raw-aiohttp",
     (str(HERE / "peers" / "raw_aiohttp.py"), "--host", "127.0.0.1", "--port", "{port}"),
     has_accounts=False,
 )
-TARGETS = {t.name: t for t in (HUBBUB, RAW_AIOHTTP)}
+TARGETS = {t.name: t for t in (HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP)}
+DEFAULT_TARGETS = ("hubbub", "raw-aiohttp")  # hubbub-redis needs PostgreSQL and Redis
 
 
 def free_port() -> int:
