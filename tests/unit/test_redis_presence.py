@@ -514,6 +514,19 @@ async def test_a_node_starts_and_stops_while_redis_is_down_without_failing(
         server.stop()
 
 
+async def test_a_leave_after_redis_lost_the_entry_is_offline_unless_another_node_counts_it(
+    nodes: NodeFactory, client: Redis
+) -> None:
+    a, b = await nodes("a", interval=30.0), await nodes("b", interval=30.0)  # no beats here
+    assert await a.presence.add("lobby", "alice", "s1") is True
+    assert await a.presence.add("lobby", "bob", "s2") is True
+    await client.flushall()  # as a Redis restarted without its data, before the next beat
+    assert await b.presence.add("lobby", "bob", "s3") is True
+    assert await a.presence.remove("lobby", "alice", "s1") is True  # else online for ever
+    assert await a.presence.remove("lobby", "bob", "s2") is False  # b still counts bob
+    assert await a.presence.online("lobby") == ["bob"]
+
+
 async def test_scripts_are_loaded_again_after_the_script_cache_is_flushed(
     nodes: NodeFactory, client: Redis
 ) -> None:

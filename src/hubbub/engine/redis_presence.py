@@ -56,7 +56,12 @@ Failures. `add` and `remove` never raise for Redis errors: they log, count
 `hubbub_backend_errors_total{backend="redis"}`, answer False (the caller publishes nothing)
 and mark the node for a new incarnation at the next successful heartbeat, which publishes what
 changed meanwhile. `online` raises Unavailable. The heartbeat loop survives outages and
-retries every interval.
+retries every interval. Between Redis losing its data and the next heartbeat, a leave
+whose entry is gone counts as the last one unless another node counts the user: a repeated
+`offline` is harmless, a missing one would leave the user online everywhere.
+
+Where a worker sweeps too (`sweep_dead_nodes`), it follows the same rules: it may run beside
+any number of nodes.
 """
 
 from __future__ import annotations
@@ -104,9 +109,15 @@ end
 return 0
 """
 
-# KEYS, ARGV: as ADD_SCRIPT (the display name unused). Returns 1 when the count reached 0.
+# KEYS, ARGV: as ADD_SCRIPT (the display name unused). Returns 1 when the count reached 0,
+# or when the node's entry was already gone (Redis lost it, or a sweep took it) and no node
+# counts the user: then no `offline` may have been published, and a repeated one is harmless
+# where a missing one would leave the user online on every other node.
 REMOVE_SCRIPT: Final = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 1 end
+  return 0
+end
 if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -394,7 +405,7 @@ class RedisPresence:
                 for incarnation in [*self._retired, self.incarnation]:
                     await self._retire(incarnation)
                 self._retired.clear()
-        except RedisError as exc:
+        except (RedisError, *_UNAVAILABLE_ERRORS) as exc:
             _backend_error("deregistration", exc)
 
     # The Presence protocol
