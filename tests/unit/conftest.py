@@ -1,4 +1,5 @@
-"""Unit-test fixtures: the `engine` fixture runs a test once per engine in `ENGINES`."""
+"""Unit-test fixtures: the `engine` fixture runs a test once per engine in `ENGINES`;
+a private redis-server per test module, emptied for each test that takes `client`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 from engine_handles import ENGINES, EngineUnderTest
 from pgutil import POSTGRES
+from redis.asyncio import Redis
+from redis_server import RedisServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,3 +29,19 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield handle
     finally:
         await handle.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    c = redis_server.client()
+    await c.flushall()
+    yield c
+    await c.aclose()

@@ -8,7 +8,7 @@ as the worker does), so reads and history pages cross from the stream into Postg
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import test_engine_contract as contract
@@ -106,14 +106,6 @@ class DistributedEngine:
 
     def write_transactions(self) -> int | None:
         return self.recent.round_trips
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 async def _engine(server: RedisServer, trim: bool) -> DistributedEngine:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -80,22 +80,6 @@ class RedisLogEngine:
         # Pipelines sent: Redis fsyncs the AOF once per event-loop cycle, before replying,
         # so a pipeline of appends costs about one fsync, like one group commit.
         return self.redis_log.round_trips
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    c = redis_server.client()
-    await c.flushall()
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture
