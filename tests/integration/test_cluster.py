@@ -27,9 +27,9 @@ from pgutil import TestDatabase
 from redis_server import REDIS_DURABLE, RedisServer
 from wsutil import barrier, join, messages, recv_until, uid
 
-from hubbub.cluster import (
+from hubbub.cluster import Cluster
+from hubbub.haproxy import (
     DRAIN_GRACE,
-    Cluster,
     HAProxyLayout,
     production_haproxy_config,
     render_haproxy_config,
