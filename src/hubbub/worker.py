@@ -62,7 +62,16 @@ from redis.exceptions import RedisError
 from hubbub import config, logs, metrics
 from hubbub.engine.base import Message
 from hubbub.engine.postgres import PostgresArchive, PostgresDatabase
-from hubbub.engine.redis_log import DIRTY_KEY, decode_message, id_key, seq_key, stream_key
+from hubbub.engine.redis_bus import event_payload
+from hubbub.engine.redis_log import (
+    DIRTY_KEY,
+    channel,
+    decode_message,
+    id_key,
+    seq_key,
+    stream_key,
+)
+from hubbub.engine.redis_presence import sweep_dead_nodes
 from hubbub.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -199,6 +208,17 @@ class Worker:
             await self._remark(pending)
         return moved
 
+    async def _expire_presence(self) -> None:
+        """Sweep the presence of dead nodes, as every node does each heartbeat: with no node
+        left alive, the worker still expires their users (and says so on the rooms)."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        await sweep_dead_nodes(self.client, lambda room, frame: events.append((room, frame)))
+        if events:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for room, frame in events:
+                    pipe.execute_command("SPUBLISH", channel(room), event_payload(room, frame))
+                await pipe.execute()
+
     async def _rooms_to_visit(self, scan: bool | None) -> list[str]:
         rooms = dict.fromkeys(sorted(self._retry))
         self._retry.clear()
@@ -207,6 +227,7 @@ class Worker:
             rooms.update(dict.fromkeys(sorted(raw.decode() for raw in popped)))
             if scan or (scan is None and time.monotonic() >= self._next_scan):
                 rooms.update(dict.fromkeys(await self._scan()))
+                await self._expire_presence()
                 self._next_scan = time.monotonic() + self.settings.scan_interval
         except BaseException:
             self._retry.update(rooms)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 import pytest
 from pgutil import TestDatabase
 from prometheus_client import REGISTRY
@@ -32,7 +33,8 @@ from hubbub.engine.postgres import (
     PostgresStore,
     room_lock_key,
 )
-from hubbub.engine.redis_log import DIRTY_KEY, RedisLog, id_key, stream_key
+from hubbub.engine.redis_log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
+from hubbub.engine.redis_presence import NODES_KEY, RedisPresence
 from hubbub.worker import Worker, WorkerSettings, moving_key, serve
 
 TOP = 2**62
@@ -44,14 +46,6 @@ def database() -> Iterator[TestDatabase]:
     db.ensure()
     yield db
     db.drop()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("worker-redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def metric(name: str, **labels: str) -> float:
@@ -561,3 +555,31 @@ def test_worker_flags_have_environment_twins(monkeypatch: pytest.MonkeyPatch) ->
     args = build_parser().parse_args(["worker", "--keep", "3"])
     assert (args.batch, args.scan_interval, args.keep) == (7, 2.5, 3)
     assert (args.idempotency_ttl, args.metrics_port) == (86400, 0)
+
+
+async def test_a_full_scan_expires_the_presence_of_dead_nodes(h: Harness) -> None:
+    # A node that stopped heart-beating (its expiry is in the past) with no node left alive
+    # to sweep it: the worker's full scan expires it and says so on the room's channel.
+    node = RedisPresence(h.client, "gone", lambda room, frame: None, interval=3600)
+    await node.start()
+    assert await node.add("lobby", "Alice", "s1")
+    (incarnation,) = await h.client.hkeys(NODES_KEY)
+    await h.client.hset(NODES_KEY, incarnation, 1)  # expired long ago
+    listener = h.server.client()
+    pubsub = listener.pubsub()
+    await pubsub.ssubscribe(channel("lobby"))
+    confirmed = await pubsub.get_message(timeout=5.0)  # listening before anything is swept
+    assert confirmed is not None and confirmed["type"] == "ssubscribe"
+    before = metric("hubbub_presence_expired_nodes_total")
+
+    await (await h.worker()).run_pass(scan=True)
+
+    assert await node.online("lobby") == []
+    assert metric("hubbub_presence_expired_nodes_total") - before == 1
+    published = await pubsub.get_message(timeout=5.0)
+    assert published is not None, "no offline event was published"
+    offline = {"type": "presence", "room": "lobby", "user": "Alice", "status": "offline"}
+    assert msgspec.msgpack.decode(published["data"])[2] == offline
+    await pubsub.aclose()
+    await listener.aclose()
+    await node.close()

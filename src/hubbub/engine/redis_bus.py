@@ -61,6 +61,13 @@ _encoder = msgspec.msgpack.Encoder()
 _decode = msgspec.msgpack.Decoder().decode
 
 
+def event_payload(
+    room: str, frame: dict[str, Any], skip_user: str | None = None, skip_session: str | None = None
+) -> bytes:
+    """What `publish_event` sends on the room's channel (also for publishers without a bus)."""
+    return _encoder.encode([KIND_EVENT, room, frame, skip_user or "", skip_session or ""])
+
+
 def room_of(channel_name: bytes | str) -> str:
     name = channel_name.decode() if isinstance(channel_name, bytes) else channel_name
     return name[len(_PREFIX) : -len(_SUFFIX)]
@@ -132,7 +139,7 @@ class RedisBus:
         skip_user: str | None = None,
         skip_session: str | None = None,
     ) -> None:
-        payload = _encoder.encode([KIND_EVENT, room, frame, skip_user or "", skip_session or ""])
+        payload = event_payload(room, frame, skip_user, skip_session)
         self._publish("SPUBLISH", channel(room), payload)
 
     def publish_removed(self, room: str, user: str, reason: str) -> None:
