@@ -1,0 +1,418 @@
+"""Outages of the distributed engine's backends and of its worker, seen from real clients.
+
+Each test starts its own PostgreSQL (initdb into a temp dir through `hubbub.cluster`'s
+`PrivatePostgres`, so it can be stopped with `pg_ctl stop -m immediate` and started again
+on the same data), a private redis-server (AOF, fsync always), two `hubbub serve` nodes and
+a real `hubbub worker`, and checks the end state where it lives: the acks clients got, the
+frames they received, PostgreSQL's `messages` table (read with psycopg) and HTTP history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from conftest import Api, ServerProcess
+from redis_server import REDIS_DURABLE, RedisServer, free_port
+from test_distributed import Client, messages, send
+
+from hubbub.cluster import PrivatePostgres
+
+HEARTBEAT = 1.0
+DEADLINE = 30.0  # seconds any recovery may take before the test fails
+
+
+# --- a PostgreSQL the test can stop and start -----------------------------------------------
+
+
+def require_pg_ctl() -> None:
+    """PostgreSQL's server binaries; without them skip, or fail when CI is set."""
+    if any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or shutil.which("pg_ctl"):
+        return
+    message = "PostgreSQL's server binaries (initdb, pg_ctl) are not installed"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (required when CI is set)")
+    pytest.skip(message)
+
+
+class OwnPostgres:
+    """`PrivatePostgres` (initdb, trust auth, a free port) plus stop/start by pg_ctl on the
+    same data directory: an outage that loses nothing PostgreSQL committed."""
+
+    def __init__(self) -> None:
+        require_pg_ctl()
+        self.server = PrivatePostgres()
+        self.data = self.server.directory / "data"
+        # PrivatePostgres's own log was created by this process; pg_ctl's runs as the server.
+        self.log_path = self.server.directory / "pg_ctl.log"
+        self.running = False
+        self.restarted = False  # the postmaster runs under pg_ctl, not as our child
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start_first(self) -> None:
+        self.server.start(60.0)
+        self.running = True
+
+    def pg_ctl(self, *args: str) -> None:
+        pg_ctl = self.server._bindir() / "pg_ctl"
+        result = subprocess.run(
+            [str(pg_ctl), "-D", str(self.data), *args],
+            user=self.server.user,
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr).decode(errors="replace")
+
+    def stop_immediate(self) -> None:
+        """`pg_ctl stop -m immediate`: every backend is killed, nothing is shut down cleanly."""
+        self.pg_ctl("stop", "-m", "immediate", "-w")
+        self.running = False
+        if self.server.proc is not None:
+            self.server.proc.wait(10)  # the first postmaster is our child: reap it
+
+    def start(self) -> None:
+        """`pg_ctl start` on the same data, port and socket directory (crash recovery runs)."""
+        options = f"-p {self.server.port} -c listen_addresses=127.0.0.1"
+        options += f" -c unix_socket_directories={self.data}"
+        self.pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_path), "-o", options)
+        self.running = self.restarted = True
+
+    def close(self) -> None:
+        try:
+            if self.running and self.restarted:
+                self.pg_ctl("stop", "-m", "fast", "-w")  # the postmaster pg_ctl started
+                self.running = False
+        finally:
+            self.server.stop()  # our own child (if still running), then the directory
+
+    def rows(self, room: str) -> list[tuple[int, str]]:
+        """(seq, id) of every message PostgreSQL holds for `room`, by seq."""
+        with psycopg.connect(self.url, connect_timeout=5) as conn:
+            cur = conn.execute(
+                "SELECT seq, client_id FROM messages WHERE room = %s ORDER BY seq", (room,)
+            )
+            return [(int(seq), str(msg_id)) for seq, msg_id in cur.fetchall()]
+
+
+# --- the worker -----------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """One `hubbub worker` subprocess with its /metrics on a free port; restartable."""
+
+    def __init__(self, log_path: Path, args: list[str]) -> None:
+        self.log_path = log_path
+        self.args = args
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "hubbub", "worker", *self.args]
+        cmd += ["--host", "127.0.0.1", "--metrics-port", str(self.metrics_port)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        """The worker's /metrics text ("" while it does not answer yet)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """kill -9: a batch in flight is neither committed nor settled."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_args(database: str, redis: str) -> list[str]:
+    """Small batches and a short keep, so history crosses PostgreSQL and the stream."""
+    backends = ["--database", database, "--redis", redis, "--node-id", "worker"]
+    return [*backends, "--batch", "20", "--keep", "10", "--poll-interval", "0.02"]
+
+
+# --- the cluster under test -----------------------------------------------------------------
+
+
+@dataclass
+class Backends:
+    postgres: OwnPostgres
+    redis: RedisServer
+    nodes: list[ServerProcess]
+    worker: WorkerProcess
+
+
+@contextlib.contextmanager
+def running_backends(tmp_path: Path, server_factory: Any) -> Iterator[Backends]:
+    """A private PostgreSQL and redis-server, nodes a and b, and a running worker; all
+    stopped at exit (the nodes first, before their backends go away)."""
+    postgres = OwnPostgres()
+    (tmp_path / "redis-data").mkdir()
+    redis = RedisServer(tmp_path / "redis-data", *REDIS_DURABLE)
+    worker: WorkerProcess | None = None
+    started: list[ServerProcess] = []
+    try:
+        postgres.start_first()
+        redis.start()
+        for name in ("node-a", "node-b"):  # one at a time: the first migrates the database
+            args = ["--database", postgres.url, "--redis", redis.url, "--node-id", name]
+            args += ["--heartbeat", str(HEARTBEAT), "--rate-limit", "0"]
+            started.append(server_factory(args=args))
+        worker = WorkerProcess(tmp_path / "worker.log", worker_args(postgres.url, redis.url))
+        worker.start()
+        yield Backends(postgres, redis, started, worker)
+    finally:
+        for node in started:
+            node.stop()
+        if worker is not None:
+            worker.stop()
+        redis.stop()
+        postgres.close()
+
+
+@pytest.fixture
+def backends(tmp_path: Path, server_factory: Any) -> Iterator[Backends]:
+    with running_backends(tmp_path, server_factory) as running:
+        yield running
+
+
+@pytest.fixture
+def on(http: aiohttp.ClientSession) -> Callable[[ServerProcess], Api]:
+    return lambda node: Api(http, node.url)
+
+
+@pytest.fixture
+async def ws_to(http: aiohttp.ClientSession) -> Any:
+    """`await ws_to(node, token)`: a WebSocket to that node, after hello; closed at the end."""
+    opened: list[Client] = []
+
+    async def open_ws(node: ServerProcess, token: str) -> Client:
+        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
+        opened.append(ws)
+        await ws.hello(token)
+        return ws
+
+    yield open_ws
+    for ws in opened:
+        with contextlib.suppress(Exception):  # a test may leave a connection broken
+            await ws.close()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def send_until_acked(ws: Client, room: str, msg_id: str) -> dict[str, Any]:
+    """Resend one message until it is acked; every refusal meanwhile must be `unavailable`."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        reply = await send(ws, room, msg_id, f"body of {msg_id}")
+        if reply["type"] == "ack":
+            return reply
+        assert (reply["type"], reply["code"]) == ("error", "unavailable"), reply
+        assert time.monotonic() < deadline, f"{msg_id} still unavailable after {DEADLINE:g}s"
+        await asyncio.sleep(0.1)
+
+
+async def send_all(ws: Client, room: str, ids: list[str]) -> dict[str, int]:
+    """Pipeline sends of `ids`, then read their acks: id -> seq."""
+    for msg_id in ids:
+        frame = {"type": "send", "room": room, "id": msg_id, "body": f"body of {msg_id}"}
+        await ws.send({**frame, "ref": msg_id})
+    acked: dict[str, int] = {}
+    for msg_id in ids:
+        reply = await ws.reply(msg_id)
+        assert reply["type"] == "ack", reply
+        acked[msg_id] = reply["seq"]
+    return acked
+
+
+async def unread_messages(ws: Client) -> list[dict[str, Any]]:
+    """The message frames this connection received and nobody read yet, up to a pong."""
+    await ws.send({"type": "ping", "ref": "quiet"})
+    assert (await ws.reply("quiet"))["type"] == "pong"
+    unread = [frame for frame in ws.stash if frame["type"] == "message"]
+    ws.stash = [frame for frame in ws.stash if frame["type"] != "message"]
+    return unread
+
+
+async def history(api: Api, token: str, room: str, limit: int = 7) -> list[tuple[int, str]]:
+    """Every message of the room through HTTP history, oldest first, `limit` per page."""
+    got: list[tuple[int, str]] = []
+    more = True
+    while more:
+        after = got[-1][0] if got else 0
+        status, body = await api.call(
+            "GET", f"/api/v1/rooms/{room}/messages?after={after}&limit={limit}", token
+        )
+        assert status == 200, body
+        got += [(m["seq"], m["id"]) for m in body["messages"]]
+        more = body["more"]
+    return got
+
+
+async def stored(postgres: OwnPostgres, room: str, count: int) -> list[tuple[int, str]]:
+    """PostgreSQL's rows of the room once the worker moved `count` of them."""
+    rows: list[tuple[int, str]] = []
+
+    async def moved() -> bool:
+        nonlocal rows
+        rows = await asyncio.to_thread(postgres.rows, room)
+        return len(rows) >= count
+
+    await wait_until(moved, f"the worker to store {count} messages of {room}")
+    return rows
+
+
+async def two_users_in_a_room(
+    backends: Backends, on: Callable[[ServerProcess], Api], ws_to: Any
+) -> tuple[str, str, Client, Client]:
+    """A room, a sender joined on node a and a reader joined on node b."""
+    a, b = backends.nodes
+    _, alice = await on(a).user()
+    _, bob = await on(b).user()
+    room = await on(a).room(alice)
+    sender: Client = await ws_to(a, alice)
+    await sender.join(room)
+    reader: Client = await ws_to(b, bob)
+    await reader.join(room)
+    return room, bob, sender, reader
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+async def test_a_postgresql_outage_gives_unavailable_and_everything_recovers_without_restarts(
+    backends: Backends, on: Callable[[ServerProcess], Api], ws_to: Any
+) -> None:
+    a, b = backends.nodes
+    room, bob, sender, reader = await two_users_in_a_room(backends, on, ws_to)
+    acked = await send_all(sender, room, [f"before{i}" for i in range(5)])
+    assert sorted(acked.values()) == [1, 2, 3, 4, 5]
+    for ws in (sender, reader):
+        assert [m["seq"] for m in await messages(ws, 5)] == [1, 2, 3, 4, 5]
+    assert len(await stored(backends.postgres, room, 5)) == 5
+
+    backends.postgres.stop_immediate()
+    refused = await send(sender, room, "during", "body of during")
+    assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
+    status, body = await on(b).call("GET", "/api/v1/rooms", bob)
+    assert (status, body["error"]["code"]) == (503, "unavailable"), body
+    login = {"username": "nobody", "password": "correct horse"}
+    status, body = await on(a).call("POST", "/api/v1/login", json=login)
+    assert (status, body["error"]["code"]) == (503, "unavailable"), body
+    assert await unread_messages(sender) == []  # the connection is open and answers
+    assert await unread_messages(reader) == []  # nothing was delivered for the refused send
+
+    backends.postgres.start()  # no node or worker restarts: they reconnect by themselves
+    acked["during"] = (await send_until_acked(sender, room, "during"))["seq"]
+    acked.update(await send_all(sender, room, [f"after{i}" for i in range(12)]))
+    expected = sorted((seq, msg_id) for msg_id, seq in acked.items())
+    assert [seq for seq, _ in expected] == list(range(1, 19))  # gapless across the outage
+    for ws in (sender, reader):
+        got = await messages(ws, 13, timeout=DEADLINE)
+        assert [(m["seq"], m["id"]) for m in got] == expected[5:]
+        assert await unread_messages(ws) == []  # and exactly once
+
+    assert await stored(backends.postgres, room, 18) == expected  # the worker caught up
+    assert await history(on(b), bob, room) == expected
+
+
+async def test_kill_9_of_the_worker_mid_stream_then_a_restart_stores_everything_once(
+    backends: Backends, on: Callable[[ServerProcess], Api], ws_to: Any
+) -> None:
+    _, b = backends.nodes
+    room, bob, sender, reader = await two_users_in_a_room(backends, on, ws_to)
+    worker = backends.worker
+    acked = await send_all(sender, room, [f"first{i}" for i in range(150)])
+    await stored(backends.postgres, room, 20)  # the worker is mid-stream
+
+    worker.kill()
+    partial = len(await asyncio.to_thread(backends.postgres.rows, room))
+    assert 20 <= partial <= 150
+    acked.update(await send_all(sender, room, [f"second{i}" for i in range(150)]))
+    worker.start()
+    acked.update(await send_all(sender, room, [f"third{i}" for i in range(150)]))
+    expected = sorted((seq, msg_id) for msg_id, seq in acked.items())
+    assert [seq for seq, _ in expected] == list(range(1, 451))
+
+    assert await stored(backends.postgres, room, 450) == expected
+    moved = f"hubbub_worker_persisted_total {float(450 - partial)}"
+
+    async def restarted_worker_moved_the_rest() -> bool:
+        return moved in await asyncio.to_thread(worker.metrics)
+
+    # Exactly what the killed worker had not committed: nothing was stored twice.
+    await wait_until(restarted_worker_moved_the_rest, moved)
+    for ws in (sender, reader):
+        got = await messages(ws, 450, timeout=DEADLINE)
+        assert [(m["seq"], m["id"]) for m in got] == expected
+        assert await unread_messages(ws) == []
+    assert await history(on(b), bob, room, limit=100) == expected
+
+
+async def test_a_redis_restart_on_its_append_only_file_loses_and_repeats_nothing(
+    backends: Backends, on: Callable[[ServerProcess], Api], ws_to: Any
+) -> None:
+    _, b = backends.nodes
+    room, bob, sender, reader = await two_users_in_a_room(backends, on, ws_to)
+    acked = await send_all(sender, room, [f"before{i}" for i in range(10)])
+    for ws in (sender, reader):
+        assert [m["seq"] for m in await messages(ws, 10)] == list(range(1, 11))
+
+    backends.redis.kill()
+    refused = await send(sender, room, "during", "body of during")
+    assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
+    backends.redis.start()  # same port and directory: the AOF brings every ack back
+    acked["during"] = (await send_until_acked(sender, room, "during"))["seq"]
+    # Sent while node b's pub/sub is still reconnecting: b must fill what it missed.
+    acked.update(await send_all(sender, room, [f"after{i}" for i in range(30)]))
+    expected = sorted((seq, msg_id) for msg_id, seq in acked.items())
+    assert [seq for seq, _ in expected] == list(range(1, 42))
+
+    for ws in (sender, reader):
+        got = await messages(ws, 31, timeout=DEADLINE)
+        assert [(m["seq"], m["id"]) for m in got] == expected[10:]
+        assert await unread_messages(ws) == []
+    assert await stored(backends.postgres, room, 41) == expected
+    assert await history(on(b), bob, room, limit=15) == expected
