@@ -199,7 +199,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self, timeout: float) -> None:
-        bindir = self._bindir()
+        bindir = self.bindir()
         data = self.directory / "data"
         log = self.directory / "postgres.log"
         if self.user is not None:
@@ -214,7 +214,7 @@ class PrivatePostgres:
         self.proc = _spawn(cmd, log, self.user)
         _wait(self._accepts, timeout, "PostgreSQL did not start", log)
 
-    def _bindir(self) -> Path:
+    def bindir(self) -> Path:
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_version)
         if found:
             return found[-1].parent

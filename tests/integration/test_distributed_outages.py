@@ -71,7 +71,7 @@ class OwnPostgres:
         self.running = True
 
     def pg_ctl(self, *args: str) -> None:
-        pg_ctl = self.server._bindir() / "pg_ctl"
+        pg_ctl = self.server.bindir() / "pg_ctl"
         result = subprocess.run(
             [str(pg_ctl), "-D", str(self.data), *args],
             user=self.server.user,
