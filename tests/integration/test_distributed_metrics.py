@@ -217,8 +217,9 @@ async def _publish_unheard(
     reconnects within its reconnect delay (0.5 s); if it beat the check, try again."""
     unheard: list[str] = []
     for attempt in range(5):
+        await _wait_for_subscribers(redis, 2)  # node a's and node b's, back after a kill
         killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        assert killed >= 2, killed  # node a's and node b's subscriber connections
+        assert killed >= 2, killed
         if not await _no_subscriber(redis, room, timeout=0.2):
             continue
         msg_id = f"unheard{attempt}"
@@ -229,6 +230,18 @@ async def _publish_unheard(
             unheard.append(msg_id)
             return unheard
     raise AssertionError("the nodes resubscribed before a send could be acked, five times")
+
+
+async def _wait_for_subscribers(redis: Any, count: int) -> None:
+    """Wait until at least `count` pub/sub connections are open on the Redis server."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        listing = await redis.execute_command("CLIENT", "LIST", "TYPE", "pubsub")
+        text = listing.decode() if isinstance(listing, bytes) else str(listing)
+        if len([line for line in text.splitlines() if line.strip()]) >= count:
+            return
+        assert time.monotonic() < deadline, f"fewer than {count} pub/sub connections: {text}"
+        await asyncio.sleep(0.02)
 
 
 async def _no_subscriber(redis: Any, room: str, timeout: float) -> bool:
