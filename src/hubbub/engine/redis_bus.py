@@ -209,6 +209,9 @@ class RedisBus:
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("redis pub/sub connection lost", extra={"error": str(exc)})
+            except Exception:  # whatever else broke, the node must not stop listening
+                metrics.BACKEND_ERRORS.labels("redis").inc()
+                log.exception("redis pub/sub listener failed; reconnecting")
             finally:
                 self._pubsub = None
                 self.connected.clear()
