@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
 from hubbub.engine.base import Appended, Message, OnCommit
+from hubbub.engine.redis_client import RedisClient, client_options, is_cluster
 from hubbub.errors import Conflict, Unavailable
 
 DAY: Final = 24 * 3600
@@ -177,7 +177,7 @@ class RedisLog:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         on_commit: OnCommit,
         *,
         seed: Callable[[str], Awaitable[int]] | None = None,
@@ -185,9 +185,16 @@ class RedisLog:
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
     ) -> None:
-        options = client.connection_pool.connection_kwargs
+        options = client_options(client)
         if options.get("decode_responses"):
             raise ValueError("RedisLog needs a client with decode_responses=False")
+        if wait_replicas and is_cluster(client):
+            # WAIT has no key: a cluster would send it to any node, not the shards that
+            # took this batch's writes, and it would wait for nothing.
+            raise ValueError(
+                "--redis-replicas is not supported on a Redis Cluster (redis+cluster://): "
+                "WAIT cannot follow writes spread over several shards"
+            )
         socket_timeout = options.get("socket_timeout")
         if (
             wait_replicas

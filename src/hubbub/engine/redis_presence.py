@@ -75,12 +75,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
+from hubbub.engine.redis_client import RedisClient, client_options
 from hubbub.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def _sha(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-_SHA: Final = {script: _sha(script) for script in _WRITER_SCRIPTS}
+_SHA: Final = {script: _sha(script) for script in (*_WRITER_SCRIPTS, DROP_SCRIPT)}
 
 
 def _evalsha(script: str, keys: Iterable[str], *args: str) -> tuple[Any, ...]:
@@ -274,7 +274,7 @@ def _backend_error(what: str, exc: BaseException) -> None:
     log.warning("redis presence %s failed", what, extra={"error": str(exc)})
 
 
-async def _server_ms(client: Redis) -> int:
+async def _server_ms(client: RedisClient) -> int:
     seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
 
@@ -284,18 +284,22 @@ def _is_due(value: int, now: int) -> bool:
     return 0 <= value < now or (value < 0 and -value < now)
 
 
-async def drop_incarnation(client: Redis, incarnation: str, publish_event: PublishEvent) -> int:
+async def drop_incarnation(
+    client: RedisClient, incarnation: str, publish_event: PublishEvent
+) -> int:
     """Remove every presence entry of a node incarnation, publishing `offline` for each user
     that this made offline in a room; returns how many. Safe to run concurrently: each user
     is reported by exactly one caller (the one whose script removed the last entry)."""
-    drop = client.register_script(DROP_SCRIPT)
     rooms = sorted(_decode(r) for r in await client.smembers(rooms_key(incarnation)))
+    if rooms:
+        # Loaded first (on every shard of a cluster): the pipeline below only runs EVALSHA.
+        await client.script_load(DROP_SCRIPT)
     gone = 0
     for start in range(0, len(rooms), DROP_BATCH):
         chunk = rooms[start : start + DROP_BATCH]
         async with client.pipeline(transaction=False) as pipe:
             for room in chunk:
-                await drop(keys=room_keys(room, incarnation), client=pipe)
+                pipe.execute_command(*_evalsha(DROP_SCRIPT, room_keys(room, incarnation)))
             replies: list[list[bytes]] = await pipe.execute()
         for room, names in zip(chunk, replies, strict=True):
             for name in names:
@@ -306,7 +310,7 @@ async def drop_incarnation(client: Redis, incarnation: str, publish_event: Publi
 
 
 async def sweep_dead_nodes(
-    client: Redis,
+    client: RedisClient,
     publish_event: PublishEvent,
     *,
     exclude: str | None = None,
@@ -357,9 +361,9 @@ class RedisPresence:
     """The Presence of many nodes on Redis: see the module docstring."""
 
     def __init__(
-        self, client: Redis, node_id: str, publish_event: PublishEvent, interval: float
+        self, client: RedisClient, node_id: str, publish_event: PublishEvent, interval: float
     ) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if client_options(client).get("decode_responses"):
             raise ValueError("RedisPresence needs a client with decode_responses=False")
         if interval <= 0:
             raise ValueError("the heartbeat interval must be positive")
