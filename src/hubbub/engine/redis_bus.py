@@ -33,13 +33,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 import msgspec
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
+from hubbub.engine.redis_client import RedisClient, Subscriber, open_pubsub
 from hubbub.engine.redis_log import channel, seq_key
 from hubbub.errors import Unavailable
 
@@ -92,7 +91,7 @@ class RedisBus:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         send: Send,
         read: Reader,
         *,
@@ -109,7 +108,7 @@ class RedisBus:
         self.listeners: list[BusListener] = []
         self.feeds: dict[str, _Feed] = {}
         self.connected = asyncio.Event()
-        self._pubsub: PubSub | None = None
+        self._pubsub: Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -197,7 +196,7 @@ class RedisBus:
 
     async def _run(self) -> None:
         while True:
-            pubsub = self.client.pubsub()
+            pubsub = open_pubsub(self.client)  # one server's PubSub, or one per shard
             try:
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 self._pubsub = pubsub
@@ -216,7 +215,7 @@ class RedisBus:
                 self._pubsub = None
                 self.connected.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(self.reconnect_delay)
 
     async def _subscribe(self, feeds: list[_Feed]) -> None:
@@ -227,7 +226,7 @@ class RedisBus:
             feed.unconfirmed += 1
         await pubsub.ssubscribe(*(channel(feed.room) for feed in feeds))
 
-    async def _listen(self, pubsub: PubSub) -> None:
+    async def _listen(self, pubsub: Subscriber) -> None:
         while True:
             item = await pubsub.get_message(timeout=self.idle_ping)
             if item is None:
