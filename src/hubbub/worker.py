@@ -56,13 +56,13 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import asyncpg
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hubbub import config, logs, metrics
 from hubbub.engine.base import Message
 from hubbub.engine.postgres import PostgresArchive, PostgresDatabase
 from hubbub.engine.redis_bus import event_payload
+from hubbub.engine.redis_client import RedisClient, connect
 from hubbub.engine.redis_log import (
     DIRTY_KEY,
     channel,
@@ -153,7 +153,7 @@ class Worker:
     def __init__(
         self,
         db: PostgresDatabase,
-        client: Redis,
+        client: RedisClient,
         settings: WorkerSettings,
         stopping: asyncio.Event | None = None,
     ) -> None:
@@ -449,9 +449,7 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
     db = PostgresDatabase(database, min_size=1, max_size=2)
-    client = Redis.from_url(
-        redis, decode_responses=False, socket_timeout=10.0, socket_keepalive=True
-    )
+    client = connect(redis, socket_timeout=10.0)
     try:
         if not await open_database(db, stopping):
             return

@@ -4,7 +4,9 @@
 - `postgresql://...` alone: PostgreSQL for everything durable, in-process fan-out; one node.
 - `postgresql://...` with `--redis redis://...`: many nodes. PostgreSQL holds users, rooms
   and all history; Redis the recent log, fan-out, presence and idempotency records; the
-  worker (`hubbub worker`) moves the log into PostgreSQL.
+  worker (`hubbub worker`) moves the log into PostgreSQL. `--redis
+  redis+cluster://host:port[,host:port...]` runs the same on a Redis Cluster
+  (`hubbub.engine.redis_client`).
 """
 
 from __future__ import annotations
@@ -65,25 +67,20 @@ class RedisEngine:
     """Many symmetric nodes on Redis and PostgreSQL (see the module docstring)."""
 
     def __init__(self, config: Config) -> None:
-        from redis.asyncio import Redis
-
         from hubbub.engine.distributed import DistributedLog
         from hubbub.engine.postgres import PostgresLog, PostgresStore
         from hubbub.engine.postgres_db import PostgresDatabase
         from hubbub.engine.redis_bus import RedisBus
+        from hubbub.engine.redis_client import connect
         from hubbub.engine.redis_log import RedisLog
         from hubbub.engine.redis_presence import RedisPresence
 
         assert config.redis is not None
         self.db = PostgresDatabase(config.database_url)
         # Commands: a socket timeout longer than WAIT's, so a hung Redis fails the call.
-        self.client = Redis.from_url(
-            config.redis, decode_responses=False, socket_timeout=5.0, socket_keepalive=True
-        )
+        self.client = connect(config.redis, socket_timeout=5.0)
         # Pub/sub blocks for as long as the node lives: no socket timeout there.
-        self.subscriber = Redis.from_url(
-            config.redis, decode_responses=False, socket_keepalive=True
-        )
+        self.subscriber = connect(config.redis)
         history = PostgresLog(self.db, lambda message: None)
         self.recent = RedisLog(
             self.client,
@@ -129,8 +126,9 @@ def open_engine(config: Config) -> Engine:
     scheme = config.database_url.split(":", 1)[0]
     is_postgres = scheme.split("+", 1)[0] in ("postgresql", "postgres")
     if config.redis:
-        if not config.redis.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"unsupported Redis URL {config.redis!r} (expected redis://...)")
+        from hubbub.engine.redis_client import check_url
+
+        check_url(config.redis)
         if not is_postgres:
             raise ValueError("--redis needs --database postgresql://... (the shared history)")
         return RedisEngine(config)
