@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.redis_server import REDIS_DURABLE, RedisServer, require_redis_server
+from redis_server import REDIS_DURABLE, RedisServer, require_redis_server
 
 
 def unsupported(problem: str) -> None:
