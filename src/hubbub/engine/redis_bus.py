@@ -38,7 +38,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
-from hubbub.engine.redis_client import RedisClient, Subscriber, open_pubsub
+from hubbub.engine.redis_client import (
+    CLUSTER_UNAVAILABLE,
+    RedisClient,
+    Subscriber,
+    open_pubsub,
+)
 from hubbub.engine.redis_log import channel, seq_key
 from hubbub.errors import Unavailable
 
@@ -288,7 +293,7 @@ class RedisBus:
         while self.feeds.get(feed.room) is feed:
             try:
                 last = int(await self.client.get(seq_key(feed.room)) or 0)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE) as exc:
                 # Retried while the room is subscribed: a join waits for this sync.
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("room sync failed", extra={"room": feed.room, "error": str(exc)})

@@ -18,6 +18,11 @@ differ, and live here:
   delays a busy one.
 - `WAIT` has no key: on a cluster it would reach an arbitrary node, not the ones that took
   the writes, so `--redis-replicas` is refused there (`RedisLog` checks `is_cluster`).
+
+Availability. A cluster pipeline fails as a whole when one master is unreachable, and
+every append batch also adds to the global `hubbub:dirty`; so while a master is down
+(with no replica to fail over to) a node's appends to rooms of other masters fail with
+`unavailable` too whenever they share its batch. Run masters with replicas for failover.
 """
 
 from __future__ import annotations
@@ -35,10 +40,15 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 CLUSTER_SCHEME: Final = "redis+cluster://"
 SINGLE_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+CLUSTER_UNAVAILABLE: Final = (ClusterDownError, TryAgainError, RedisClusterException)
+"""A cluster that is down, resharding, or whose slots no reachable master serves: the
+engine answers these as `unavailable`, like a connection error of one server."""
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What the engine's Redis classes take: a client of one server or of a cluster."""

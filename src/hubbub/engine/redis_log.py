@@ -49,7 +49,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
 from hubbub.engine.base import Appended, Message, OnCommit
-from hubbub.engine.redis_client import RedisClient, client_options, is_cluster
+from hubbub.engine.redis_client import (
+    CLUSTER_UNAVAILABLE,
+    RedisClient,
+    client_options,
+    is_cluster,
+)
 from hubbub.errors import Conflict, Unavailable
 
 DAY: Final = 24 * 3600
@@ -134,7 +139,12 @@ def decode_message(fields: Mapping[bytes, bytes]) -> Message:
     )
 
 
-_UNAVAILABLE_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+_UNAVAILABLE_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    *CLUSTER_UNAVAILABLE,
+)
 
 
 def _needs_seed(reply: Any) -> bool:

@@ -80,7 +80,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
-from hubbub.engine.redis_client import RedisClient, client_options
+from hubbub.engine.redis_client import CLUSTER_UNAVAILABLE, RedisClient, client_options
 from hubbub.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,12 @@ return 0
 """
 
 _WRITER_SCRIPTS: Final = (ADD_SCRIPT, REMOVE_SCRIPT, SYNC_SCRIPT, BEAT_SCRIPT)
-_UNAVAILABLE_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNAVAILABLE_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    *CLUSTER_UNAVAILABLE,
+)
 
 
 def _prefix(room: str) -> str:
