@@ -498,7 +498,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address HAProxy listens on")
     parser.add_argument("--port", type=int, default=8080, help="HAProxy's port, the one URL")
     parser.add_argument("--database", help="postgresql://... shared by every node")
-    parser.add_argument("--redis", help="redis://... for fan-out, presence and the log")
+    parser.add_argument(
+        "--redis",
+        help="redis://... or redis+cluster://host:port[,host:port...] for fan-out, presence "
+        "and the log",
+    )
     parser.add_argument(
         "--private",
         action="store_true",

@@ -46,7 +46,10 @@ _HELP = {
     "port": "port for HTTP and WebSocket",
     "data": "directory for local state (the SQLite database on the embedded default)",
     "database": "sqlite:///path (default: SQLite in --data) or postgresql://...",
-    "redis": "redis://... for fan-out, presence and the shared message log (default: in-process)",
+    "redis": (
+        "redis://... (one server) or redis+cluster://host:port[,host:port...] (a Redis Cluster)"
+        " for fan-out, presence and the shared message log (default: in-process)"
+    ),
     "redis_replicas": "ack a message only once this many Redis replicas have it (WAIT)",
     "node_id": "this node's name in welcome frames, logs and metrics (default: host and pid)",
     "rate_limit": "send + typing frames per second per connection, bursts of twice that; 0 = off",
