@@ -286,3 +286,33 @@ def filled_room(shared_server: Any, root_conftest: ModuleType) -> Iterator[Fille
     filled = asyncio.run(build())
     assert [a["seq"] for a in filled.acks] == list(range(1, FILLED_ROOM_SIZE + 1))
     yield filled
+
+
+# --- several nodes -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def on(http: aiohttp.ClientSession) -> Callable[[Any], Any]:
+    """`on(node)`: the HTTP helper (`Api`) for that node."""
+    api_class = globals()["Api"]  # re-exported from tests/conftest.py at configure time
+    return lambda node: api_class(http, node.url)
+
+
+@pytest.fixture
+async def ws_to(http: aiohttp.ClientSession) -> Any:
+    """`await ws_to(node, token)`: a `multinode.Client` to that node, after hello; closed
+    at the end of the test."""
+    from multinode import Client  # imports `WS` from this module, re-exported at configure
+
+    opened: list[Any] = []
+
+    async def open_ws(node: Any, token: str) -> Any:
+        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
+        opened.append(ws)
+        await ws.hello(token)
+        return ws
+
+    yield open_ws
+    for ws in opened:
+        with contextlib.suppress(Exception):  # a test may leave a connection broken
+            await ws.close()

@@ -7,16 +7,16 @@ database, and two or three real nodes on free ports, and talks to them over real
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import WS, Api, ServerProcess
+from conftest import Api, ServerProcess
+from multinode import Client, messages, send
 from pgutil import TestDatabase
 from redis_server import REDIS_DURABLE, RedisServer
 
@@ -54,64 +54,6 @@ def cluster(tmp_path: Path, server_factory: Any) -> Iterator[Cluster]:
             node.stop()
         redis.stop()
         database.drop()
-
-
-@pytest.fixture
-def on(http: aiohttp.ClientSession) -> Callable[[ServerProcess], Api]:
-    return lambda node: Api(http, node.url)
-
-
-@pytest.fixture
-async def ws_to(
-    http: aiohttp.ClientSession,
-) -> AsyncIterator[Callable[[ServerProcess, str], Awaitable[Client]]]:
-    """`await ws_to(node, token)`: a WebSocket to that node, after hello."""
-    opened: list[Client] = []
-
-    async def open_ws(node: ServerProcess, token: str) -> Client:
-        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
-        opened.append(ws)
-        await ws.hello(token)
-        return ws
-
-    yield open_ws
-    for ws in opened:
-        with contextlib.suppress(Exception):
-            await ws.close()
-
-
-class Client(WS):
-    """A WebSocket whose frames read while waiting for a reply are kept for later reads."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        super().__init__(ws)
-        self.stash: list[dict[str, Any]] = []
-
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        if self.stash:
-            return self.stash.pop(0)
-        return await super().recv(timeout)
-
-    async def reply(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
-        while True:
-            frame = await super().recv(timeout)
-            if frame.get("ref") == ref:
-                return frame
-            self.stash.append(frame)
-
-
-async def send(ws: Client, room: str, msg_id: str, body: str = "hi") -> dict[str, Any]:
-    await ws.send({"type": "send", "room": room, "id": msg_id, "body": body, "ref": msg_id})
-    return await ws.reply(msg_id)
-
-
-async def messages(ws: Client, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    while len(got) < count:
-        frame = await ws.recv(timeout)
-        if frame["type"] == "message":
-            got.append(frame)
-    return got
 
 
 async def test_messages_sent_on_any_node_reach_every_node_in_one_order(

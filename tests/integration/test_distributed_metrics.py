@@ -9,17 +9,16 @@ the node that acked (node a).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from conftest import Api, ServerProcess
+from multinode import Client, messages, send
 from prometheus_client.parser import text_string_to_metric_families
-from test_distributed import Client, messages, send
 from test_distributed_outages import (
     DEADLINE,
     Backends,
@@ -65,23 +64,6 @@ async def scrape(http: aiohttp.ClientSession) -> Scraper:
             return Scrape(await response.text())
 
     return get
-
-
-@pytest.fixture
-async def ws_to(http: aiohttp.ClientSession) -> AsyncIterator[Any]:
-    """`await ws_to(node, token)`: a WebSocket to that node, after hello; closed at the end."""
-    opened: list[Client] = []
-
-    async def open_ws(node: ServerProcess, token: str) -> Client:
-        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
-        opened.append(ws)
-        await ws.hello(token)
-        return ws
-
-    yield open_ws
-    for ws in opened:
-        with contextlib.suppress(Exception):  # a test may leave a connection broken
-            await ws.close()
 
 
 async def sender_and_reader(

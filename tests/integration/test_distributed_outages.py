@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 import pytest
 from conftest import Api, ServerProcess
+from multinode import Client, messages, send
 from redis_server import REDIS_DURABLE, RedisServer, free_port
-from test_distributed import Client, messages, send
 
 from hubbub.cluster import PrivatePostgres
 
@@ -205,28 +204,6 @@ def running_backends(tmp_path: Path, server_factory: Any) -> Iterator[Backends]:
 def backends(tmp_path: Path, server_factory: Any) -> Iterator[Backends]:
     with running_backends(tmp_path, server_factory) as running:
         yield running
-
-
-@pytest.fixture
-def on(http: aiohttp.ClientSession) -> Callable[[ServerProcess], Api]:
-    return lambda node: Api(http, node.url)
-
-
-@pytest.fixture
-async def ws_to(http: aiohttp.ClientSession) -> Any:
-    """`await ws_to(node, token)`: a WebSocket to that node, after hello; closed at the end."""
-    opened: list[Client] = []
-
-    async def open_ws(node: ServerProcess, token: str) -> Client:
-        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
-        opened.append(ws)
-        await ws.hello(token)
-        return ws
-
-    yield open_ws
-    for ws in opened:
-        with contextlib.suppress(Exception):  # a test may leave a connection broken
-            await ws.close()
 
 
 # --- helpers --------------------------------------------------------------------------------

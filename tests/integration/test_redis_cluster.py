@@ -8,21 +8,20 @@ are chosen so that their keys live on different masters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 import pytest
-from conftest import WS, Api, ServerProcess, unique
+from conftest import Api, ServerProcess, unique
+from multinode import Client
 from pgutil import TestDatabase
 from redis.cluster import ClusterNode, RedisCluster
 from redis_cluster import RedisCluster as PrivateCluster
@@ -114,49 +113,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             worker.stop()
         redis.stop()
         database.drop()
-
-
-@pytest.fixture
-def on(http: aiohttp.ClientSession) -> Callable[[ServerProcess], Api]:
-    return lambda node: Api(http, node.url)
-
-
-class Client(WS):
-    """A WebSocket whose frames read while waiting for a reply are kept for later reads."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        super().__init__(ws)
-        self.stash: list[dict[str, Any]] = []
-
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        if self.stash:
-            return self.stash.pop(0)
-        return await super().recv(timeout)
-
-    async def reply(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
-        while True:
-            frame = await super().recv(timeout)
-            if frame.get("ref") == ref:
-                return frame
-            self.stash.append(frame)
-
-
-@pytest.fixture
-async def ws_to(
-    http: aiohttp.ClientSession,
-) -> AsyncIterator[Callable[[ServerProcess, str], Awaitable[Client]]]:
-    opened: list[Client] = []
-
-    async def open_ws(node: ServerProcess, token: str) -> Client:
-        ws = Client(await http.ws_connect(node.ws_url, max_msg_size=0))
-        opened.append(ws)
-        await ws.hello(token)
-        return ws
-
-    yield open_ws
-    for ws in opened:
-        with contextlib.suppress(Exception):
-            await ws.close()
 
 
 async def send(ws: Client, room: str, msg_id: str, body: str = "hi") -> dict[str, Any]:
