@@ -7,14 +7,15 @@ as the worker does), so reads and history pages cross from the stream into Postg
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-import test_engine_contract as contract
+from engine_handles import log_contract_tests
 from pgutil import POSTGRES
 from redis.asyncio import Redis
 from redis_server import RedisServer
+from test_engine_contract import room
 
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog
@@ -22,18 +23,8 @@ from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
 from hubbub.engine.redis_log import RedisLog, id_key, stream_key
 from hubbub.errors import Conflict
 
-
-def _uses_only_the_log(test: object) -> bool:
-    source = inspect.getsource(test)  # type: ignore[arg-type]
-    return "engine.log." in source and "engine.store." not in source
-
-
-LOG_CONTRACT = sorted(
-    name
-    for name, test in vars(contract).items()
-    if name.startswith("test_") and callable(test) and _uses_only_the_log(test)
-)
-globals().update({name: getattr(contract, name) for name in LOG_CONTRACT})
+LOG_CONTRACT = log_contract_tests()
+globals().update(LOG_CONTRACT)
 
 KEEP = 3
 
@@ -45,6 +36,7 @@ class TrimmingLog:
         self.inner = log
         self.history = history
         self.client = client
+        self.moving = asyncio.Lock()
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
         appended = await self.inner.append(room, sender, msg_id, body)
@@ -52,6 +44,10 @@ class TrimmingLog:
         return appended
 
     async def persist(self, room: str) -> None:
+        async with self.moving:  # one mover at a time, as a worker holds a room's lock
+            await self._persist(room)
+
+    async def _persist(self, room: str) -> None:
         done = await self.history.persisted_seq(room)
         entries = await self.inner.recent.read(room, done, 2**62)
         await self.history.insert_messages(entries)
@@ -147,7 +143,7 @@ def test_the_log_contract_is_collected_here() -> None:
 
 
 async def test_trimmed_history_is_read_from_postgresql(plain: DistributedEngine) -> None:
-    await contract.room(plain, "lobby")
+    await room(plain, "lobby")
     trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
     sent = [(await trimming.append("lobby", "alice", f"m{i}", f"b{i}")).message for i in range(10)]
     assert await plain.client.xlen(stream_key("lobby")) == KEEP
@@ -161,7 +157,7 @@ async def test_trimmed_history_is_read_from_postgresql(plain: DistributedEngine)
 async def test_a_resend_after_the_record_expired_gets_the_original_ack(
     plain: DistributedEngine,
 ) -> None:
-    await contract.room(plain, "lobby")
+    await room(plain, "lobby")
     trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
     first = await trimming.append("lobby", "Alice", "m1", "hello")
     await plain.client.delete(id_key("lobby", "alice", "m1"))  # as if its TTL ran out
@@ -175,7 +171,7 @@ async def test_a_resend_after_the_record_expired_gets_the_original_ack(
 async def test_a_counter_lost_by_redis_continues_after_postgresql_history(
     plain: DistributedEngine,
 ) -> None:
-    await contract.room(plain, "lobby")
+    await room(plain, "lobby")
     trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
     for i in range(4):
         await trimming.append("lobby", "alice", f"m{i}", "x")

@@ -9,13 +9,12 @@ they can create users and rooms).
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import pytest
-import test_engine_contract as contract
+from engine_handles import log_contract_tests
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
@@ -37,18 +36,8 @@ from hubbub.engine.sqlite import SqliteStore
 from hubbub.engine.sqlite_db import SqliteDatabase
 from hubbub.errors import Conflict, Unavailable
 
-
-def _uses_only_the_log(test: object) -> bool:
-    source = inspect.getsource(test)  # type: ignore[arg-type]
-    return "engine.log." in source and "engine.store." not in source
-
-
-LOG_CONTRACT = sorted(
-    name
-    for name, test in vars(contract).items()
-    if name.startswith("test_") and callable(test) and _uses_only_the_log(test)
-)
-globals().update({name: getattr(contract, name) for name in LOG_CONTRACT})
+LOG_CONTRACT = log_contract_tests()
+globals().update(LOG_CONTRACT)
 
 
 class RedisLogEngine:
