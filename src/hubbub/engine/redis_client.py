@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -96,6 +96,12 @@ def cluster_seeds(url: str) -> tuple[list[tuple[str, int]], str | None, str | No
     return seeds, username, password
 
 
+MAX_CONNECTIONS: Final = 64  # per client, to one Redis server
+# A command waits for a free connection as long as it takes: every connection in use is
+# released within its socket timeout, so the wait is bounded by the commands ahead of it.
+POOL_TIMEOUT: Final = None
+
+
 def connect(url: str, *, socket_timeout: float | None = None) -> RedisClient:
     """A client for `url` that returns bytes (the engine decodes what it reads itself).
 
@@ -103,9 +109,17 @@ def connect(url: str, *, socket_timeout: float | None = None) -> RedisClient:
     life) waits for ever. Keepalive is on, so a dead peer is noticed even when idle."""
     if not is_cluster_url(url):
         check_url(url)
-        return Redis.from_url(
-            url, decode_responses=False, socket_timeout=socket_timeout, socket_keepalive=True
+        # A bounded pool that waits for a free connection: a burst of reads (a reconnect
+        # storm replaying history, say) queues instead of failing with "too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_TIMEOUT,
+            decode_responses=False,
+            socket_timeout=socket_timeout,
+            socket_keepalive=True,
         )
+        return Redis.from_pool(pool)
     seeds, username, password = cluster_seeds(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds],
