@@ -33,13 +33,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 import msgspec
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
 from hubbub.engine.redis_client import (
-    CLUSTER_UNAVAILABLE,
+    REDIS_UNREACHABLE,
     RedisClient,
     Subscriber,
     open_pubsub,
@@ -188,7 +186,7 @@ class RedisBus:
         """Fire and forget, but never silently: a failed publish is logged and counted."""
         try:
             await call
-        except (Unavailable, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (Unavailable, *REDIS_UNREACHABLE) as exc:
             metrics.BACKEND_ERRORS.labels("redis").inc()
             log.warning("redis publish failed", extra={"error": str(exc)})
 
@@ -210,7 +208,7 @@ class RedisBus:
                 await self._subscribe(list(self.feeds.values()))
                 self.connected.set()
                 await self._listen(pubsub)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_UNREACHABLE as exc:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("redis pub/sub connection lost", extra={"error": str(exc)})
             except Exception:  # whatever else broke, the node must not stop listening
@@ -293,7 +291,7 @@ class RedisBus:
         while self.feeds.get(feed.room) is feed:
             try:
                 last = int(await self.client.get(seq_key(feed.room)) or 0)
-            except (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE) as exc:
+            except REDIS_UNREACHABLE as exc:
                 # Retried while the room is subscribed: a join waits for this sync.
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("room sync failed", extra={"room": feed.room, "error": str(exc)})
@@ -341,7 +339,7 @@ class RedisBus:
         assert feed.cursor is not None
         try:
             missing = await self.read(feed.room, feed.cursor, upto)
-        except (Unavailable, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (Unavailable, *REDIS_UNREACHABLE) as exc:
             metrics.BACKEND_ERRORS.labels("redis").inc()
             log.warning("gap fill failed", extra={"room": feed.room, "error": str(exc)})
             return False

@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 CLUSTER_SCHEME: Final = "redis+cluster://"
 SINGLE_SCHEMES: Final = ("redis://", "rediss://", "unix://")
@@ -49,6 +50,14 @@ SINGLE_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 CLUSTER_UNAVAILABLE: Final = (ClusterDownError, TryAgainError, RedisClusterException)
 """A cluster that is down, resharding, or whose slots no reachable master serves: the
 engine answers these as `unavailable`, like a connection error of one server."""
+
+REDIS_UNREACHABLE: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    *CLUSTER_UNAVAILABLE,
+)
+"""Redis (or the cluster) cannot be reached: retried later, or answered `unavailable`."""
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What the engine's Redis classes take: a client of one server or of a cluster."""

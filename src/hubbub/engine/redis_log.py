@@ -96,26 +96,27 @@ return {1, payload}
 """
 
 
-def _prefix(room: str) -> str:
+def room_prefix(room: str) -> str:
+    """What every Redis key and channel of a room starts with: the room is the hash tag."""
     return f"hubbub:{{{room}}}"
 
 
 def seq_key(room: str) -> str:
-    return f"{_prefix(room)}:seq"
+    return f"{room_prefix(room)}:seq"
 
 
 def stream_key(room: str) -> str:
-    return f"{_prefix(room)}:log"
+    return f"{room_prefix(room)}:log"
 
 
 def channel(room: str) -> str:
-    return f"{_prefix(room)}:messages"
+    return f"{room_prefix(room)}:messages"
 
 
 def id_key(room: str, sender: str, msg_id: str) -> str:
     # The length prefix keeps (sender, id) pairs apart whatever characters they contain.
     key = sender.lower()
-    return f"{_prefix(room)}:id:{len(key)}:{key}:{msg_id}"
+    return f"{room_prefix(room)}:id:{len(key)}:{key}:{msg_id}"
 
 
 _published = msgspec.msgpack.Decoder(tuple[str, int, str, str, str, int])

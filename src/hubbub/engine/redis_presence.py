@@ -75,12 +75,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
-from hubbub.engine.redis_client import CLUSTER_UNAVAILABLE, RedisClient, client_options
+from hubbub.engine.redis_client import REDIS_UNREACHABLE, RedisClient, client_options
+from hubbub.engine.redis_log import room_prefix
 from hubbub.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -221,28 +220,18 @@ return 0
 """
 
 _WRITER_SCRIPTS: Final = (ADD_SCRIPT, REMOVE_SCRIPT, SYNC_SCRIPT, BEAT_SCRIPT)
-_UNAVAILABLE_ERRORS: Final = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-    *CLUSTER_UNAVAILABLE,
-)
-
-
-def _prefix(room: str) -> str:
-    return f"hubbub:{{{room}}}"
 
 
 def node_set_key(room: str, incarnation: str) -> str:
-    return f"{_prefix(room)}:pnode:{incarnation}"
+    return f"{room_prefix(room)}:pnode:{incarnation}"
 
 
 def count_key(room: str) -> str:
-    return f"{_prefix(room)}:pcount"
+    return f"{room_prefix(room)}:pcount"
 
 
 def name_key(room: str) -> str:
-    return f"{_prefix(room)}:pname"
+    return f"{room_prefix(room)}:pname"
 
 
 def rooms_key(incarnation: str) -> str:
@@ -414,7 +403,7 @@ class RedisPresence:
                 for incarnation in [*self._retired, self.incarnation]:
                     await self._retire(incarnation)
                 self._retired.clear()
-        except (RedisError, *_UNAVAILABLE_ERRORS) as exc:
+        except (RedisError, *REDIS_UNREACHABLE) as exc:
             _backend_error("deregistration", exc)
 
     # The Presence protocol
@@ -455,7 +444,7 @@ class RedisPresence:
     async def online(self, room: str) -> list[str]:
         try:
             names = await self.client.hvals(name_key(room))
-        except _UNAVAILABLE_ERRORS as exc:
+        except REDIS_UNREACHABLE as exc:
             metrics.BACKEND_ERRORS.labels("redis").inc()
             raise Unavailable(f"presence is unavailable: {exc}") from exc
         return sorted((_decode(n) for n in names), key=str.lower)
@@ -481,7 +470,7 @@ class RedisPresence:
                 if self._stale:
                     await self._reincarnate()
                 await sweep_dead_nodes(self.client, self.publish_event, exclude=self.incarnation)
-            except (RedisError, *_UNAVAILABLE_ERRORS) as exc:
+            except (RedisError, *REDIS_UNREACHABLE) as exc:
                 _backend_error("heartbeat", exc)
             except Exception:
                 log.exception("presence heartbeat failed")
@@ -538,7 +527,7 @@ class RedisPresence:
         logged, counted, and repaired by the next heartbeat)."""
         try:
             replies = await self._submit(list(commands))
-        except (RedisError, *_UNAVAILABLE_ERRORS) as exc:
+        except (RedisError, *REDIS_UNREACHABLE) as exc:
             replies = [exc]
         error = next((r for r in replies if isinstance(r, BaseException)), None)
         if error is None:
