@@ -24,10 +24,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from loadgen import raise_nofile_limit
-from report import render
-from scenarios import SCENARIOS, Settings, best_run, rooms_needed
 from target import DEFAULT_TARGETS, TARGETS, Server, create_accounts
+
+from hubbub.bench.loadgen import raise_nofile_limit
+from hubbub.bench.report import render
+from hubbub.bench.scenarios import SCENARIOS, Settings, best_run, rooms_needed
 
 HERE = Path(__file__).resolve().parent
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import procstat
+
+from hubbub.bench import procstat
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "benchmark-password"

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from measure import CONTENDED, SATURATED
-from scenarios import Settings, lookup
+from hubbub.bench.measure import CONTENDED, SATURATED
+from hubbub.bench.scenarios import Settings, lookup
 
 BASELINE = "raw-aiohttp"
 SUBJECT = "hubbub"

@@ -14,11 +14,26 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import procstat
-from pool import LoadPool
-from target import Server
+from hubbub.bench import procstat
+from hubbub.bench.pool import LoadPool
+
+
+class Server(Protocol):
+    """What a measurement reads of the server under test (its process, when it is local)."""
+
+    @property
+    def cpus(self) -> list[int]:
+        """The CPUs the server runs on (empty: unknown, e.g. a remote server)."""
+        ...
+
+    def alive(self) -> bool: ...
+
+    def cpu_seconds(self) -> float: ...
+
+    def wait_seconds(self) -> float: ...
+
 
 SATURATED = 0.95  # a CPU busier than this (any process) had nothing left to give
 CONTENDED = 0.15  # other work took this share of the server's CPU: a noisy figure
@@ -132,7 +147,7 @@ def measure(
         server_cpu=(cpu1 - cpu0) / elapsed,
         server_cpus_busy=_busy_share(srv0, srv1),
         server_wait=(wait1 - wait0) / elapsed,
-        server_cpu_count=len(server.cpus),
+        server_cpu_count=max(1, len(server.cpus)),
         latencies=lat,
         ack_latencies=ack_lat,
         error_samples=samples,

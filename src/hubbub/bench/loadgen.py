@@ -27,8 +27,9 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 import orjson
-import procstat
-from wsclient import WebSocketClient
+
+from hubbub.bench import procstat
+from hubbub.bench.wsclient import WebSocketClient
 
 _MESSAGE = (b'"type":"message"', b'"type": "message"')
 _BODY = b'"body":'

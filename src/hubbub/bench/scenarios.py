@@ -10,12 +10,22 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from loadgen import ConnSpec
-from measure import drain, measure, percentile_ms
-from pool import LoadPool
-from target import Server
+from hubbub.bench import measure as measuring
+from hubbub.bench.loadgen import ConnSpec
+from hubbub.bench.measure import drain, measure, percentile_ms
+from hubbub.bench.pool import LoadPool
+
+
+class Server(measuring.Server, Protocol):
+    """A local server process on 127.0.0.1 (benchmarks/target.py's `Server`)."""
+
+    @property
+    def port(self) -> int: ...
+
+    def rss_kib(self) -> int: ...
+
 
 RAMP_LATENCY_SAMPLE = 0.02  # share of connections timing latency during the ramp
 

@@ -9,7 +9,7 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadgen import ConnSpec, worker_main
+from hubbub.bench.loadgen import ConnSpec, worker_main
 
 
 class LoadPool:
