@@ -56,6 +56,7 @@ class PostgresDatabase:
                 min_size=self.min_size,
                 max_size=self.max_size,
                 command_timeout=30,
+                reset=_keep_session,
             )
         except sqlalchemy.exc.OperationalError as exc:  # from the migration (psycopg)
             raise _unavailable(exc.orig or exc) from exc
@@ -88,6 +89,15 @@ class PostgresDatabase:
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         async with self.connection() as conn:
             return await conn.fetchrow(sql, *args)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool as it is (asyncpg has rolled back an open transaction).
+
+    asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL` on every release, a round trip per query. hubbub keeps no session state: no SET,
+    LISTEN, session-level advisory lock (the worker's lock is per transaction) or cursor
+    outside a transaction, so there is nothing to reset."""
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
