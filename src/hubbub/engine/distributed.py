@@ -9,13 +9,12 @@ stream into PostgreSQL and trims it, keeping the most recent entries as a cache,
 - idempotency: the Redis record of an id lives until some time after its message is in
   PostgreSQL, where the unique index keeps it for ever. Before an append the id is looked
   up in PostgreSQL, batched with the other appends of the same loop turn (one query per
-  room per turn), so a resend after any delay gets the original ack, never a copy.
+  turn, whatever the rooms), so a resend after any delay gets the original ack, never a copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Protocol
 
 from hubbub.engine.base import Appended, Log, Message
@@ -26,64 +25,59 @@ from hubbub.errors import Conflict
 class History(Log, Protocol):
     """PostgreSQL-held history (PostgresLog) as this log needs it."""
 
-    async def find_sent(
-        self, room: str, pairs: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], Message]: ...
+    async def find_sent_in_rooms(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Message]: ...
 
 
 class _Lookup:
-    """Looks up many (sender key, id) pairs of a room in one query per loop turn.
+    """Looks up the (room, sender key, id) keys asked in one loop turn in one query.
 
-    A room's batches answer in the order they were asked, whatever order their queries
-    finish in: appends then reach the Redis log in call order, which keeps one
-    connection's pipelined sends in frame order."""
+    Batches answer in the order they were asked, whatever order their queries finish in:
+    appends then reach the Redis log in call order, which keeps one connection's pipelined
+    sends in frame order."""
 
     def __init__(self, history: History) -> None:
         self.history = history
-        self._waiting: dict[str, dict[tuple[str, str], asyncio.Future[Message | None]]] = {}
-        self._tails: dict[str, asyncio.Task[None]] = {}  # each room's latest batch
+        self._waiting: dict[tuple[str, str, str], asyncio.Future[Message | None]] = {}
+        self._tail: asyncio.Task[None] | None = None  # the latest batch
 
     def find(self, room: str, sender: str, msg_id: str) -> asyncio.Future[Message | None]:
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._flush)
-        pairs = self._waiting.setdefault(room, {})
-        key = (sender.lower(), msg_id)
-        future = pairs.get(key)
+        key = (room, sender.lower(), msg_id)
+        future = self._waiting.get(key)
         if future is None:
-            future = pairs[key] = asyncio.get_running_loop().create_future()
+            future = self._waiting[key] = asyncio.get_running_loop().create_future()
         return future
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        for room, pairs in waiting.items():
-            task = asyncio.get_running_loop().create_task(
-                self._query(room, pairs, self._tails.get(room))
-            )
-            self._tails[room] = task
-            task.add_done_callback(functools.partial(self._forget, room))
+        task = asyncio.get_running_loop().create_task(self._query(waiting, self._tail))
+        self._tail = task
+        task.add_done_callback(self._forget)
 
-    def _forget(self, room: str, done: asyncio.Task[None]) -> None:
-        if self._tails.get(room) is done:
-            del self._tails[room]
+    def _forget(self, done: asyncio.Task[None]) -> None:
+        if self._tail is done:
+            self._tail = None
 
     async def _query(
         self,
-        room: str,
-        pairs: dict[tuple[str, str], asyncio.Future[Message | None]],
+        waiting: dict[tuple[str, str, str], asyncio.Future[Message | None]],
         previous: asyncio.Task[None] | None,
     ) -> None:
         try:
-            found = await self.history.find_sent(room, list(pairs))
+            found = await self.history.find_sent_in_rooms(list(waiting))
             if previous is not None:
-                await asyncio.wait([previous])  # answer after the room's earlier batch
+                await asyncio.wait([previous])  # answer after the earlier batch
         except BaseException as exc:
-            for future in pairs.values():
+            for future in waiting.values():
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for key, future in pairs.items():
+        for key, future in waiting.items():
             if not future.done():
                 future.set_result(found.get(key))
 

@@ -430,12 +430,18 @@ class PostgresLog:
 
         Sender keys are lower-cased names. A Redis idempotency record lives only for a while
         after its message reached PostgreSQL; the unique index here remembers it for ever."""
-        if not pairs:
+        found = await self.find_sent_in_rooms([(room, sender, msg_id) for sender, msg_id in pairs])
+        return {(sender, msg_id): message for (_, sender, msg_id), message in found.items()}
+
+    async def find_sent_in_rooms(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Message]:
+        """`find_sent` for (room, sender key, client id) keys of any rooms, in one query."""
+        if not keys:
             return {}
-        senders = [sender for sender, _ in pairs]
-        ids = [msg_id for _, msg_id in pairs]
-        rows = await self.db.fetch(FIND_SENT, room, senders, ids)
-        return {(row[6], row[2]): _message(row) for row in rows}
+        rooms, senders, ids = (list(column) for column in zip(*keys, strict=True))
+        rows = await self.db.fetch(FIND_SENT, rooms, senders, ids)
+        return {(row[0], row[6], row[2]): _message(row) for row in rows}
 
 
 PERSISTED_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = $1"
@@ -453,9 +459,8 @@ ON CONFLICT (room, seq) DO NOTHING
 FIND_SENT = """
 SELECT m.room, m.seq, m.client_id, m.sender, m.body, m.ts, m.sender_key
 FROM messages m
-JOIN unnest($2::text[], $3::text[]) AS p(sender_key, client_id)
-  ON m.sender_key = p.sender_key AND m.client_id = p.client_id
-WHERE m.room = $1
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS p(room, sender_key, client_id)
+  ON m.room = p.room AND m.sender_key = p.sender_key AND m.client_id = p.client_id
 """
 
 # Rooms in name order from a cursor, each with its highest stored seq: one index probe
