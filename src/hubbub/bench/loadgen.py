@@ -7,7 +7,9 @@ messages: pipelined behind a window of unacked sends (`pipeline`) or paced at
 a rate (`rate`). It counts deliveries (`message` frames received) and acks,
 and records latencies: ack latency (send -> ack on the same connection) and
 end-to-end latency (the sender's `time.monotonic_ns()` is the first word of
-the body; CLOCK_MONOTONIC is shared by every process of the machine).
+the body; CLOCK_MONOTONIC is shared by every process of the machine). It
+can also churn: connections that connect, hello, join, leave and disconnect
+over and over (`churn`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from hubbub.bench import procstat
-from hubbub.bench.wsclient import WebSocketClient
+from hubbub.bench.wsclient import Endpoint, WebSocketClient
 
 _MESSAGE = (b'"type":"message"', b'"type": "message"')
 _BODY = b'"body":'
@@ -80,12 +82,13 @@ class Worker:
     """The event-loop side of one load generator process."""
 
     def __init__(
-        self, commands: Connection, replies: Connection, host: str, port: int, index: int
+        self, commands: Connection, replies: Connection, endpoint: Endpoint, index: int, run: str
     ) -> None:
         # Two one-way pipes: the event loop makes the command end non-blocking, and
         # replies (latency samples can be megabytes) must be written in full.
         self.commands, self.replies = commands, replies
-        self.host, self.port, self.index = host, port, index
+        self.endpoint, self.index, self.run = endpoint, index, run
+        self.ssl = endpoint.ssl_context()
         self.conns: list[Conn] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -99,6 +102,10 @@ class Worker:
         self.body_size = 150
         self.rate = 0.0
         self.pacer: asyncio.Task[None] | None = None
+        self.churning = False
+        self.churners: list[asyncio.Task[None]] = []
+        self.cycles = self.cycle_errors = 0
+        self.cycle_latencies = array("q")  # one connect-hello-join-leave-disconnect, ns
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,21 +163,22 @@ class Worker:
         )
 
     async def _open(self, n: int, spec: ConnSpec) -> Conn:
-        connecting = WebSocketClient.connect(self.host, self.port)
+        connecting = WebSocketClient.connect(self.endpoint, self.ssl)
         client = await asyncio.wait_for(connecting, SETUP_TIMEOUT)
-        conn = Conn(client, spec.room, f"w{self.index}c{n}n", spec.sender)
+        # Message ids are unique per run, so a server that deduplicates ids stores every send.
+        conn = Conn(client, spec.room, f"{self.run}w{self.index}c{n}n", spec.sender)
         client.on_text = functools.partial(self._on_text, conn)
         # Compact JSON with `type` first is what both servers send; others take the slow path.
-        client.fast_prefix = b'{"type":"message"'
+        client.fast_prefix = self.endpoint.message_prefix
         client.on_fast = self._on_delivery if self._sampled(n) else None
-        await self._request(conn, {"type": "hello", "token": spec.token}, "welcome")
-        await self._request(conn, {"type": "join", "room": spec.room}, "joined")
+        await self._request(conn, {"type": "hello", "token": spec.token, "ref": "h"}, "welcome")
+        await self._request(conn, {"type": "join", "room": spec.room, "ref": "j"}, "joined")
         return conn
 
     async def _request(self, conn: Conn, frame: dict[str, Any], answer: str) -> dict[str, Any]:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         conn.waiter, conn.wait_for = waiter, answer
-        conn.client.send_text(orjson.dumps(frame))
+        conn.client.send_object(frame["type"], orjson.dumps(frame))
         lost = conn.client.lost
         watch: list[asyncio.Future[Any]] = [waiter, lost]
         await asyncio.wait(watch, timeout=SETUP_TIMEOUT, return_when="FIRST_COMPLETED")
@@ -196,8 +204,35 @@ class Worker:
         return {}
 
     def cmd_stop(self) -> dict[str, Any]:
-        self.rate, self.pipelining = 0.0, False
+        self.rate, self.pipelining, self.churning = 0.0, False, False
         return {}
+
+    def cmd_churn(self, specs: list[ConnSpec]) -> dict[str, Any]:
+        """One churner per spec: connect, hello, join, leave, disconnect, again, until `stop`."""
+        self.churning = True
+        self.churners = [
+            asyncio.ensure_future(self._churn(n, spec)) for n, spec in enumerate(specs)
+        ]
+        return {}
+
+    async def _churn(self, n: int, spec: ConnSpec) -> None:
+        while self.churning:
+            start = time.monotonic_ns()
+            conn: Conn | None = None
+            try:
+                conn = await self._open(n, spec)
+                await self._request(conn, {"type": "leave", "room": spec.room, "ref": "l"}, "left")
+                conn.client.close()
+                await asyncio.wait_for(asyncio.shield(conn.client.lost), SETUP_TIMEOUT)
+            except Exception as exc:  # counted, and the churner goes on
+                self.cycle_errors += 1
+                self.error_samples[f"churn: {type(exc).__name__}: {exc}"[:200]] += 1
+                if conn is not None:
+                    conn.client.close()
+                await asyncio.sleep(0.05)  # a refusing server is not hammered in a tight loop
+                continue
+            self.cycles += 1
+            self.cycle_latencies.append(time.monotonic_ns() - start)
 
     def cmd_record(self, share: float) -> dict[str, Any]:
         """Time end-to-end latency on this share of the connections (0: none)."""
@@ -221,14 +256,18 @@ class Worker:
             "acks": self.acks,
             "sent": self.sent,
             "errors": self.errors,
+            "cycles": self.cycles,
+            "cycle_errors": self.cycle_errors,
             "throttled": self.throttled,
             "error_samples": dict(self.error_samples),
             "closed": dict(closed),
             "outstanding": sum(len(c.pending) for c in self.conns),
             "latencies": self.latencies.tobytes(),
             "ack_latencies": self.ack_latencies.tobytes(),
+            "cycle_latencies": self.cycle_latencies.tobytes(),
         }
         self.latencies, self.ack_latencies = array("q"), array("q")
+        self.cycle_latencies = array("q")
         return snap
 
     def cmd_close(self) -> dict[str, Any]:
@@ -255,9 +294,7 @@ class Worker:
         self.sent += 1
         payload = orjson.dumps({"type": "send", "room": conn.room, "id": message_id, "body": body})
         # Build the frame here so a batch of sends goes out in one write.
-        n = len(payload)
-        head = bytes((0x81, 0x80 | n)) if n < 126 else b"\x81\xfe" + n.to_bytes(2, "big")
-        return head + b"\x00\x00\x00\x00" + payload
+        return conn.client.frame("send", payload)
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
@@ -319,7 +356,12 @@ class Worker:
 
 
 def worker_main(
-    commands: Connection, replies: Connection, host: str, port: int, cpus: list[int], index: int
+    commands: Connection,
+    replies: Connection,
+    endpoint: Endpoint,
+    cpus: list[int],
+    index: int,
+    run: str = "",
 ) -> None:
     """Entry point of a load generator process."""
     with contextlib.suppress(OSError):
@@ -331,6 +373,6 @@ def worker_main(
         uvloop.install()
 
     async def main() -> None:
-        await Worker(commands, replies, host, port, index).serve()
+        await Worker(commands, replies, endpoint, index, run).serve()
 
     asyncio.run(main())

@@ -13,7 +13,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hubbub.bench import procstat
@@ -58,6 +58,7 @@ class Window:
     errors: int
     throttled: int
     load_cpu: float  # our load processes' CPU time, as a share of the load CPUs
+    worker_cpu_max: float  # the busiest load process's CPU time, as a share of one CPU
     load_cpus_busy: float  # the load CPUs' busy share, every process counted
     server_cpu: float  # the server process's CPU time, as a share of one CPU
     server_cpus_busy: float  # the server CPUs' busy share, every process counted
@@ -67,14 +68,18 @@ class Window:
     ack_latencies: array[int]
     error_samples: Counter[str]
     closed: Counter[str]
+    cycles: int = 0  # churn cycles completed
+    cycle_errors: int = 0
+    cycle_latencies: array[int] = field(default_factory=lambda: array("q"))
 
     def rate(self, count: int) -> float:
         return count / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def client_bound(self) -> bool:
-        """The load CPUs were saturated: the client may have been the limit."""
-        return self.load_cpus_busy >= SATURATED
+        """The client may have been the limit: the load CPUs were saturated, or one load
+        process (one event loop: one CPU at most) was."""
+        return self.load_cpus_busy >= SATURATED or self.worker_cpu_max >= SATURATED
 
     @property
     def server_cpus_others(self) -> float:
@@ -89,6 +94,7 @@ class Window:
             "closed_connections": dict(self.closed),
             "server_alive": server.alive(),
             "load_cpu": round(self.load_cpu, 3),
+            "worker_cpu_max": round(self.worker_cpu_max, 3),
             "load_cpus_busy": round(self.load_cpus_busy, 3),
             "server_cpu": round(self.server_cpu, 3),
             "server_cpus_busy": round(self.server_cpus_busy, 3),
@@ -123,12 +129,13 @@ def measure(
     load1, srv1 = procstat.cpu_jiffies(load_cpus), procstat.cpu_jiffies(server.cpus)
     pairs = list(zip(before, after, strict=True))
     elapsed = statistics.fmean(b["t"] - a["t"] for a, b in pairs)
-    lat, ack_lat = array("q"), array("q")
+    lat, ack_lat, cycle_lat = array("q"), array("q"), array("q")
     samples: Counter[str] = Counter()
     closed: Counter[str] = Counter()
     for b in after:
         lat.frombytes(b["latencies"])
         ack_lat.frombytes(b["ack_latencies"])
+        cycle_lat.frombytes(b["cycle_latencies"])
         samples.update(b["error_samples"])
         closed.update(b["closed"])
 
@@ -142,7 +149,8 @@ def measure(
         sent=delta("sent"),
         errors=delta("errors"),
         throttled=delta("throttled"),
-        load_cpu=delta("cpu") / (elapsed * len(load_cpus)),
+        load_cpu=delta("cpu") / (elapsed * max(1, len(load_cpus))),
+        worker_cpu_max=max((b["cpu"] - a["cpu"]) / elapsed for a, b in pairs) if elapsed else 0.0,
         load_cpus_busy=_busy_share(load0, load1),
         server_cpu=(cpu1 - cpu0) / elapsed,
         server_cpus_busy=_busy_share(srv0, srv1),
@@ -152,6 +160,9 @@ def measure(
         ack_latencies=ack_lat,
         error_samples=samples,
         closed=closed,
+        cycles=delta("cycles"),
+        cycle_errors=delta("cycle_errors"),
+        cycle_latencies=cycle_lat,
     )
 
 

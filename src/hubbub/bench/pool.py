@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
 from hubbub.bench.loadgen import ConnSpec, worker_main
+from hubbub.bench.wsclient import Endpoint
 
 
 class LoadPool:
     """The parent's handle on a set of load generator processes."""
 
-    def __init__(self, host: str, port: int, workers: int, cpus: list[int]) -> None:
+    def __init__(self, endpoint: Endpoint, workers: int, cpus: list[int]) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold an event loop
+        run = os.urandom(3).hex()  # in every message id: unique to this pool
         self.commands: list[Connection] = []
         self.replies: list[Connection] = []
         self.senders: list[int] = [0] * workers
@@ -26,7 +29,7 @@ class LoadPool:
             reply_in, reply_out = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=worker_main,
-                args=(command_in, reply_out, host, port, cpus, index),
+                args=(command_in, reply_out, endpoint, cpus, index, run),
                 daemon=True,
             )
             proc.start()
@@ -78,6 +81,10 @@ class LoadPool:
         opened = sum(r["opened"] for r in replies)
         self.senders = [sum(spec.sender for spec in share) for share in shares]
         return {"opened": opened, "failures": dict(failures), "s": time.monotonic() - start}
+
+    def churn(self, specs: list[ConnSpec]) -> None:
+        """Start one churner per spec, spread over the workers (`stop` ends them)."""
+        self.call("churn", [{"specs": specs[i :: len(self)]} for i in range(len(self))])
 
     def set_rate(self, rate: float, window: int, body_size: int) -> None:
         """Send `rate` messages a second in total, shared by the workers by their senders."""

@@ -134,7 +134,8 @@ def _phase_notes(where: str, phase: dict[str, Any]) -> list[str]:
         server_too = phase.get("server_cpus_busy", 0) >= SATURATED
         notes.append(
             f"WARNING {where}: the load CPU was saturated (busy {phase['load_cpus_busy']:.0%}, "
-            f"our load processes {phase['load_cpu']:.0%}): the figure may be client-bound"
+            f"our load processes {phase['load_cpu']:.0%}, the busiest one "
+            f"{phase.get('worker_cpu_max', 0):.0%} of a CPU): the figure may be client-bound"
             + (" (the server's CPU was saturated too)" if server_too else "")
         )
     if phase.get("server_cpus_others", 0) > CONTENDED:

@@ -16,6 +16,7 @@ from hubbub.bench import measure as measuring
 from hubbub.bench.loadgen import ConnSpec
 from hubbub.bench.measure import drain, measure, percentile_ms
 from hubbub.bench.pool import LoadPool
+from hubbub.bench.wsclient import Endpoint
 
 
 class Server(measuring.Server, Protocol):
@@ -76,7 +77,7 @@ def _connect(pool: LoadPool, specs: list[ConnSpec], s: Settings) -> dict[str, An
 
 def send_ack(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
     """N senders in a few rooms, each keeping a window of sends outstanding."""
-    pool = LoadPool("127.0.0.1", server.port, s.workers, s.load_cpus)
+    pool = LoadPool(Endpoint.local(server.port), s.workers, s.load_cpus)
     try:
         specs = [
             ConnSpec(tokens[i % len(tokens)], f"ack-{i % s.ack_rooms}", sender=True)
@@ -156,7 +157,7 @@ def _latency_at(pool: LoadPool, server: Server, rate: float, s: Settings) -> dic
 
 def fanout(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
     """Rooms of many members: saturation by a rate ramp, then latency at two rates."""
-    pool = LoadPool("127.0.0.1", server.port, s.workers, s.load_cpus)
+    pool = LoadPool(Endpoint.local(server.port), s.workers, s.load_cpus)
     try:
         # Member-major order spreads the senders over the workers.
         specs = [
@@ -187,7 +188,7 @@ def fanout(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
 
 def idle_connections(server: Server, tokens: list[str], s: Settings) -> dict[str, Any]:
     """Many idle authenticated connections, each joined to one room: memory and connect rate."""
-    pool = LoadPool("127.0.0.1", server.port, s.workers, s.load_cpus)
+    pool = LoadPool(Endpoint.local(server.port), s.workers, s.load_cpus)
     try:
         # Warm the server's code paths so the baseline RSS is not its cold start.
         warm = [ConnSpec(tokens[i % len(tokens)], "idle-0") for i in range(20)]

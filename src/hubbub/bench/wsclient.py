@@ -4,8 +4,15 @@ The load generator has one CPU core for up to a few hundred thousand frames a
 second, so it parses server frames straight out of `data_received` (many
 frames per read, no task or await per frame) instead of going through a
 general-purpose client. Only what the benchmark needs is implemented: the
-upgrade handshake, unfragmented and fragmented text frames, ping/pong and the
-closing handshake.
+upgrade handshake (over TLS too), unfragmented and fragmented text frames,
+ping/pong and the closing handshake.
+
+Two dialects carry the same JSON objects: `hubbub` (one object per text frame
+on `/ws`) and `socketio` (Engine.IO v4 over the websocket transport only, on
+`/socket.io/?EIO=4&transport=websocket`: the client answers the open packet
+`0{...}` with `40`, waits for the namespace's `40{...}`, answers pings `2`
+with `3`; every object travels as an event named after its `type`,
+`42["<type>",{...}]`).
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 from collections.abc import Callable
-from typing import cast
+from typing import Literal, NamedTuple, cast
 
 # RFC 6455 asks clients for an unpredictable masking key to protect
 # intermediaries; on loopback against our own servers a zero key is fine and
@@ -23,6 +31,39 @@ _ZERO_MASK = b"\x00\x00\x00\x00"
 _OP_CONT, _OP_TEXT, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
 TextHandler = Callable[[bytes], None]
+Dialect = Literal["hubbub", "socketio"]
+DIALECTS: tuple[Dialect, ...] = ("hubbub", "socketio")
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
+class Endpoint(NamedTuple):
+    """Where the load generator connects, and how (picklable: it goes to worker processes)."""
+
+    host: str
+    port: int
+    path: str = "/ws"  # the request target of the upgrade
+    tls: bool = False
+    verify: bool = True  # check the server's TLS certificate
+    dialect: Dialect = "hubbub"
+
+    @classmethod
+    def local(cls, port: int) -> Endpoint:
+        """A hubbub node on this machine (the benchmark harness's servers)."""
+        return cls("127.0.0.1", port)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    @property
+    def message_prefix(self) -> bytes:
+        """How a `message` frame starts when the server writes compact JSON, `type` first."""
+        return b'42["message",' if self.dialect == "socketio" else b'{"type":"message"'
 
 
 class HandshakeError(ConnectionError):
@@ -50,7 +91,7 @@ class WebSocketClient(asyncio.Protocol):
     for the bulk of a fan-out.
     """
 
-    def __init__(self, host: str, port: int, path: str = "/ws") -> None:
+    def __init__(self, host: str, port: int, path: str = "/ws", socketio: bool = False) -> None:
         self.on_text: TextHandler = _ignore
         self.fast_prefix: bytes | None = None
         self.fast_count = 0
@@ -67,11 +108,23 @@ class WebSocketClient(asyncio.Protocol):
         self._buf = b""
         self._upgraded = False
         self._fragments: list[bytes] = []
+        self._socketio = socketio
 
     @classmethod
-    async def connect(cls, host: str, port: int, path: str = "/ws") -> WebSocketClient:
+    async def connect(
+        cls, endpoint: Endpoint, context: ssl.SSLContext | None = None
+    ) -> WebSocketClient:
+        """Open a connection; `opened` (awaited here) is the upgrade, or Socket.IO's connect."""
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(lambda: cls(host, port, path), host, port)
+        host, port, path = endpoint.host, endpoint.port, endpoint.path
+        socketio = endpoint.dialect == "socketio"
+        _, proto = await loop.create_connection(
+            lambda: cls(host, port, path, socketio),
+            host,
+            port,
+            ssl=context,
+            server_hostname=host if context is not None else None,
+        )
         await proto.opened
         return proto
 
@@ -79,9 +132,19 @@ class WebSocketClient(asyncio.Protocol):
     def is_open(self) -> bool:
         return self._upgraded and not self.lost.done()
 
+    def frame(self, kind: str, payload: bytes) -> bytes:
+        """The encoded frame that carries one JSON object of type `kind` in this dialect."""
+        if self._socketio:
+            return encode_frame(b'42["' + kind.encode() + b'",' + payload + b"]")
+        return encode_frame(payload)
+
+    def send_object(self, kind: str, payload: bytes) -> None:
+        """Send one JSON object (`payload`, of type `kind`)."""
+        self.send_raw(self.frame(kind, payload))
+
     def send_text(self, payload: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(encode_frame(payload))
+        """Send one raw text frame (no dialect framing)."""
+        self.send_raw(encode_frame(payload))
 
     def send_raw(self, frames: bytes) -> None:
         """Write already-encoded frames (several sends in one system call)."""
@@ -122,7 +185,8 @@ class WebSocketClient(asyncio.Protocol):
                 self._transport.close()
                 return
             self._upgraded = True
-            self.opened.set_result(None)
+            if not self._socketio:  # Socket.IO is open once the namespace answers
+                self.opened.set_result(None)
             buf = buf[end + 4 :]
         self._buf = self._parse_frames(buf)
 
@@ -149,6 +213,8 @@ class WebSocketClient(asyncio.Protocol):
                     self.fast_count += 1
                     if self.on_fast is not None:
                         self.on_fast(buf[start:end])
+                elif self._socketio:
+                    self._engineio(buf[start:end])
                 else:
                     self.on_text(buf[start:end])
             else:
@@ -161,12 +227,37 @@ class WebSocketClient(asyncio.Protocol):
             self._fragments.append(payload)
             if b0 & 0x80:
                 message, self._fragments = b"".join(self._fragments), []
-                self.on_text(message)
+                if self._socketio:
+                    self._engineio(message)
+                else:
+                    self.on_text(message)
         elif opcode == _OP_PING and self._transport is not None:
             self._transport.write(encode_frame(payload, _OP_PONG))
         elif opcode == _OP_CLOSE:
             self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.close(1000 if self.close_code in (1005, 1006, 1015) else self.close_code)
+
+    def _engineio(self, packet: bytes) -> None:
+        """One Engine.IO packet: events go to `on_text` as the bare JSON object."""
+        if packet.startswith(b"42["):
+            # 42["<event>",{...}]: the object starts after the event name's comma.
+            comma = packet.find(b",", 4)
+            if comma > 0:
+                self.on_text(packet[comma + 1 : packet.rindex(b"]")].strip())
+        elif packet == b"2":
+            self.send_text(b"3")
+        elif packet.startswith(b"0"):  # the open packet: connect to the namespace "/"
+            self.send_text(b"40")
+        elif packet.startswith(b"40"):
+            if not self.opened.done():
+                self.opened.set_result(None)
+        elif packet.startswith(b"44"):  # the namespace refused the connection
+            if not self.opened.done():
+                self.opened.set_exception(HandshakeError(f"socket.io: {packet.decode()}"))
+            self.close()
+        elif packet.startswith((b"41", b"1")):  # disconnected by the server
+            self.close_code = 1000
+            self.close()
 
 
 def _ignore(payload: bytes) -> None:
