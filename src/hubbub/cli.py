@@ -1,4 +1,4 @@
-"""The `hubbub` command: serve (more subcommands join it as they are built)."""
+"""The `hubbub` command: serve, worker, cluster and bench (more join as they are built)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster.add_arguments(
         commands.add_parser("cluster", help="N nodes, the worker and HAProxy on this machine")
+    )
+    from hubbub.bench import command as bench
+
+    bench.add_arguments(
+        commands.add_parser(
+            "bench", help="load a hubbub URL (a node, HAProxy, a cluster) and measure it"
+        )
     )
     return parser
 
@@ -56,4 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"hubbub cluster: {exc}", file=sys.stderr)
             return 2
+    if args.command == "bench":
+        from hubbub.bench.command import run as run_bench
+
+        return run_bench(args)
     return 0

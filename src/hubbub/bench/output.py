@@ -1,0 +1,215 @@
+"""What `hubbub bench` shows: progress bars while it runs, a summary table, warnings, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hubbub.bench import suite
+
+
+class RichDisplay:
+    """Progress bars on stderr: one per phase, the current figure beside it."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> RichDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+        self.progress.stop()
+
+    def finish(self) -> None:
+        if self.task is not None:
+            task = self.progress.tasks[self.task]
+            self.progress.update(self.task, completed=task.total)
+            self.task = None
+
+    def start(self, description: str, total: float) -> None:
+        self.finish()
+        self.task = self.progress.add_task(description, total=total, status="")
+
+    def advance(self, amount: float, status: str = "") -> None:
+        if self.task is not None:
+            self.progress.update(self.task, advance=amount, status=status)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+ROWS: dict[str, list[tuple[str, str, int]]] = {
+    "connections": [
+        ("connections open at the end", "open_at_end", 0),
+        ("failed to connect", "failed_connections", 0),
+        ("connects/s (hello + join)", "connects_per_s", 0),
+        ("server RSS before (KiB)", "rss_before_kib", 0),
+        ("server RSS after (KiB)", "rss_after_kib", 0),
+        ("KiB per connection", "kib_per_connection", 1),
+        ("RSS read from", "rss_source", 0),
+    ],
+    "send": [
+        ("acked msgs/s", "acked_per_s", 0),
+        ("ack latency p50 (ms)", "ack_p50_ms", 2),
+        ("ack latency p99 (ms)", "ack_p99_ms", 2),
+        ("ack latency p99.9 (ms)", "ack_p999_ms", 2),
+        ("deliveries/s", "delivered_per_s", 0),
+        ("sent / acked", "sent", 0),
+    ],
+    "fanout": [
+        ("delivered msgs/s", "delivered_per_s", 0),
+        ("sent msgs/s", "rate_msgs_per_s", 1),
+        ("e2e latency p50 (ms)", "e2e_p50_ms", 2),
+        ("e2e latency p99 (ms)", "e2e_p99_ms", 2),
+        ("e2e latency p99.9 (ms)", "e2e_p999_ms", 2),
+        ("deliveries (expected: acked x members)", "deliveries", 0),
+    ],
+    "churn": [
+        ("cycles/s", "cycles_per_s", 1),
+        ("cycles", "cycles", 0),
+        ("errors", "errors", 0),
+        ("cycle latency p50 (ms)", "cycle_p50_ms", 2),
+        ("cycle latency p99 (ms)", "cycle_p99_ms", 2),
+    ],
+}
+
+
+def summary(results: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="hubbub bench")
+    table.add_column("scenario")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, r in results.items():
+        if "failed" in r:
+            table.add_row(name, "FAILED", r["failed"])
+            continue
+        if name == "fanout":
+            mode = f"at {r['rate_msgs_per_s']:g} msgs/s" if r["mode"] == "fixed" else "saturation"
+            table.add_row(name, f"{r['rooms']} rooms x {r['members']} members, {mode}", "")
+        for label, key, digits in ROWS[name]:
+            value = _fmt(r.get(key), digits)
+            if key == "sent":
+                value = f"{_fmt(r.get('sent'))} / {_fmt(r.get('acked'))}"
+            if key == "deliveries":
+                value = f"{_fmt(r.get('deliveries'))} ({_fmt(r.get('expected_deliveries'))})"
+            table.add_row(name, label, value)
+        health = r.get("health", {})
+        if health:
+            table.add_row(name, "error frames", _fmt(health.get("error_frames")))
+            bound = health.get("client_bound_windows", 0)
+            table.add_row(name, "client-bound windows", f"{bound} of {health.get('windows')}")
+        table.add_section()
+    return table
+
+
+def warnings(results: dict[str, dict[str, Any]]) -> list[str]:
+    """What the figures cannot be trusted for: a client-side limit, errors, a dead server."""
+    notes: list[str] = []
+    for name, r in results.items():
+        health = r.get("health", {})
+        if health.get("client_bound_windows"):
+            notes.append(
+                f"{name}: the CLIENT side was the bottleneck in {health['client_bound_windows']} "
+                f"of {health['windows']} measured windows (busiest load process "
+                f"{health['worker_cpu_max']:.0%} of a CPU, load CPUs up to "
+                f"{health['load_cpus_busy_max']:.0%} busy): the figures are the load "
+                "generator's limit, a lower bound for the server. Add --workers, or run the "
+                "bench from more machines."
+            )
+        if health.get("error_frames"):
+            notes.append(
+                f"{name}: {health['error_frames']} error frames: {health['error_samples']}"
+            )
+        if health.get("closed_connections"):
+            notes.append(
+                f"{name}: connections closed by the server: {health['closed_connections']}"
+            )
+        if health.get("server_alive") is False:
+            notes.append(f"{name}: the server process died")
+        if r.get("failed_connections") or r.get("failures"):
+            notes.append(f"{name}: connection failures: {r.get('failures')}")
+        if r.get("errors"):
+            notes.append(f"{name}: {r['errors']} churn cycles failed")
+        if name == "fanout" and r.get("mode") == "ramp" and not r.get("saturated"):
+            notes.append("fanout: the ramp ended before saturation (raise --max-steps)")
+    return notes
+
+
+def plot(directory: Path, outcomes: dict[str, suite.Outcome]) -> list[Path]:
+    """A latency CDF and throughput over time, one line per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for outcome in outcomes.values():
+        values = sorted(outcome.latencies_ms)
+        if values:
+            ax.plot(
+                values,
+                [(i + 1) / len(values) for i in range(len(values))],
+                label=outcome.latency_label,
+            )
+            drawn = True
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("share of samples at or below")
+    ax.set_title("latency CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    if drawn:
+        ax.legend()
+    written.append(directory / "latency_cdf.png")
+    fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    per_second = {"fanout": "delivered_per_s", "send": "acked_per_s", "churn": "cycles_per_s"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, outcome in outcomes.items():
+        steps = outcome.figures.get("steps") or []
+        key = per_second.get(name)
+        if key and steps:
+            ax.plot(
+                [st["t"] for st in steps],
+                [st[key] for st in steps],
+                marker="o",
+                label=f"{name}: {key.replace('_per_s', '')}/s",
+            )
+    ax.set_xlabel("seconds since the scenario started")
+    ax.set_ylabel("per second")
+    ax.set_title("throughput over time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    written.append(directory / "throughput.png")
+    fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return written
