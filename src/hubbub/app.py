@@ -26,6 +26,7 @@ class Node:
     """One `hubbub serve` process: engine, rules, gateway and the HTTP application."""
 
     def __init__(self, config: Config) -> None:
+        config.check()
         self.config = config
         metrics.set_build_info(config.node_id)
         self.engine = open_engine(config)
@@ -80,7 +81,12 @@ class Node:
         )
         await runner.setup()
         site = web.TCPSite(
-            runner, self.config.host, self.config.port, backlog=4096, reuse_address=True
+            runner,
+            self.config.host,
+            self.config.port,
+            backlog=4096,
+            reuse_address=True,
+            reuse_port=self.config.reuse_port or None,
         )
         await site.start()
         self.started.set()

@@ -34,7 +34,19 @@ class Config:
     drain_timeout: float = 10.0
     drain_grace: float = 0.0
     permessage_deflate: bool = False
+    reuse_port: bool = False
     log_level: str = "info"
+
+    def check(self) -> None:
+        """Refuse combinations of settings that cannot work (a ValueError says why)."""
+        if self.reuse_port and not self.redis:
+            # Each process would have its own in-process fan-out and presence: a message
+            # sent through one would never reach the clients of the others.
+            raise ValueError(
+                "--reuse-port needs --redis (and --database postgresql://...): processes "
+                "sharing a port must share fan-out and presence, which only the "
+                "distributed engine does"
+            )
 
     @property
     def database_url(self) -> str:
@@ -64,6 +76,8 @@ _HELP = {
     "drain_grace": "seconds a draining node keeps serving with /readyz at 503, so the load "
     "balancer takes it out of rotation before its clients reconnect",
     "permessage_deflate": "negotiate permessage-deflate (off by default)",
+    "reuse_port": "listen with SO_REUSEPORT, so several nodes share --port and the kernel "
+    "spreads connections over them (one node per core; needs --redis)",
     "log_level": "debug, info, warning or error",
 }
 
