@@ -36,7 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `hubbub bench URL --rate 500 fanout`: argparse leaves positionals given after
+        # options unmatched; for bench they are more scenarios.
+        if args.command != "bench" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.scenarios = [*args.scenarios, *extra]
     if args.command == "serve":
         from hubbub.app import serve
 

@@ -365,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
     out.print(summary(results))
     notes = warnings(results)
     for note in notes:
-        out.print(f"WARNING {note}", markup=False)
+        out.print(f"WARNING {note}", markup=False, soft_wrap=True)
     if args.json is not None:
         report = {
             "hubbub": __version__,

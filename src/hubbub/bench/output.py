@@ -142,6 +142,13 @@ def warnings(results: dict[str, dict[str, Any]]) -> list[str]:
                 "generator's limit, a lower bound for the server. Add --workers, or run the "
                 "bench from more machines."
             )
+        if health.get("cpus_saturated_windows"):
+            notes.append(
+                f"{name}: this machine's CPUs were saturated in "
+                f"{health['cpus_saturated_windows']} of {health['windows']} measured windows, "
+                "mostly not by the load generator (a server on this machine, or other "
+                "processes): the load and the server competed for CPU."
+            )
         if health.get("error_frames"):
             notes.append(
                 f"{name}: {health['error_frames']} error frames: {health['error_samples']}"
@@ -193,23 +200,22 @@ def plot(directory: Path, outcomes: dict[str, suite.Outcome]) -> list[Path]:
     plt.close(fig)
 
     per_second = {"fanout": "delivered_per_s", "send": "acked_per_s", "churn": "cycles_per_s"}
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, outcome in outcomes.items():
-        steps = outcome.figures.get("steps") or []
-        key = per_second.get(name)
-        if key and steps:
-            ax.plot(
-                [st["t"] for st in steps],
-                [st[key] for st in steps],
-                marker="o",
-                label=f"{name}: {key.replace('_per_s', '')}/s",
-            )
-    ax.set_xlabel("seconds since the scenario started")
-    ax.set_ylabel("per second")
-    ax.set_title("throughput over time")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best")
-    written.append(directory / "throughput.png")
-    fig.savefig(written[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    series = {
+        name: outcome.figures["steps"]
+        for name, outcome in outcomes.items()
+        if name in per_second and outcome.figures.get("steps")
+    }
+    if series:  # one panel per scenario: their units differ
+        fig, axes = plt.subplots(len(series), 1, figsize=(8, 3 * len(series)), squeeze=False)
+        for ax, (name, steps) in zip(axes[:, 0], series.items(), strict=True):
+            key = per_second[name]
+            ax.plot([st["t"] for st in steps], [st[key] for st in steps], marker="o")
+            ax.set_title(f"{name}: {key.replace('_per_s', '').replace('_', ' ')} per second")
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+        axes[-1, 0].set_xlabel("seconds since the scenario started")
+        fig.tight_layout()
+        written.append(directory / "throughput.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
     return written

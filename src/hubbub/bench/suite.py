@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hubbub.bench.loadgen import ConnSpec
-from hubbub.bench.measure import Window, measure
+from hubbub.bench.measure import SATURATED, Window, measure
 from hubbub.bench.pool import LoadPool
 from hubbub.bench.remote import Observed
 
 TICK = 1.0  # seconds per measured window
+OUR_SHARE = 0.5  # our load processes' share of busy load CPUs that makes them the limit
 SAMPLES_KEPT = 50_000  # latency samples kept per scenario for the plots
 
 
@@ -185,7 +186,8 @@ class Scenario:
             "load_cpus_busy": round(w.load_cpus_busy, 3),
             "worker_cpu_max": round(w.worker_cpu_max, 3),
             "server_cpu": round(w.server_cpu, 3),
-            "client_bound": w.client_bound,
+            "client_bound": client_bound(w),
+            "cpus_saturated": cpus_saturated(w),
         }
 
     def health(self) -> dict[str, Any]:
@@ -195,13 +197,14 @@ class Scenario:
         for w in self.windows:
             errors.update(w.error_samples)
             closed.update(w.closed)
-        bound = [w for w in self.windows if w.client_bound]
+        bound = [w for w in self.windows if client_bound(w)]
         return {
             "error_frames": sum(w.errors for w in self.windows),
             "error_samples": dict(errors.most_common(5)),
             "closed_connections": dict(closed),
             "windows": len(self.windows),
             "client_bound_windows": len(bound),
+            "cpus_saturated_windows": sum(cpus_saturated(w) for w in self.windows),
             "worker_cpu_max": round(max((w.worker_cpu_max for w in self.windows), default=0), 3),
             "load_cpus_busy_max": round(
                 max((w.load_cpus_busy for w in self.windows), default=0), 3
@@ -220,6 +223,19 @@ class Scenario:
             done += tick
             self.display.advance(tick, each(w))
         return windows
+
+
+def client_bound(w: Window) -> bool:
+    """The load generator was the limit: one of its processes (one event loop) filled its
+    CPU, or the load CPUs were saturated mostly by its processes."""
+    return w.worker_cpu_max >= SATURATED or (
+        w.load_cpus_busy >= SATURATED and w.load_cpu >= OUR_SHARE
+    )
+
+
+def cpus_saturated(w: Window) -> bool:
+    """The load CPUs were saturated by something else (a local server, other processes)."""
+    return w.load_cpus_busy >= SATURATED and not client_bound(w)
 
 
 def _merged(windows: list[Window], attribute: str) -> list[int]:
