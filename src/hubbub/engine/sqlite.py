@@ -209,6 +209,10 @@ def _message(row: tuple[str, int, str, str, str, int]) -> Message:
 
 
 MESSAGE_SELECT = "SELECT room, seq, client_id, sender, body, ts FROM messages"
+INSERT_MESSAGE = (
+    "INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, sender_key, client_id) DO NOTHING"
+)
 
 
 class SqliteLog:
@@ -232,27 +236,29 @@ class SqliteLog:
         return last
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        sender_key = sender.lower()
+
         def run(c: sqlite3.Connection) -> Appended:
-            row = c.execute(
-                MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?",
-                (room, sender.lower(), msg_id),
-            ).fetchone()
-            if row is not None:
-                existing = _message(row)
-                if existing.body != body:
-                    raise Conflict(f"id {msg_id!r} was already used with another body")
-                return Appended(existing, created=False)
+            # One statement in the common case: the idempotency index turns a repeated id
+            # into an ignored insert, and only then is the stored message looked up. A
+            # failing INSERT undoes itself, so the job needs no savepoint of its own.
             seq = self._last_seq_locked(c, room) + 1
             ts = int(self.clock() * 1000)
-            c.execute(
-                "INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (room, seq, msg_id, sender.lower(), sender, body, ts),
+            row = (room, seq, msg_id, sender_key, sender, body, ts)
+            if c.execute(INSERT_MESSAGE, row).rowcount:
+                self._last[room] = seq
+                return Appended(Message(room, seq, msg_id, sender, body, ts), created=True)
+            existing = _message(
+                c.execute(
+                    MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?",
+                    (room, sender_key, msg_id),
+                ).fetchone()
             )
-            self._last[room] = seq
-            return Appended(Message(room, seq, msg_id, sender, body, ts), created=True)
+            if existing.body != body:
+                raise Conflict(f"id {msg_id!r} was already used with another body")
+            return Appended(existing, created=False)
 
-        return await self.db.write(run, self._published)
+        return await self.db.write(run, self._published, savepoint=False)
 
     def _published(self, appended: Appended) -> None:
         if appended.created:

@@ -35,6 +35,7 @@ class _Job:
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     on_commit: Callable[[Any], None] | None
+    savepoint: bool
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -81,15 +82,22 @@ class SqliteDatabase:
         self,
         run: Callable[[sqlite3.Connection], T],
         on_commit: Callable[[T], None] | None = None,
+        *,
+        savepoint: bool = True,
     ) -> asyncio.Future[T]:
         """Queue `run(conn)` for the next group commit; the future resolves once it is durable.
 
         `on_commit(result)` runs on the event loop right after the commit, in queue order,
         before the future resolves: the hook for publishing in commit order.
+
+        Each job runs in a savepoint, so a job that fails leaves no trace in its group.
+        `savepoint=False` skips it for a job that raises only before it writes or from
+        its one writing statement (SQLite undoes a failed statement by itself): two
+        statements less per job, which on a busy core are two waits less for the GIL.
         """
         assert self._loop is not None, "database not open"
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put(_Job(run, future, on_commit))
+        self._jobs.put(_Job(run, future, on_commit, savepoint))
         return future
 
     async def read(self, run: Callable[[sqlite3.Connection], T]) -> T:
@@ -133,15 +141,18 @@ class SqliteDatabase:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in group:
-                conn.execute("SAVEPOINT job")
+                if job.savepoint:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = job.run(conn)
                 except Exception as exc:  # the job's own failure: only this job is undone
-                    conn.execute("ROLLBACK TO job")
+                    if job.savepoint:
+                        conn.execute("ROLLBACK TO job")
                     outcomes.append((job, None, _unavailable(exc)))
                 else:
                     outcomes.append((job, result, None))
-                conn.execute("RELEASE job")
+                if job.savepoint:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
