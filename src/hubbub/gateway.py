@@ -3,8 +3,10 @@
 Per delivery the hot path does one list append: a message is encoded into a complete
 WebSocket frame once, the same bytes are queued on every local connection joined to
 the room, and all frames queued for a connection during one event-loop turn leave in
-one write. Each connection's backlog is bounded: a reader that falls too far behind
-is cut off with 1008 rather than allowed to hold memory or stall the room.
+one write. Each connection's backlog is bounded in bytes: a reader that falls behind
+first stops getting typing events and gets presence collapsed to each user's latest
+state, and one that falls too far behind is cut off with 1008 rather than allowed to
+hold memory or stall the room.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hubbub.protocol import encode, error_frame, ws_text_frame
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE = 2.0  # seconds a closing peer gets to answer our close frame
+BEHIND_CHECK = 0.05  # seconds between looks at the connections that are behind
 
 
 class Connection:
@@ -39,6 +42,7 @@ class Connection:
         "gateway",
         "handler",
         "out",
+        "pending",
         "rooms",
         "session",
         "token_hash",
@@ -67,6 +71,8 @@ class Connection:
         self.close_reason = ""
         self.handler: asyncio.Task[Any] | None = None  # the task reading this connection
         self.backlogged = False  # set at flush time when the socket buffer is filling up
+        # While backlogged: the latest presence frame per (room, user key), sent on catching up.
+        self.pending: dict[tuple[str, str], bytes] | None = None
 
     def push(self, data: bytes) -> None:
         """Queue one complete WebSocket frame; it leaves at the end of this loop turn."""
@@ -141,6 +147,8 @@ class Gateway:
         self.by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self.by_token: defaultdict[str, set[Connection]] = defaultdict(set)
         self._dirty: list[Connection] = []
+        self._behind: set[Connection] = set()  # backlogged: watched until they catch up
+        self._behind_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.on_room_left: Callable[[Connection, str], None] = lambda conn, room: None
         # Called when the last connection of this node leaves a room.
@@ -173,19 +181,55 @@ class Gateway:
             return 0
         data = out[0] if n == 1 else b"".join(out)
         out.clear()
+        # The bound covers what the socket has not taken yet plus this turn's frames. A
+        # socket that keeps up (nothing buffered) always gets the turn's frames, however
+        # many (a long replay, say); one that is already behind is cut off before its
+        # buffer would pass the bound, without copying the frames into it.
+        buffered = transport.get_write_buffer_size()
+        if buffered and buffered + len(data) > self.send_buffer:
+            self._cut_off(conn, buffered + len(data))
+            return 0
         try:
             transport.write(data)
         except (RuntimeError, ConnectionError):  # closed under us: never stop the batch
             return 0
         buffered = transport.get_write_buffer_size()
-        conn.backlogged = buffered > self.send_buffer // 4
         if buffered > self.send_buffer:
-            log.warning(
-                "slow consumer cut off", extra={"session": conn.session, "buffered": buffered}
-            )
-            metrics.SLOW_CONSUMERS.inc()
-            conn.close(1008, "send buffer overflow: resume with since", flush=False)
+            self._cut_off(conn, buffered)
+        elif buffered > self.send_buffer // 4 and not conn.backlogged:
+            conn.backlogged = True
+            self._watch(conn)
         return n
+
+    def _cut_off(self, conn: Connection, buffered: int) -> None:
+        log.warning("slow consumer cut off", extra={"session": conn.session, "buffered": buffered})
+        metrics.SLOW_CONSUMERS.inc()
+        conn.close(1008, "send buffer overflow: resume with since", flush=False)
+
+    def _watch(self, conn: Connection) -> None:
+        self._behind.add(conn)
+        if self._behind_timer is None:
+            loop = asyncio.get_running_loop()
+            self._behind_timer = loop.call_later(BEHIND_CHECK, self._check_behind)
+
+    def _check_behind(self) -> None:
+        """Connections that caught up (a quarter of the bound) get their held presence."""
+        self._behind_timer = None
+        low = self.send_buffer // 4
+        for conn in list(self._behind):
+            transport = conn.transport
+            if conn.closing or transport.is_closing():
+                self._behind.discard(conn)
+            elif transport.get_write_buffer_size() <= low:
+                self._behind.discard(conn)
+                conn.backlogged = False
+                pending, conn.pending = conn.pending, None
+                if pending:
+                    for data in pending.values():
+                        conn.push(data)
+        if self._behind:
+            loop = asyncio.get_running_loop()
+            self._behind_timer = loop.call_later(BEHIND_CHECK, self._check_behind)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -210,6 +254,7 @@ class Gateway:
         if self.sessions.pop(conn.session, None) is None:
             return
         metrics.CONNECTIONS.dec()
+        self._behind.discard(conn)
         for room in list(conn.rooms):
             self.unsubscribe(conn, room)
         for index, key in ((self.by_user, conn.user.lower()), (self.by_token, conn.token_hash)):
@@ -245,6 +290,9 @@ class Gateway:
         if room not in conn.rooms:
             return False
         conn.rooms.discard(room)
+        if conn.pending:
+            for key in [key for key in conn.pending if key[0] == room]:
+                del conn.pending[key]
         local = self.rooms.get(room)
         if local is not None:
             local.live.pop(conn, None)
@@ -282,16 +330,28 @@ class Gateway:
     def on_event(
         self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
     ) -> None:
-        """Ephemeral events (typing, presence): dropped for connections that are behind."""
+        """Ephemeral events (typing, presence) for a connection that is behind: typing is
+        dropped, presence is held and collapsed to each user's latest state until it
+        catches up (so it still learns who is online, not every change on the way)."""
         local = self.rooms.get(room)
         if local is None:
             return
         data = ws_text_frame(encode(frame))
         skip_key = skip_user.lower() if skip_user else None
+        user = frame.get("user")
+        collapse = (room, user.lower()) if frame.get("type") == "presence" and user else None
         for conn in local.live:
-            if conn.backlogged or conn.session == skip_session:
+            if conn.session == skip_session:
                 continue
             if skip_key is not None and conn.user.lower() == skip_key:
+                continue
+            if conn.backlogged or conn.pending:
+                if collapse is not None:
+                    pending = conn.pending
+                    if pending is None:
+                        pending = conn.pending = {}
+                    pending.pop(collapse, None)  # the latest state goes last
+                    pending[collapse] = data
                 continue
             conn.push(data)
 

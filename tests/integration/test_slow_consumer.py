@@ -1,0 +1,332 @@
+"""A client that stops reading costs the node bounded memory, is cut off, and slows no one.
+
+One node (`--send-buffer` 256 KiB, rate limits off) and one room: a sender posts at a
+fixed rate well below saturation, and a few members measure end-to-end latency (the send
+time travels in the body). Windows without and with a slow consumer alternate; in the
+latter a raw socket completes the handshake, says hello, joins, then never reads again.
+Per window the p99 of every member's latencies is taken, and the medians of those p99s
+are compared, which keeps one noisy window on a shared machine from deciding the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import socket
+import statistics
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from conftest import Api
+
+SEND_BUFFER = 256 * 1024
+RATE = 200  # messages/s: a few percent of what one node sustains
+BODY = 3000  # characters: ~600 KB/s for the slow reader
+MEMBERS = 4  # members measuring latency
+PAIRS = 5  # (without, with) window pairs
+WINDOW = 2.5  # seconds of a window without the slow consumer
+SLOW_DEADLINE = 20.0  # seconds the node may take to cut the slow consumer off
+MIN_SAMPLES = 400  # per window, so that its p99 means something
+TOLERANCE = 1.10  # the slow consumer may move the members' p99 by at most 10%
+# The node holds at most --send-buffer for a connection, plus one loop turn of frames;
+# the rest is slack for the allocator, SQLite's page cache and the other connections.
+RSS_BOUND = 4 * SEND_BUFFER + 4 * 1024 * 1024
+
+
+@pytest.fixture
+def shm_data() -> Iterator[Path]:
+    """A data directory in memory where there is one, so fsync times add no disk noise."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="hubbub-slow-", dir=base) as d:
+        yield Path(d)
+
+
+def rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    assert match, status
+    return int(match.group(1)) * 1024
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[int(0.99 * (len(ordered) - 1))]
+
+
+async def slow_consumers_total(http: aiohttp.ClientSession, url: str) -> float:
+    async with http.get(url + "/metrics") as r:
+        text = await r.text()
+    match = re.search(r"^hubbub_slow_consumers_total (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def masked_text(payload: dict[str, Any]) -> bytes:
+    """A client-to-server text frame (clients must mask, RFC 6455 section 5.3)."""
+    data = orjson.dumps(payload)
+    mask = os.urandom(4)
+    assert len(data) < 126
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return bytes((0x81, 0x80 | len(data))) + mask + body
+
+
+def parse_frames(buf: bytearray) -> Iterator[tuple[int, bytes]]:
+    """Complete server frames (opcode, payload) at the front of `buf`, consumed as read."""
+    while len(buf) >= 2:
+        n, head = buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                return
+            (n,), head = struct.unpack_from("!H", buf, 2), 4
+        elif n == 127:
+            if len(buf) < 10:
+                return
+            (n,), head = struct.unpack_from("!Q", buf, 2), 10
+        if len(buf) < head + n:
+            return
+        opcode, payload = buf[0] & 0x0F, bytes(buf[head : head + n])
+        del buf[: head + n]
+        yield opcode, payload
+
+
+class SlowConsumer:
+    """A raw WebSocket that does hello and join, then stops reading."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket()
+        # A small receive buffer: the backlog builds up on the node, not in the kernel.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setblocking(False)
+        self.buf = bytearray()
+
+    async def _frame(self, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        while True:
+            for opcode, payload in parse_frames(self.buf):
+                assert opcode == 0x1, (opcode, payload)
+                frame: dict[str, Any] = orjson.loads(payload)
+                return frame
+            chunk = await loop.sock_recv(self.sock, 65536)
+            assert chunk, "closed during the handshake"
+            self.buf += chunk
+
+    async def open(self, token: str, room: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(self.sock, ("127.0.0.1", self.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(
+            self.sock,
+            (
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
+        while b"\r\n\r\n" not in self.buf:
+            chunk = await loop.sock_recv(self.sock, 4096)
+            assert chunk, "closed during the upgrade"
+            self.buf += chunk
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buf = bytearray(rest)
+        await loop.sock_sendall(self.sock, masked_text({"type": "hello", "token": token}))
+        assert (await self._frame(loop))["type"] == "welcome"
+        await loop.sock_sendall(self.sock, masked_text({"type": "join", "room": room}))
+        while (frame := await self._frame(loop))["type"] != "joined":
+            pass
+
+    async def drain(self, within: float = 10.0) -> int | None:
+        """Read to the end: the close code the node sent, or None if it only dropped us."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        code = None
+        try:
+            while loop.time() < deadline:
+                chunk = await asyncio.wait_for(
+                    loop.sock_recv(self.sock, 1 << 20), deadline - loop.time()
+                )
+                if not chunk:
+                    return code
+                self.buf += chunk
+                for opcode, payload in parse_frames(self.buf):
+                    if opcode == 0x8:
+                        code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005
+        except ConnectionResetError:
+            return code
+        raise AssertionError("the node did not close the slow consumer's connection")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+BODY_KEY = '"body":"'
+
+
+class Members:
+    """Members joined to the room, timing every message they receive."""
+
+    def __init__(self) -> None:
+        self.window: list[float] | None = None  # where latencies go while measuring
+        self.received = 0
+        self.offline: asyncio.Queue[str] = asyncio.Queue()  # users seen going offline
+
+    async def read(self, ws: aiohttp.ClientWebSocketResponse, watch: bool) -> None:
+        """Time messages; with `watch`, also report who goes offline (one member does)."""
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return
+            now = time.perf_counter()
+            data: str = msg.data
+            at = data.find(BODY_KEY)
+            if at < 0:  # not a message: parsed whole (they are few)
+                frame = orjson.loads(data)
+                assert frame["type"] != "error", frame
+                if watch and frame["type"] == "presence" and frame["status"] == "offline":
+                    self.offline.put_nowait(frame["user"])
+                continue
+            self.received += 1
+            if self.window is not None:
+                at += len(BODY_KEY)
+                self.window.append(now - float(data[at : data.index(" ", at)]))
+
+    async def measure(self, seconds: float) -> list[float]:
+        self.window = samples = []
+        await asyncio.sleep(seconds)  # a measuring window's length: not waiting on an event
+        self.window = None
+        return samples
+
+
+async def send_at_rate(ws: aiohttp.ClientWebSocketResponse, room: str, sent: list[int]) -> None:
+    """One message every 1/RATE seconds on a fixed schedule, the send time in the body."""
+    loop = asyncio.get_running_loop()
+    pad = "x" * BODY
+    next_at = loop.time()
+    while True:
+        n = sent[0] = sent[0] + 1
+        body = f"{time.perf_counter():.6f} {pad}"[:BODY]
+        await ws.send_str(
+            orjson.dumps({"type": "send", "room": room, "id": f"m{n}", "body": body}).decode()
+        )
+        next_at += 1 / RATE
+        await asyncio.sleep(max(next_at - loop.time(), 0))
+
+
+async def drop_replies(ws: aiohttp.ClientWebSocketResponse) -> None:
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            frame = orjson.loads(msg.data)
+            assert frame["type"] != "error", frame
+
+
+async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_one(
+    server_factory: Any, http: aiohttp.ClientSession, shm_data: Path
+) -> None:
+    srv = server_factory(
+        env={"HUBBUB_SEND_BUFFER": str(SEND_BUFFER), "HUBBUB_RATE_LIMIT": "0"}, data=shm_data
+    )
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    api = Api(http, srv.url)
+    owner, owner_token = await api.user()
+    room = await api.room(owner_token)
+    users = [await api.user() for _ in range(MEMBERS + 1)]
+    slow_user, slow_token = users.pop()
+
+    members = Members()
+    sent = [0]
+    tasks: list[asyncio.Task[Any]] = []
+    sockets = []
+    for _, token in [(owner, owner_token), *users]:
+        ws = await http.ws_connect(srv.ws_url, max_msg_size=0)
+        sockets.append(ws)
+        await ws.send_json({"type": "hello", "token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+        await ws.send_json({"type": "join", "room": room})
+        while (await ws.receive_json(timeout=5))["type"] != "joined":
+            pass
+    sender, *readers = sockets
+    tasks.append(asyncio.create_task(drop_replies(sender)))
+    tasks += [asyncio.create_task(members.read(ws, i == 0)) for i, ws in enumerate(readers)]
+    tasks.append(asyncio.create_task(send_at_rate(sender, room, sent)))
+    try:
+        await members.measure(1.0)  # warm-up: caches, allocator, connections
+        rss_before = rss(pid)
+        rss_peak = rss_before
+        metric = await slow_consumers_total(http, srv.url)
+        assert metric == 0, "a member was cut off: the test client cannot keep up"
+        base_p99: list[float] = []
+        slow_p99: list[float] = []
+        lifetimes: list[float] = []
+        codes: list[int | None] = []
+
+        async def without() -> None:
+            samples = await members.measure(WINDOW)
+            assert len(samples) >= MIN_SAMPLES, len(samples)
+            base_p99.append(p99(samples))
+
+        async def with_slow() -> None:
+            nonlocal metric, rss_peak
+            slow = SlowConsumer(srv.port)
+            try:
+                await slow.open(slow_token, room)
+                started = time.monotonic()
+                members.window = samples = []
+                # Until the node cuts it off, which the members see as the slow user going
+                # offline (nothing is asked of the node meanwhile, so nothing else costs it
+                # time); the node's RSS is read from /proc as the backlog builds up.
+                gone = asyncio.create_task(members.offline.get())
+                while not gone.done():
+                    rss_peak = max(rss_peak, rss(pid))
+                    assert time.monotonic() - started < SLOW_DEADLINE, "never cut off"
+                    await asyncio.wait([gone], timeout=0.1)
+                members.window = None
+                lifetimes.append(time.monotonic() - started)
+                assert gone.result() == slow_user
+                rss_peak = max(rss_peak, rss(pid))
+                now = await slow_consumers_total(http, srv.url)
+                assert now == metric + 1, (metric, now)
+                metric = now
+                assert len(samples) >= MIN_SAMPLES, (len(samples), lifetimes)
+                slow_p99.append(p99(samples))
+                codes.append(await slow.drain())
+            finally:
+                slow.close()
+
+        for i in range(PAIRS):
+            for window in (without, with_slow) if i % 2 == 0 else (with_slow, without):
+                await window()
+        received_before_end = members.received
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ws in sockets:
+            await ws.close()
+
+    growth = rss_peak - rss_before
+    base, slow = statistics.median(base_p99), statistics.median(slow_p99)
+    print(
+        f"\nslow consumer: lifetimes {[round(t, 2) for t in lifetimes]} s, close codes {codes}; "
+        f"server RSS growth {growth / 1024:.0f} KiB (bound {RSS_BOUND // 1024} KiB); "
+        f"members' p99 ms without {[round(x * 1000, 2) for x in base_p99]} "
+        f"with {[round(x * 1000, 2) for x in slow_p99]}: medians {base * 1000:.2f} / "
+        f"{slow * 1000:.2f} ms ({slow / base:.3f}x); {sent[0]} sent"
+    )
+    # Cut off: the close the node sent (if the buffer let it through) is 1008, never another.
+    assert all(code in (None, 1008) for code in codes), codes
+    # Bounded memory: everything sent while a slow consumer was joined, minus what its
+    # socket took, would have piled up on the node without the bound.
+    assert growth <= RSS_BOUND, (growth, RSS_BOUND)
+    assert sum(lifetimes) * RATE * BODY > 2 * RSS_BOUND, "too little sent to prove the bound"
+    # The others did not wait for it.
+    assert received_before_end > 0
+    assert slow <= base * TOLERANCE, (base_p99, slow_p99)
