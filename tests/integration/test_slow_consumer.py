@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import re
 import socket
@@ -141,7 +140,7 @@ class SlowConsumer:
         await loop.sock_sendall(self.sock, masked_text({"type": "hello", "token": token}))
         assert (await self._frame(loop))["type"] == "welcome"
         await loop.sock_sendall(self.sock, masked_text({"type": "join", "room": room}))
-        while (frame := await self._frame(loop))["type"] != "joined":
+        while (await self._frame(loop))["type"] != "joined":
             pass
 
     async def drain(self, within: float = 10.0) -> int | None:
