@@ -127,7 +127,7 @@ def totals(pool: LoadPool) -> Counter[str]:
     return count
 
 
-def settle(pool: LoadPool, quiet: float = 0.5, limit: float = 30.0) -> Counter[str]:
+def settle(pool: LoadPool, quiet: float = 0.25, limit: float = 30.0) -> Counter[str]:
     """Wait until every send is acked and deliveries stopped: the final totals."""
     deadline, last = time.monotonic() + limit, Counter[str]()
     while True:

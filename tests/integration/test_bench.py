@@ -1,0 +1,312 @@
+"""`hubbub bench` as a subprocess against real servers: a hubbub node, and a python-socketio app.
+
+Tiny sizes and short windows: these check that every scenario runs and that its
+figures agree with each other and with the server's own record, not how fast
+anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SOCKETIO_APP = HERE.parent / "bench_socketio_app.py"
+BENCH_TIMEOUT = 60
+SMALL = ["--workers", "1", "--users", "2", "--rooms", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def node(root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One hubbub node without its per-connection send limit (the bench sends fast)."""
+    srv = root_conftest.ServerProcess(
+        tmp_path_factory.mktemp("bench-node"), env={"HUBBUB_RATE_LIMIT": "0"}
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def bench(url: str, *args: str, json_path: Path | None = None) -> tuple[int, str, dict[str, Any]]:
+    """Run `hubbub bench`; (exit code, stdout + stderr, the JSON it wrote or {})."""
+    argv = [sys.executable, "-m", "hubbub", "bench", url, *args]
+    if json_path is not None:
+        argv += ["--json", str(json_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+    output = done.stdout + done.stderr
+    report = json.loads(json_path.read_text()) if json_path and json_path.exists() else {}
+    return done.returncode, output, report
+
+
+def results(code: int, output: str, report: dict[str, Any], scenario: str) -> dict[str, Any]:
+    assert code == 0, output
+    figures: dict[str, Any] = report["results"][scenario]
+    assert "failed" not in figures, output
+    return figures
+
+
+def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+        return json.loads(r.read())
+
+
+def login(base: str, name: str) -> str:
+    body = json.dumps({"username": name, "password": "hubbub-bench-password"}).encode()
+    request = urllib.request.Request(
+        base + "/api/v1/login", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return str(json.loads(r.read())["token"])
+
+
+def test_fanout_at_a_fixed_rate_delivers_every_message_to_every_member(
+    node: Any, tmp_path: Path, unique: Any
+) -> None:
+    prefix = unique("f") + "-"
+    code, out, report = bench(
+        node.url,
+        "fanout",
+        *SMALL,
+        "--members",
+        "5",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--latency-sample",
+        "1",
+        "--room-prefix",
+        prefix,
+        json_path=tmp_path / "r.json",
+    )
+    r = results(code, out, report, "fanout")
+    assert r["mode"] == "fixed"
+    assert r["connections"] == 2 * 5
+    assert r["acked"] > 0
+    assert r["acked"] == r["sent"]
+    assert r["deliveries"] == r["acked"] * 5 == r["expected_deliveries"]
+    assert r["e2e_p50_ms"] is not None and r["e2e_p50_ms"] <= r["e2e_p99_ms"]
+    assert len(r["steps"]) >= 1 and all("delivered_per_s" in s for s in r["steps"])
+    assert r["health"]["error_frames"] == 0
+    assert report["accounts"] == "api" and report["dialect"] == "hubbub"
+
+
+def test_fanout_ramp_records_each_step(node: Any, tmp_path: Path, unique: Any) -> None:
+    prefix = unique("r") + "-"
+    code, out, report = bench(
+        node.url,
+        "fanout",
+        *SMALL,
+        "--members",
+        "3",
+        "--start-rate",
+        "20",
+        "--step",
+        "2",
+        "--step-seconds",
+        "0.4",
+        "--max-steps",
+        "3",
+        "--room-prefix",
+        prefix,
+        json_path=tmp_path / "r.json",
+    )
+    r = results(code, out, report, "fanout")
+    assert r["mode"] == "ramp"
+    assert [s["rate_msgs_per_s"] for s in r["steps"]] == [20, 40, 80]
+    assert r["delivered_per_s"] == max(s["delivered_per_s"] for s in r["steps"]) > 0
+    assert r["deliveries"] == r["acked"] * 3
+    assert "ended before saturation" in out  # three short steps do not saturate a node
+
+
+def test_send_acks_are_the_messages_the_server_stored(
+    node: Any, tmp_path: Path, unique: Any
+) -> None:
+    prefix, users = unique("s") + "-", unique("sender") + "-"
+    code, out, report = bench(
+        node.url,
+        "send",
+        *SMALL,
+        "--senders",
+        "3",
+        "--window",
+        "4",
+        "--duration",
+        "1",
+        "--room-prefix",
+        prefix,
+        "--user-prefix",
+        users,
+        json_path=tmp_path / "r.json",
+    )
+    r = results(code, out, report, "send")
+    assert r["acked"] > 0 and r["acked"] == r["sent"]
+    assert r["acked_per_s"] > 0 and r["ack_p50_ms"] is not None
+    token = login(node.url, f"{users}0")
+    stored = 0
+    for room in (f"{prefix}send-0", f"{prefix}send-1"):
+        base = f"{node.url}/api/v1/rooms/{room}/messages"
+        newest = get_json(f"{base}?limit=1", token)["messages"]
+        oldest = get_json(f"{base}?after=0&limit=1", token)["messages"]
+        assert oldest[0]["seq"] == 1  # a fresh room: seqs 1..N without gaps, N messages
+        assert newest[0]["from"].startswith(users)
+        stored += newest[0]["seq"]
+    assert stored == r["acked"]
+
+
+def test_connections_open_idle_and_read_the_rss_from_metrics(
+    node: Any, tmp_path: Path, unique: Any
+) -> None:
+    code, out, report = bench(
+        node.url,
+        "connections",
+        *SMALL,
+        "--connections",
+        "60",
+        "--room-prefix",
+        unique("c") + "-",
+        json_path=tmp_path / "r.json",
+    )
+    r = results(code, out, report, "connections")
+    assert r["opened"] == r["open_at_end"] == 60
+    assert r["failed_connections"] == 0
+    assert r["connects_per_s"] > 0
+    assert r["rss_source"] == "metrics"
+    assert r["rss_before_kib"] > 1024 and r["rss_after_kib"] > 1024
+
+
+def test_churn_cycles_without_errors(node: Any, tmp_path: Path, unique: Any) -> None:
+    code, out, report = bench(
+        node.url,
+        "churn",
+        *SMALL,
+        "--churners",
+        "3",
+        "--duration",
+        "1",
+        "--room-prefix",
+        unique("ch") + "-",
+        json_path=tmp_path / "r.json",
+    )
+    r = results(code, out, report, "churn")
+    assert r["cycles"] > 0 and r["cycles_per_s"] > 0
+    assert r["errors"] == 0 and r["errors_total"] == 0
+    assert r["cycle_p50_ms"] is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("http://127.0.0.1:1", "cannot reach"), ("ftp://example.com", "not an http")],
+)
+def test_a_bad_url_is_a_clear_error_and_exit_code_2(url: str, message: str) -> None:
+    code, out, _ = bench(url, "send", "--quiet")
+    assert code == 2, out
+    assert message in out
+    assert "Traceback" not in out
+
+
+def test_an_unknown_scenario_is_exit_code_2() -> None:
+    code, out, _ = bench("http://127.0.0.1:1/", "nonsense", "--quiet")
+    assert code == 2
+    assert "unknown scenario nonsense" in out
+
+
+def test_plot_writes_png_files(node: Any, tmp_path: Path, unique: Any) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("matplotlib is not installed (pip install 'hubbub[bench]')")
+    plots = tmp_path / "plots"
+    code, out, _ = bench(
+        node.url,
+        "send",
+        *SMALL,
+        "--senders",
+        "2",
+        "--duration",
+        "1",
+        "--room-prefix",
+        unique("p") + "-",
+        "--plot",
+        str(plots),
+    )
+    assert code == 0, out
+    for name in ("latency_cdf.png", "throughput.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def socketio_app(
+    root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """tests/bench_socketio_app.py on a free port; its base URL."""
+    pytest.importorskip("socketio")
+    port = root_conftest.free_port()
+    log = (tmp_path_factory.mktemp("socketio") / "app.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(SOCKETIO_APP), "--port", str(port)], stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "the socketio app exited"
+            try:
+                get_json(url + "/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the socketio app did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_socketio_dialect_drives_a_python_socketio_server(
+    socketio_app: str, tmp_path: Path
+) -> None:
+    # The app pings every 0.5 s: a client that did not answer would be dropped mid-run.
+    code, out, report = bench(
+        socketio_app,
+        "--dialect",
+        "socketio",
+        "fanout",
+        "send",
+        "churn",
+        *SMALL,
+        "--members",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--senders",
+        "2",
+        "--churners",
+        "2",
+        json_path=tmp_path / "r.json",
+    )
+    assert report["accounts"] == "names"
+    fanout = results(code, out, report, "fanout")
+    assert fanout["acked"] > 0
+    assert fanout["deliveries"] == fanout["acked"] * 4
+    assert fanout["health"]["closed_connections"] == {}
+    send = results(code, out, report, "send")
+    assert send["acked"] > 0 and send["acked"] == send["sent"]
+    churn = results(code, out, report, "churn")
+    assert churn["cycles"] > 0 and churn["errors"] == 0
