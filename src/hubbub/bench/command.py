@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         target = Target.parse(args.url, args.dialect, verify=not args.insecure)
-        target.check()
+        target.check(api=account_kind == "api")
         if not accounts_ok(args.room_prefix):
             raise BadTarget(
                 f"--room-prefix {args.room_prefix!r}: rooms are lowercase letters, digits, - and _"

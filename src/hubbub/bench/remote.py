@@ -66,10 +66,13 @@ class Target:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def check(self) -> None:
-        """Fail with a clear BadTarget unless the server answers."""
-        if self.endpoint.dialect == "socketio":
-            # No HTTP API: the WebSocket endpoint's port must at least accept connections.
+    def check(self, api: bool = True) -> None:
+        """Fail with a clear BadTarget unless the server answers.
+
+        With `api`, it must be a hubbub (GET /healthz answers 200); otherwise (a server
+        without hubbub's HTTP API) its port must at least accept connections.
+        """
+        if not api:
             import socket
 
             try:
