@@ -13,12 +13,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from array import array
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from hubbub.bench import output, suite
+from hubbub.bench.measure import Window
 
 HERE = Path(__file__).resolve().parent
 SOCKETIO_APP = HERE.parent / "bench_socketio_app.py"
@@ -310,3 +315,55 @@ def test_socketio_dialect_drives_a_python_socketio_server(
     assert send["acked"] > 0 and send["acked"] == send["sent"]
     churn = results(code, out, report, "churn")
     assert churn["cycles"] > 0 and churn["errors"] == 0
+
+
+def window(**cpu: float) -> Window:
+    figures: dict[str, Any] = {
+        "load_cpu": 0.1,
+        "worker_cpu_max": 0.1,
+        "load_cpus_busy": 0.2,
+        "server_cpu": 0.5,
+        "server_cpus_busy": 0.5,
+        "server_wait": 0.0,
+    } | cpu
+    return Window(
+        seconds=1.0,
+        deliveries=0,
+        acks=0,
+        sent=0,
+        errors=0,
+        throttled=0,
+        server_cpu_count=1,
+        latencies=array("q"),
+        ack_latencies=array("q"),
+        error_samples=Counter(),
+        closed=Counter(),
+        **figures,
+    )
+
+
+@pytest.mark.parametrize(
+    ("cpu", "bound", "saturated"),
+    [
+        ({}, False, False),
+        ({"worker_cpu_max": 0.99}, True, False),  # one event loop filled its CPU
+        ({"load_cpus_busy": 0.99, "load_cpu": 0.7}, True, False),  # we filled the load CPUs
+        ({"load_cpus_busy": 0.99, "load_cpu": 0.2}, False, True),  # someone else did
+    ],
+)
+def test_the_client_is_the_bottleneck_when_its_own_processes_fill_the_cpus(
+    cpu: dict[str, float], bound: bool, saturated: bool
+) -> None:
+    w = window(**cpu)
+    assert suite.client_bound(w) is bound
+    assert suite.cpus_saturated(w) is saturated
+    health = {
+        "windows": 4,
+        "client_bound_windows": 3 if bound else 0,
+        "cpus_saturated_windows": 2 if saturated else 0,
+        "worker_cpu_max": w.worker_cpu_max,
+        "load_cpus_busy_max": w.load_cpus_busy,
+    }
+    notes = " ".join(output.warnings({"send": {"health": health}}))
+    assert ("CLIENT side was the bottleneck in 3 of 4" in notes) is bound
+    assert ("CPUs were saturated in 2 of 4" in notes) is saturated
