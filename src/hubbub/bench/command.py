@@ -365,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
     out.print(summary(results))
     notes = warnings(results)
     for note in notes:
-        out.print(f"WARNING {note}", markup=False, soft_wrap=True)
+        out.print(f"WARNING {note}", markup=False, highlight=False, soft_wrap=True, style="yellow")
     if args.json is not None:
         report = {
             "hubbub": __version__,
