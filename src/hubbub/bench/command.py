@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--room-prefix {args.room_prefix!r}: rooms are lowercase letters, digits, - and _"
             )
     except BadTarget as exc:
-        err.print(f"hubbub bench: {exc}", markup=False)
+        err.print(f"hubbub bench: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     all_cpus = sorted(os.sched_getaffinity(0))
     load_cpus = args.load_cpus or all_cpus

@@ -84,7 +84,8 @@ class Target:
             status, _ = self.get("/healthz")
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise BadTarget(f"cannot reach {self.base}: {reason}") from None
+            hint = " (--insecure skips the check)" if isinstance(reason, ssl.SSLError) else ""
+            raise BadTarget(f"cannot reach {self.base}: {reason}{hint}") from None
         if status != 200:
             raise BadTarget(f"{self.base} is not a hubbub server: GET /healthz answered {status}")
 
