@@ -224,7 +224,7 @@ class SqliteLog:
         self.db = db
         self.on_commit = on_commit
         self.clock = clock
-        self._last: dict[str, int] = {}  # owned by the writer thread
+        self._last: dict[str, int] = {}  # kept by the write jobs (one group at a time)
         db.on_rollback.append(self._last.clear)
 
     def _last_seq_locked(self, c: sqlite3.Connection, room: str) -> int:
