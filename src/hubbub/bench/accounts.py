@@ -1,7 +1,7 @@
 """Accounts for the bench's connections: tokens from hubbub's HTTP API, or bare user names.
 
-`api`: users `<prefix><n>` are registered with a fixed password (or logged in
-when they already exist, so runs can be repeated), the rooms are created
+`api`: users `<prefix><n>` log in with a fixed password, and are registered
+first when they do not exist yet (so runs can be repeated), the rooms are created
 (already existing ones are reused) and every user joins the rooms it will
 connect to, all through `/api/v1`. `names`: the token is the user name, for
 servers without accounts (the raw peers, Socket.IO servers); rooms need no
@@ -63,8 +63,11 @@ async def _api_tokens(
         async def token(name: str) -> str:
             cred = {"username": name, "password": password}
             async with gate:
-                await _call(http, "POST", "api/v1/users", (201, 409), json=cred)
-                body = await _call(http, "POST", "api/v1/login", (200,), json=cred)
+                # Logging in first: a repeated run hashes each password once, not twice.
+                body = await _call(http, "POST", "api/v1/login", (200, 401), json=cred)
+                if body is None or "token" not in body:
+                    await _call(http, "POST", "api/v1/users", (201, 409), json=cred)
+                    body = await _call(http, "POST", "api/v1/login", (200,), json=cred)
             progress(1)
             return str(body["token"])
 

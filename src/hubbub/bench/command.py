@@ -8,12 +8,15 @@ keeps every figure, `--plot` draws them (matplotlib: `pip install 'hubbub[bench]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from hubbub.bench import accounts, suite
 from hubbub.bench.loadgen import raise_nofile_limit
 from hubbub.bench.remote import BadTarget, Observed, Target
 from hubbub.bench.wsclient import DIALECTS
+from hubbub.protocol import ROOM_RE, USERNAME_RE
 
 EXAMPLES = """\
 scenarios (default: all four, in this order):
@@ -271,91 +275,79 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+class UsageError(ValueError):
+    """Bad flags, or a URL where no usable server answers: exit code 2."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, checked before any load starts."""
+
+    target: Target
+    settings: suite.Settings
+    scenarios: list[str]
+    accounts: accounts.Accounts
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """Check the flags and the URL; raises UsageError."""
+    scenarios = args.scenarios or list(suite.SCENARIOS)
+    unknown = [n for n in scenarios if n not in suite.SCENARIOS]
+    if unknown:
+        raise UsageError(
+            f"unknown scenario {', '.join(unknown)} (choose from {', '.join(suite.SCENARIOS)})"
+        )
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'hubbub[bench]'")
+    kind: accounts.Accounts = args.accounts or ("names" if args.dialect == "socketio" else "api")
+    if kind == "api" and args.dialect == "socketio":
+        raise UsageError("the socketio dialect has no account API: use --accounts names")
+    if not ROOM_RE.match(f"{args.room_prefix}fanout-0"):
+        raise UsageError(f"--room-prefix {args.room_prefix!r}: lowercase letters, digits, - and _")
+    if not USERNAME_RE.match(f"{args.user_prefix}{args.users - 1}"):
+        raise UsageError(f"--user-prefix {args.user_prefix!r}: letters, digits, ., - and _")
+    all_cpus = sorted(os.sched_getaffinity(0))
+    load_cpus = args.load_cpus or all_cpus
+    if not set(load_cpus) <= set(all_cpus):
+        raise UsageError(f"--load-cpus {load_cpus}: this machine has {all_cpus}")
+    try:
+        target = Target.parse(args.url, args.dialect, verify=not args.insecure)
+        target.check(api=kind == "api")
+    except BadTarget as exc:
+        raise UsageError(str(exc)) from None
+    names = {f.name for f in dataclasses.fields(suite.Settings)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values |= {"load_cpus": load_cpus, "room_senders": min(args.room_senders, args.members)}
+    return Plan(target, suite.Settings(**values), scenarios, kind)
+
+
 def run(args: argparse.Namespace) -> int:
     """The `bench` subcommand: 0 when every scenario ran, 1 when one failed, 2 for bad usage."""
     from rich.console import Console
 
     from hubbub.bench.output import RichDisplay, plot, summary, warnings
 
-    err = Console(stderr=True)
-    out = Console()
-    scenarios = args.scenarios or list(suite.SCENARIOS)
-    unknown = [n for n in scenarios if n not in suite.SCENARIOS]
-    if unknown:
-        err.print(
-            f"hubbub bench: unknown scenario {', '.join(unknown)} "
-            f"(choose from {', '.join(suite.SCENARIOS)})",
-            markup=False,
-        )
-        return 2
-    if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            err.print(
-                "hubbub bench: --plot needs matplotlib: pip install 'hubbub[bench]'", markup=False
-            )
-            return 2
-    account_kind = args.accounts or ("names" if args.dialect == "socketio" else "api")
-    if account_kind == "api" and args.dialect == "socketio":
-        err.print(
-            "hubbub bench: the socketio dialect has no account API: use --accounts names",
-            markup=False,
-        )
-        return 2
+    err, out = Console(stderr=True, highlight=False), Console(highlight=False)
     try:
-        target = Target.parse(args.url, args.dialect, verify=not args.insecure)
-        target.check(api=account_kind == "api")
-        if not accounts_ok(args.room_prefix):
-            raise BadTarget(
-                f"--room-prefix {args.room_prefix!r}: rooms are lowercase letters, digits, - and _"
-            )
-    except BadTarget as exc:
-        err.print(f"hubbub bench: {exc}", markup=False, highlight=False, soft_wrap=True)
+        plan = plan_from(args)
+    except UsageError as exc:
+        err.print(f"hubbub bench: {exc}", markup=False, soft_wrap=True)
         return 2
-    all_cpus = sorted(os.sched_getaffinity(0))
-    load_cpus = args.load_cpus or all_cpus
-    if not set(load_cpus) <= set(all_cpus):
-        err.print(f"hubbub bench: --load-cpus {load_cpus}: this machine has {all_cpus}")
-        return 2
-    settings = suite.Settings(
-        workers=args.workers,
-        load_cpus=load_cpus,
-        rooms=args.rooms,
-        members=args.members,
-        room_senders=min(args.room_senders, args.members),
-        senders=args.senders,
-        window=args.window,
-        rate=args.rate,
-        duration=args.duration,
-        start_rate=args.start_rate,
-        step=args.step,
-        step_seconds=args.step_seconds,
-        max_steps=args.max_steps,
-        body_size=args.body_size,
-        latency_sample=args.latency_sample,
-        connections=args.connections,
-        concurrency=args.concurrency,
-        churners=args.churners,
-        room_prefix=args.room_prefix,
-    )
     raise_nofile_limit()
-    server = Observed(target, args.server_pid)
     started = datetime.datetime.now(datetime.UTC)
     results: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, suite.Outcome] = {}
-    interactive = not args.quiet and err.is_terminal
-    with RichDisplay(err, interactive) as display:
-        names = accounts.user_names(args.user_prefix, args.users)
+    with RichDisplay(err, enabled=not args.quiet and err.is_terminal) as display:
         try:
-            tokens = _tokens(args, account_kind, target, settings, scenarios, names, display)
+            tokens = _tokens(args, plan, display)
         except (accounts.AccountError, OSError) as exc:
-            err.print(f"hubbub bench: accounts: {exc}", markup=False)
+            err.print(f"hubbub bench: accounts: {exc}", markup=False, soft_wrap=True)
             return 1
-        for name in scenarios:
+        server = Observed(plan.target, args.server_pid)
+        for name in plan.scenarios:
             begun = time.monotonic()
             try:
-                outcome = suite.SCENARIOS[name](server, tokens, settings, display)
+                outcome = suite.SCENARIOS[name](server, tokens, plan.settings, display)
             except Exception as exc:  # reported, and the other scenarios still run
                 results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
                 display.note(f"[red]{name} failed:[/red] {exc}")
@@ -365,23 +357,9 @@ def run(args: argparse.Namespace) -> int:
     out.print(summary(results))
     notes = warnings(results)
     for note in notes:
-        out.print(f"WARNING {note}", markup=False, highlight=False, soft_wrap=True, style="yellow")
+        out.print(f"WARNING {note}", markup=False, soft_wrap=True, style="yellow")
     if args.json is not None:
-        report = {
-            "hubbub": __version__,
-            "url": args.url,
-            "base": target.base,
-            "websocket": target.endpoint.path,
-            "dialect": args.dialect,
-            "accounts": account_kind,
-            "started": started.isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
-            "settings": vars(settings) | {"users": args.users, "user_prefix": args.user_prefix},
-            "results": results,
-            "warnings": notes,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str))
+        write_json(args, plan, started, results, notes)
         out.print(f"JSON: {args.json}", markup=False)
     if args.plot is not None and outcomes:
         for path in plot(args.plot, outcomes):
@@ -389,34 +367,45 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any("failed" in r for r in results.values()) else 0
 
 
-def accounts_ok(room_prefix: str) -> bool:
-    from hubbub.protocol import ROOM_RE
-
-    return ROOM_RE.match(f"{room_prefix}fanout-0") is not None
-
-
-def _tokens(
+def write_json(
     args: argparse.Namespace,
-    kind: str,
-    target: Target,
-    s: suite.Settings,
-    scenarios: list[str],
-    names: list[str],
-    display: suite.Display,
-) -> list[str]:
-    if kind == "names":
-        return names
-    pairs = {
-        (int(spec.token), spec.room) for n in scenarios for spec in suite.plan(n, s, len(names))
+    plan: Plan,
+    started: datetime.datetime,
+    results: dict[str, dict[str, Any]],
+    notes: list[str],
+) -> None:
+    report = {
+        "hubbub": __version__,
+        "url": args.url,
+        "base": plan.target.base,
+        "websocket": plan.target.endpoint.path,
+        "dialect": args.dialect,
+        "accounts": plan.accounts,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+        "settings": dataclasses.asdict(plan.settings)
+        | {"users": args.users, "user_prefix": args.user_prefix},
+        "results": results,
+        "warnings": notes,
     }
-    rooms = accounts.memberships(pairs)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=str))
+
+
+def _tokens(args: argparse.Namespace, plan: Plan, display: suite.Display) -> list[str]:
+    """The token of every user, by index: from the API, or the names themselves."""
+    names = accounts.user_names(args.user_prefix, args.users)
+    if plan.accounts == "names":
+        return names
+    planned = [spec for n in plan.scenarios for spec in suite.plan(n, plan.settings, len(names))]
+    rooms = accounts.memberships((int(spec.token), spec.room) for spec in planned)
     display.start(f"accounts: {len(names)} users, {len(rooms)} rooms", len(names) + len(rooms))
     return accounts.api_tokens(
-        target.base,
+        plan.target.base,
         names,
         args.password,
         rooms,
-        context=target.endpoint.ssl_context(),
+        context=plan.target.endpoint.ssl_context(),
         progress=lambda n: display.advance(max(n, 1)),
     )
 
