@@ -266,18 +266,23 @@ def prepare(
         server.stop()
 
 
+Measurement = Callable[[Observed, list[str], suite.Settings], dict[str, Any]]
+
+
 def on_fresh_server(
     contender: Contender,
     data: Path,
     cpus: list[int],
-    measure: Callable[[Observed], dict[str, Any]],
+    measure: Measurement,
+    tokens: list[str],
+    s: suite.Settings,
 ) -> dict[str, Any]:
     """Start the server pinned, measure it, stop it; a failure is a result, not an exception."""
     server = Server(contender.target, data, cpus)
     try:
         server.start()
         observed = Observed(Endpoints.parse(server.url, contender.dialect), server.pid)
-        figures = measure(observed)
+        figures = measure(observed, tokens, s)
         if not server.alive():
             raise RuntimeError("the server died")
         return figures
@@ -312,8 +317,8 @@ def saturation(observed: Observed, tokens: list[str], s: suite.Settings) -> dict
 
 def light_latency(observed: Observed, tokens: list[str], s: suite.Settings) -> dict[str, Any]:
     out = suite.fanout(observed, tokens, s, Quiet(observed.target.base)).figures
-    seconds = sum(1 for _ in out["steps"]) or 1
     cpu = statistics.fmean(st["server_cpu"] for st in out["steps"]) if out["steps"] else None
+    delivered = out["delivered_per_s"]
     return {
         "rate_msgs_per_s": out["rate_msgs_per_s"],
         "delivered_per_s": out["delivered_per_s"],
@@ -321,7 +326,7 @@ def light_latency(observed: Observed, tokens: list[str], s: suite.Settings) -> d
         "e2e_p99_ms": out["e2e_p99_ms"],
         "e2e_samples": out["e2e_samples"],
         "server_cpu": round(cpu, 3) if cpu is not None else None,
-        "windows": seconds,
+        "cpu_us_per_delivery": round(cpu / delivered * 1e6, 2) if cpu and delivered else None,
         "errors": out["health"]["error_frames"],
         "expected_deliveries": out["expected_deliveries"],
         "deliveries": out["deliveries"],
@@ -484,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 log(f"{n}: setup FAILED: {exc}")
                 tokens[n] = f"setup failed: {type(exc).__name__}: {exc}"
-        measurements: list[tuple[str, Callable[..., dict[str, Any]], suite.Settings]] = [
+        measurements: list[tuple[str, Measurement, suite.Settings]] = [
             ("saturation", saturation, s),
             ("latency", light_latency, light),
             ("memory", idle_memory, s),
@@ -503,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
                             BY_NAME[n],
                             workdir / n,
                             args.server_cpus,
-                            lambda o, fn=fn, got=got, settings=settings: fn(o, got, settings),
+                            fn,
+                            got,
+                            settings,
                         )
                     )
     finally:
