@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.bench import output, suite
+from hubbub.bench import output, phases
 from hubbub.bench.measure import Window
 
 HERE = Path(__file__).resolve().parent
@@ -355,8 +355,8 @@ def test_the_client_is_the_bottleneck_when_its_own_processes_fill_the_cpus(
     cpu: dict[str, float], bound: bool, saturated: bool
 ) -> None:
     w = window(**cpu)
-    assert suite.client_bound(w) is bound
-    assert suite.cpus_saturated(w) is saturated
+    assert phases.client_bound(w) is bound
+    assert phases.cpus_saturated(w) is saturated
     health = {
         "windows": 4,
         "client_bound_windows": 3 if bound else 0,
