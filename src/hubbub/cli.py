@@ -36,14 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        # `hubbub bench URL --rate 500 fanout`: argparse leaves positionals given after
-        # options unmatched; for bench they are more scenarios.
-        if args.command != "bench" or any(e.startswith("-") for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.scenarios = [*args.scenarios, *extra]
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # Straight to the bench: it needs none of the server's modules (the worker's
+        # SQLAlchemy alone takes most of a second to import), and its parser takes
+        # scenarios anywhere among the options.
+        from hubbub.bench.command import main as bench
+
+        return bench(argv[1:])
+    args = build_parser().parse_args(argv)
     if args.command == "serve":
         from hubbub.app import serve
 

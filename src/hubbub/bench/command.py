@@ -411,9 +411,10 @@ def _tokens(args: argparse.Namespace, plan: Plan, display: suite.Display) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`hubbub bench ...` (argv without `bench`)."""
     parser = argparse.ArgumentParser(prog="hubbub bench")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(parser.parse_intermixed_args(argv))
 
 
 if __name__ == "__main__":
