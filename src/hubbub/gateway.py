@@ -184,11 +184,14 @@ class Gateway:
         # The bound covers what the socket has not taken yet plus this turn's frames. A
         # socket that keeps up (nothing buffered) always gets the turn's frames, however
         # many (a long replay, say); one that is already behind is cut off before its
-        # buffer would pass the bound, without copying the frames into it.
-        buffered = transport.get_write_buffer_size()
-        if buffered and buffered + len(data) > self.send_buffer:
-            self._cut_off(conn, buffered + len(data))
-            return 0
+        # buffer would pass the bound, before anything more is handed to it.
+        # (A connection not behind had at most a quarter of the bound buffered after its
+        # last write, so only a turn of over three quarters needs the look before writing.)
+        if conn.backlogged or len(data) > self.send_buffer - (self.send_buffer >> 2):
+            buffered = transport.get_write_buffer_size()
+            if buffered and buffered + len(data) > self.send_buffer:
+                self._cut_off(conn, buffered + len(data))
+                return 0
         try:
             transport.write(data)
         except (RuntimeError, ConnectionError):  # closed under us: never stop the batch

@@ -167,13 +167,17 @@ class SqliteDatabase:
 
     def _committed(self, group: list[_Job], outcomes: Outcomes, done: Future[Any]) -> None:
         exc = done.exception()
-        if exc is None:
-            self.commits += 1
-            _settle(outcomes)
-        else:
+        if exc is not None:
             assert self._conn is not None
             self._failed(self._conn, group, exc)
-        self._next_group()  # what was queued meanwhile goes at once
+            self._next_group()
+            return
+        self.commits += 1
+        # What was queued meanwhile goes first, so that its fsync runs while this group's
+        # results are published (a fan-out to many connections takes a while). Groups
+        # still settle in commit order: the next one settles after its own COMMIT.
+        self._next_group()
+        _settle(outcomes)
 
     def _failed(self, conn: sqlite3.Connection, group: list[_Job], exc: BaseException) -> None:
         log.error("group commit failed", exc_info=exc)
