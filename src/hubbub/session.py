@@ -67,8 +67,47 @@ class Session:
         conn = Connection(self.gateway, ws, transport, secrets.token_hex(8))
         conn.handler = asyncio.current_task()
         try:
-            if await self._hello(conn):
-                await self._serve(conn)
+            serving = await self._hello(conn)
+            # No limits, no state: an idle connection holds as little as it can.
+            rate = self.config.rate_limit
+            limits = ConnectionLimits(rate, time.monotonic()) if rate > 0 else None
+            # The frame loop is inline, and reads with `receive()` rather than `async for`:
+            # each is one coroutine frame less held by every idle connection.
+            while serving:
+                msg = await ws.receive()
+                if msg.type in _CLOSED:
+                    break
+                metrics.FRAMES_IN.inc()
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        conn.error(BadRequest("binary frames are not accepted; send JSON text"))
+                        continue
+                    break
+                now = time.monotonic()
+                try:
+                    frame = parse_frame(msg.data, self.config.max_body)
+                except FrameError as exc:
+                    if self._allowed(conn, limits, False, now, exc.ref):
+                        conn.error(exc.error, exc.ref)
+                    elif conn.closing:
+                        break
+                    continue
+                chatty = isinstance(frame, (Send, Typing))
+                if not self._allowed(conn, limits, chatty, now, frame.ref):
+                    if conn.closing:
+                        break
+                    continue
+                if self.draining.is_set():
+                    conn.error(Unavailable("this node is draining; reconnect"), frame.ref)
+                    continue
+                try:
+                    await self._dispatch(conn, frame)
+                except ProtocolError as exc:
+                    conn.error(exc, frame.ref)
+                except Exception:
+                    self._internal(conn, frame.ref)
+                if conn.closing:
+                    break
         except asyncio.CancelledError:
             # Connection.close() stops the read this way; any other cancellation propagates.
             if not conn.closing or _uncancel() > 0:
@@ -118,48 +157,6 @@ class Session:
         conn.error(Unauthorized(why), ref)
         conn.close(4001, "unauthorized")
         return False
-
-    async def _serve(self, conn: Connection) -> None:
-        # No limits, no state: an idle connection holds as little as it can.
-        rate = self.config.rate_limit
-        limits = ConnectionLimits(rate, time.monotonic()) if rate > 0 else None
-        ws = conn.ws
-        while True:
-            # `receive()` rather than `async for`: one coroutine frame less per connection.
-            msg = await ws.receive()
-            if msg.type in _CLOSED:
-                break
-            metrics.FRAMES_IN.inc()
-            if msg.type != WSMsgType.TEXT:
-                if msg.type == WSMsgType.BINARY:
-                    conn.error(BadRequest("binary frames are not accepted; send JSON text"))
-                    continue
-                break
-            now = time.monotonic()
-            try:
-                frame = parse_frame(msg.data, self.config.max_body)
-            except FrameError as exc:
-                if self._allowed(conn, limits, False, now, exc.ref):
-                    conn.error(exc.error, exc.ref)
-                elif conn.closing:
-                    break
-                continue
-            chatty = isinstance(frame, (Send, Typing))
-            if not self._allowed(conn, limits, chatty, now, frame.ref):
-                if conn.closing:
-                    break
-                continue
-            if self.draining.is_set():
-                conn.error(Unavailable("this node is draining; reconnect"), frame.ref)
-                continue
-            try:
-                await self._dispatch(conn, frame)
-            except ProtocolError as exc:
-                conn.error(exc, frame.ref)
-            except Exception:
-                self._internal(conn, frame.ref)
-            if conn.closing:
-                break
 
     def _allowed(
         self,
