@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target import BENCH_REDIS, HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP, Server, Target
+from target import HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP, Server, Target
 
 from hubbub.bench import accounts, suite
 from hubbub.bench.loadgen import raise_nofile_limit
@@ -55,6 +55,33 @@ PEERS = HERE / "peers"
 REQUIREMENTS = PEERS / "requirements.txt"
 USER_PREFIX = "bench"
 PASSWORD = "benchmark-password"
+# A database and a Redis database of this script's own (emptied before each run), so that
+# a `benchmarks/run.py` running at the same time does not reset them under it.
+DATABASE = os.environ.get(
+    "HUBBUB_COMPARE_DATABASE", "postgresql://postgres@127.0.0.1:5432/hubbub_compare"
+)
+REDIS = os.environ.get("HUBBUB_COMPARE_REDIS", "redis://127.0.0.1:6379/14")
+
+
+def reset_distributed() -> None:
+    """A fresh database and an empty Redis database for the targets on PostgreSQL and Redis."""
+    import psycopg
+    import redis
+
+    admin, _, name = DATABASE.rpartition("/")
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    client.close()
+
+
+HUBBUB_DISTRIBUTED = dataclasses.replace(
+    HUBBUB_REDIS,
+    env=HUBBUB_REDIS.env | {"HUBBUB_DATABASE": DATABASE, "HUBBUB_REDIS": REDIS},
+    reset=reset_distributed,
+)
 
 
 def peer(name: str, script: str, *args: str) -> Target:
@@ -75,7 +102,7 @@ class Contender:
 
 CONTENDERS = [
     Contender(HUBBUB, "hubbub (SQLite, one node)"),
-    Contender(HUBBUB_REDIS, "hubbub (PostgreSQL + Redis)", needs=("postgres", "redis")),
+    Contender(HUBBUB_DISTRIBUTED, "hubbub (PostgreSQL + Redis)", needs=("postgres", "redis")),
     Contender(RAW_AIOHTTP, "raw aiohttp", modules=("aiohttp",)),
     Contender(peer("raw-picows", "raw_picows.py"), "raw picows", modules=("picows",)),
     Contender(
@@ -100,7 +127,7 @@ CONTENDERS = [
         modules=("socketio",),
     ),
     Contender(
-        peer("socketio-redis", "socketio_server.py", "--redis", BENCH_REDIS),
+        peer("socketio-redis", "socketio_server.py", "--redis", REDIS),
         "python-socketio (Redis manager)",
         dialect="socketio",
         modules=("socketio",),
@@ -112,7 +139,7 @@ CONTENDERS = [
         modules=("channels", "django", "uvicorn"),
     ),
     Contender(
-        peer("channels-redis", "channels_server.py", "--layer", "redis", "--redis", BENCH_REDIS),
+        peer("channels-redis", "channels_server.py", "--layer", "redis", "--redis", REDIS),
         "Django Channels (Redis layer)",
         modules=("channels_redis", "channels", "django", "uvicorn"),
         needs=("redis",),
@@ -216,7 +243,9 @@ def settings_from(args: argparse.Namespace) -> suite.Settings:
         body_size=args.body_size,
         latency_sample=args.latency_sample,
         connections=args.connections,
-        concurrency=100,
+        # One slice: `LoadPool.connect` keeps the senders of its last call only, so a
+        # fan-out connected in several slices would send nothing.
+        concurrency=args.rooms * args.members,
         churners=1,
         room_prefix="cmp-",
     )
@@ -475,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile_limit()
     s = settings_from(args)
     light = dataclasses.replace(s, rate=args.light_deliveries / args.members)
+    idle = dataclasses.replace(s, concurrency=100)
 
     started = datetime.datetime.now(datetime.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="hubbub-compare-"))
@@ -492,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         measurements: list[tuple[str, Measurement, suite.Settings]] = [
             ("saturation", saturation, s),
             ("latency", light_latency, light),
-            ("memory", idle_memory, s),
+            ("memory", idle_memory, idle),
         ]
         # The servers take turns inside each run and each measurement: all see the same noise.
         for attempt in range(1, args.repeat + 1):
