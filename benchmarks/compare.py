@@ -385,6 +385,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "kib_per_connection": median(idle, "kib_per_connection"),
         "client_bound_runs": sum(1 for r in sat if r.get("client_bound")),
         "busy_runs": sum(1 for r in sat if r.get("cpus_saturated")),
+        "light_delivered_per_s": median(light, "delivered_per_s"),
         "runs": len(sat),
         "failures": failed,
     }
@@ -438,6 +439,9 @@ def render(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             marks.append(f"client-bound in {row['client_bound_runs']}/{row['runs']}")
         if row["busy_runs"]:
             marks.append(f"load CPU busy with other work in {row['busy_runs']}/{row['runs']}")
+        light = row.get("light_delivered_per_s")
+        if light is not None and light < 0.9 * args.light_deliveries:
+            marks.append(f"latency over a backlog: {light:,.0f} delivered/s at the light rate")
         if row["failures"]:
             marks.append(f"{len(row['failures'])} failed")
         lines.append(f"{BY_NAME[n].label:<{width}}{cells}  {'; '.join(marks)}".rstrip())
