@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench clean postgres promtool haproxy
+.PHONY: run test lint typecheck unit bench bench-peers clean postgres promtool haproxy
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ haproxy:
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
+
+# hubbub beside the raw broadcast servers, python-socketio and Django Channels on one
+# fan-out workload (benchmarks/compare.py; ARGS="--quick" for a smoke run).
+bench-peers: $(VENV)/.dev
+	$(BIN)/python -m pip install -q -r benchmarks/peers/requirements.txt
+	$(BIN)/python benchmarks/compare.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,10 @@ class LoadPool:
         for r in replies:
             failures.update(r["failures"])
         opened = sum(r["opened"] for r in replies)
-        self.senders = [sum(spec.sender for spec in share) for share in shares]
+        self.senders = [
+            have + sum(spec.sender for spec in share)
+            for have, share in zip(self.senders, shares, strict=True)
+        ]
         return {"opened": opened, "failures": dict(failures), "s": time.monotonic() - start}
 
     def churn(self, specs: list[ConnSpec]) -> None:
