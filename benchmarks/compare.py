@@ -30,7 +30,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target import HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP, Server, Target
+from target import (
+    HUBBUB,
+    HUBBUB_REDIS,
+    RAW_AIOHTTP,
+    Server,
+    Target,
+    git_commit,
+    stop_on_sigterm,
+)
 
 from hubbub.bench import accounts, suite
 from hubbub.bench.loadgen import raise_nofile_limit
@@ -465,19 +472,8 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def git_commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)  # unwinds through the `finally`s: servers stop, data is removed
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stop_on_sigterm()
     args = parse_args(argv)
     if args.install:
         subprocess.run(

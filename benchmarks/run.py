@@ -15,8 +15,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from target import DEFAULT_TARGETS, TARGETS, Server, create_accounts
+from target import (
+    DEFAULT_TARGETS,
+    TARGETS,
+    Server,
+    create_accounts,
+    git_commit,
+    stop_on_sigterm,
+)
 
 from hubbub.bench.loadgen import raise_nofile_limit
 from hubbub.bench.report import render
@@ -133,19 +138,8 @@ def prepare(target_name: str, data: Path, s: Settings, cpus: list[int]) -> list[
         server.stop()
 
 
-def git_commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)  # unwinds through the `finally`s: servers stop, data is removed
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stop_on_sigterm()
     args = parse_args(argv)
     settings = settings_from(args)
     scenarios = [n for n in args.scenarios.split(",") if n]

@@ -91,6 +91,19 @@ TARGETS = {t.name: t for t in (HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP)}
 DEFAULT_TARGETS = ("hubbub", "raw-aiohttp")  # hubbub-redis needs PostgreSQL and Redis
 
 
+def git_commit() -> str:
+    """The checkout's short commit, recorded with every result."""
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds through the `finally`s: servers stop, their data is removed."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
