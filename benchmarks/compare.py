@@ -48,6 +48,7 @@ from target import (
     Server,
     Target,
     git_commit,
+    reset_backends,
     stop_on_sigterm,
 )
 
@@ -72,16 +73,7 @@ REDIS = os.environ.get("HUBBUB_COMPARE_REDIS", "redis://127.0.0.1:6379/14")
 
 def reset_distributed() -> None:
     """A fresh database and an empty Redis database for the targets on PostgreSQL and Redis."""
-    import psycopg
-    import redis
-
-    admin, _, name = DATABASE.rpartition("/")
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    client = redis.Redis.from_url(REDIS)
-    client.flushdb()
-    client.close()
+    reset_backends(DATABASE, REDIS)
 
 
 HUBBUB_DISTRIBUTED = dataclasses.replace(

@@ -62,18 +62,23 @@ BENCH_DATABASE = os.environ.get(
 BENCH_REDIS = os.environ.get("HUBBUB_BENCH_REDIS", "redis://127.0.0.1:6379/15")
 
 
-def reset_distributed() -> None:
-    """A fresh database and an empty Redis database for the distributed target."""
+def reset_backends(database: str, redis_url: str) -> None:
+    """Drop and create `database`, empty the Redis database at `redis_url`."""
     import psycopg
     import redis
 
-    admin, _, name = BENCH_DATABASE.rpartition("/")
+    admin, _, name = database.rpartition("/")
     with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    client = redis.Redis.from_url(BENCH_REDIS)
+    client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
+
+
+def reset_distributed() -> None:
+    """A fresh database and an empty Redis database for the distributed target."""
+    reset_backends(BENCH_DATABASE, BENCH_REDIS)
 
 
 HUBBUB_REDIS = Target(
