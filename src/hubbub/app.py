@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 from typing import Any
 
@@ -162,7 +163,22 @@ def _redacted(url: str) -> str:
     return url
 
 
+def raise_open_files_limit() -> int:
+    """Every connection is an open file: lift the soft limit to the hard one (which only a
+    privileged process could raise further). Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+    return soft
+
+
 def serve(config: Config) -> None:
+    limit = raise_open_files_limit()
+    log.info("open files limit", extra={"limit": limit})
+
     async def main() -> None:
         await Node(config).run()
 
