@@ -34,12 +34,15 @@ class FloodGuard:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self.hits: deque[float] = deque(maxlen=limit + 1)
+        self.hits: deque[float] | None = None  # created at the first rejected frame
 
     def strike(self, now: float) -> bool:
         """Record one rejected frame; True when more than `limit` fell within `window`."""
-        self.hits.append(now)
-        return len(self.hits) > self.limit and now - self.hits[0] <= self.window
+        hits = self.hits
+        if hits is None:
+            hits = self.hits = deque(maxlen=self.limit + 1)
+        hits.append(now)
+        return len(hits) > self.limit and now - hits[0] <= self.window
 
 
 ALL_FRAMES_PER_SECOND = 200.0
