@@ -47,6 +47,7 @@ from target import (
     RAW_AIOHTTP,
     Server,
     Target,
+    cpu_list,
     git_commit,
     reset_backends,
     stop_on_sigterm,
@@ -184,10 +185,6 @@ class Quiet:
 
     def note(self, text: str) -> None:
         log(f"{self.prefix}: {text}")
-
-
-def cpu_list(text: str) -> list[int]:
-    return [int(c) for c in text.split(",") if c]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -26,6 +26,7 @@ from target import (
     DEFAULT_TARGETS,
     TARGETS,
     Server,
+    cpu_list,
     create_accounts,
     git_commit,
     stop_on_sigterm,
@@ -36,10 +37,6 @@ from hubbub.bench.report import render
 from hubbub.bench.scenarios import SCENARIOS, Settings, best_run, rooms_needed
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_list(text: str) -> list[int]:
-    return [int(c) for c in text.split(",") if c]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -96,6 +96,11 @@ TARGETS = {t.name: t for t in (HUBBUB, HUBBUB_REDIS, RAW_AIOHTTP)}
 DEFAULT_TARGETS = ("hubbub", "raw-aiohttp")  # hubbub-redis needs PostgreSQL and Redis
 
 
+def cpu_list(text: str) -> list[int]:
+    """`0,1` -> [0, 1]: a --server-cpus / --load-cpus value."""
+    return [int(c) for c in text.split(",") if c]
+
+
 def git_commit() -> str:
     """The checkout's short commit, recorded with every result."""
     out = subprocess.run(
