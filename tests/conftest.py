@@ -51,13 +51,15 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    def command(self) -> list[str]:
+        cmd = [*HUBBUB, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        return [*cmd, "--data", str(self.data), *self.extra_args]
+
     def start(self, timeout: float = 20.0) -> None:
         env = dict(os.environ)
         env.update(self.extra_env)
-        cmd = [*HUBBUB, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["--data", str(self.data), *self.extra_args]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         try:
             self.wait_ready(timeout)
@@ -73,7 +75,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
+                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     if s.recv(64).split(b" ", 2)[1:2] == [b"200"]:
                         return
             except OSError:

@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,7 +22,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from redis_server import RedisServer, free_port
+from conftest import ServerProcess
+from redis_server import RedisServer
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 LIBRARIES = {
@@ -50,45 +48,16 @@ def require(*modules: str) -> None:
         pytest.skip(message)
 
 
-class Peer:
+class Peer(ServerProcess):
     """One peer server process on a free port, stopped by its PID."""
 
-    def __init__(self, script: str, log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.log_path = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(PEERS / f"{script}.py"), "--port", str(self.port), *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    def __init__(self, script: str, data: Path, *args: str) -> None:
+        super().__init__(data, args=list(args))
+        self.script = script
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"peer exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if s.recv(64).split(b" ", 2)[1:2] == [b"200"]:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"peer not ready in {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def command(self) -> list[str]:
+        script = str(PEERS / f"{self.script}.py")
+        return [sys.executable, script, "--port", str(self.port), *self.extra_args]
 
 
 @pytest.fixture
@@ -97,9 +66,11 @@ def start_peer(tmp_path: Path) -> Iterator[Callable[..., Peer]]:
 
     def start(script: str, *args: str) -> Peer:
         require(*LIBRARIES[script])
-        peer = Peer(script, tmp_path / f"{script}-{len(started)}.log", *args)
+        data = tmp_path / f"{script}-{len(started)}"
+        data.mkdir()
+        peer = Peer(script, data, *args)
+        peer.start()
         started.append(peer)
-        peer.wait_ready()
         return peer
 
     yield start
