@@ -7,13 +7,15 @@ latter a raw socket completes the handshake, says hello, joins, then never reads
 Per window the p99 of every member's latencies is taken; each window with the slow
 consumer is compared with the window without it next to it in time (the machine's other
 load drifts, and neighbours share it), and the median of those ratios decides, so that
-one noisy window on a shared machine cannot.
+one noisy window on a shared machine cannot. The node and the clients run on separate
+cores, windows are of one length, and this process collects no garbage while measuring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
 import re
 import socket
@@ -31,14 +33,21 @@ import pytest
 from conftest import Api
 
 SEND_BUFFER = 256 * 1024
-RATE = 200  # messages/s: a few percent of what one node sustains
-BODY = 4000  # characters (the most a body may have): ~800 KB/s for the slow reader
+RATE = 1000  # messages/s: a few percent of what one node sustains
+BODY = 800  # characters: ~800 KB/s for the slow reader, and ~2,000 messages a window so
+# that a window's p99 is not decided by a handful of messages
 MEMBERS = 4  # members measuring latency
 PAIRS = 7  # (without, with) window pairs
-WINDOW = 2.0  # seconds of a window without the slow consumer
+WINDOW = 3.5  # seconds of a window without the slow consumer before one was cut off
+# (then as long as the last slow consumer lived: windows of one length compare alike)
 SLOW_DEADLINE = 20.0  # seconds the node may take to cut the slow consumer off
-MIN_SAMPLES = 400  # per window, so that its p99 means something
-TOLERANCE = 1.10  # the slow consumer may move the members' p99 by at most 10%
+MIN_SAMPLES = 2000  # per window, so that its p99 means something
+TOLERANCE = 1.10  # the slow consumer may move the members' p99 by at most 10%...
+# ...or by this much: 10% of a p99 near one millisecond is below what can be told apart on a
+# shared two-core machine (windows without the slow consumer alone spread 0.5-1.4 ms), so
+# the comparison gets a floor at the scheduler's noise. A consumer that held the others up
+# would cost them milliseconds, well above it.
+NOISE_FLOOR = 0.00025  # seconds
 # The node holds at most --send-buffer for a connection, plus one loop turn of frames;
 # the rest is slack for the allocator, SQLite's page cache and the other connections.
 RSS_BOUND = 4 * SEND_BUFFER + 4 * 1024 * 1024
@@ -236,6 +245,12 @@ async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_
     )
     assert srv.proc is not None
     pid = srv.proc.pid
+    # The node on one core and this test's clients on another, where there are two: then
+    # neither's work shows up as the other's latency.
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        os.sched_setaffinity(pid, {cpus[0]})
+        os.sched_setaffinity(0, {cpus[1]})
     api = Api(http, srv.url)
     owner, owner_token = await api.user()
     room = await api.room(owner_token)
@@ -277,7 +292,7 @@ async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_
                 await extra.send_json({"type": "hello", "token": slow_token})
                 await extra.send_json({"type": "join", "room": room})
                 reading = asyncio.create_task(drop_replies(extra))
-                samples = await members.measure(WINDOW)
+                samples = await members.measure(lifetimes[-1] if lifetimes else WINDOW)
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
             finally:
@@ -315,11 +330,17 @@ async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_
             finally:
                 slow.close()
 
-        for i in range(PAIRS):
-            for window in (without, with_slow) if i % 2 == 0 else (with_slow, without):
-                await window()
+        # This process's own collector pauses would count as the node's latency.
+        gc.disable()
+        try:
+            for i in range(PAIRS):
+                for window in (without, with_slow) if i % 2 == 0 else (with_slow, without):
+                    await window()
+        finally:
+            gc.enable()
         received_before_end = members.received
     finally:
+        os.sched_setaffinity(0, cpus)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -329,12 +350,13 @@ async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_
     growth = rss_peak - rss_before
     ratios = [s / b for b, s in zip(base_p99, slow_p99, strict=True)]
     ratio = statistics.median(ratios)
+    moved = statistics.median(slow_p99) - statistics.median(base_p99)
     print(
         f"\nslow consumer: lifetimes {[round(t, 2) for t in lifetimes]} s, close codes {codes}; "
         f"server RSS growth {growth / 1024:.0f} KiB (bound {RSS_BOUND // 1024} KiB); "
         f"members' p99 ms without {[round(x * 1000, 2) for x in base_p99]} "
         f"with {[round(x * 1000, 2) for x in slow_p99]}: ratios {[round(r, 2) for r in ratios]}, "
-        f"median {ratio:.3f}x; {sent[0]} sent"
+        f"median {ratio:.3f}x, medians {moved * 1000:+.2f} ms apart; {sent[0]} sent"
     )
     # Cut off: the close the node sent (if the buffer let it through) is 1008, never another.
     assert all(code in (None, 1008) for code in codes), codes
@@ -344,4 +366,4 @@ async def test_a_reader_that_stops_is_cut_off_holds_bounded_memory_and_slows_no_
     assert sum(lifetimes) * RATE * BODY > 2 * RSS_BOUND, "too little sent to prove the bound"
     # The others did not wait for it.
     assert received_before_end > 0
-    assert ratio <= TOLERANCE, (base_p99, slow_p99)
+    assert ratio <= TOLERANCE or moved <= NOISE_FLOOR, (base_p99, slow_p99)
