@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench bench-peers clean postgres promtool haproxy
+.PHONY: run test lint typecheck unit bench bench-peers clean postgres promtool haproxy chromium
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: lint typecheck promtool haproxy
+test: lint typecheck promtool haproxy chromium
 	$(BIN)/pytest
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
@@ -57,6 +57,14 @@ haproxy:
 	command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 	$$(command -v haproxy || echo /usr/sbin/haproxy) -v | head -1
+
+# Headless Chromium drives the web app in tests/e2e (Playwright for Python with Debian's
+# browser: nothing is downloaded at run time; under CI those tests fail without it).
+# Installed from Debian only when not on PATH.
+chromium:
+	command -v chromium >/dev/null || test -x /usr/bin/chromium || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$$(command -v chromium || echo /usr/bin/chromium) --version | head -1
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py

@@ -19,6 +19,7 @@ from hubbub.engine.base import Message
 from hubbub.gateway import Connection, Gateway
 from hubbub.rooms import Chat
 from hubbub.session import Session
+from hubbub.web import add_web_routes
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Node:
         self.app[STARTED] = self.started
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)
+        add_web_routes(self.app)
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()
 
