@@ -35,6 +35,12 @@ class Config:
     drain_grace: float = 0.0
     permessage_deflate: bool = False
     reuse_port: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    allowed_origins: str = ""
+    trusted_proxies: str = ""
+    login_failures: int = 10
+    login_window: float = 900.0
     log_level: str = "info"
 
     def check(self) -> None:
@@ -78,6 +84,15 @@ _HELP = {
     "permessage_deflate": "negotiate permessage-deflate (off by default)",
     "reuse_port": "listen with SO_REUSEPORT, so several nodes share --port and the kernel "
     "spreads connections over them (one node per core; needs --redis)",
+    "tls_cert": "PEM certificate chain: serve https and wss (needs --tls-key)",
+    "tls_key": "PEM private key for --tls-cert",
+    "allowed_origins": "comma-separated origins (scheme://host[:port]) allowed to open "
+    "WebSockets and make CORS calls besides the node's own; * allows any",
+    "trusted_proxies": "comma-separated addresses or networks of load balancers whose "
+    "X-Forwarded-For names the client (default: none, the peer address is the client)",
+    "login_failures": "failed logins per account and per address within --login-window "
+    "before logins are refused with 429 rate_limited; 0 = off",
+    "login_window": "seconds over which failed logins are counted",
     "log_level": "debug, info, warning or error",
 }
 
