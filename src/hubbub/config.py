@@ -41,6 +41,13 @@ class Config:
     trusted_proxies: str = ""
     login_failures: int = 10
     login_window: float = 900.0
+    frame_rate: float = 200.0
+    history_rate: float = 10.0
+    max_connections_per_user: int = 32
+    max_connections_per_address: int = 256
+    max_rooms_per_connection: int = 1000
+    rooms_per_hour: int = 20
+    header_timeout: float = 10.0
     log_level: str = "info"
 
     def check(self) -> None:
@@ -93,6 +100,15 @@ _HELP = {
     "login_failures": "failed logins per account and per address within --login-window "
     "before logins are refused with 429 rate_limited; 0 = off",
     "login_window": "seconds over which failed logins are counted",
+    "frame_rate": "WebSocket frames of all kinds per second per connection (bursts of "
+    "as many); 0 = off",
+    "history_rate": "history requests per second per connection and per user over HTTP "
+    "(bursts of twice that); 0 = off",
+    "max_connections_per_user": "open WebSockets per user on this node; 0 = no limit",
+    "max_connections_per_address": "open WebSockets per client address on this node; 0 = no limit",
+    "max_rooms_per_connection": "rooms one WebSocket may have joined at once; 0 = no limit",
+    "rooms_per_hour": "rooms a user may create per hour; 0 = no limit",
+    "header_timeout": "seconds a new connection has to send its request headers (slowloris)",
     "log_level": "debug, info, warning or error",
 }
 
