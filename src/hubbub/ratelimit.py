@@ -45,29 +45,69 @@ class FloodGuard:
         return len(hits) > self.limit and now - hits[0] <= self.window
 
 
-ALL_FRAMES_PER_SECOND = 200.0
 FLOOD_LIMIT = 100  # rate-limited frames within FLOOD_WINDOW seconds before a 1008
 FLOOD_WINDOW = 10.0
 
 
 class ConnectionLimits:
-    """The spec's per-connection limits: `send` + `typing` at `rate`/s with bursts of twice
-    that, all frames together at 200/s. A `rate` of 0 turns rate limiting off."""
+    """The per-connection limits: `send` + `typing` at `rate`/s with bursts of twice that
+    (the spec's 20), all frames together at `frame_rate`/s (the spec's 200), and `history`
+    requests at `history_rate`/s with bursts of twice that. A `rate` of 0 turns rate
+    limiting off altogether, as the spec's `--rate-limit 0` says; a `frame_rate` or
+    `history_rate` of 0 turns off that limit alone."""
 
-    __slots__ = ("all_frames", "chatty", "flood")
+    __slots__ = ("all_frames", "chatty", "flood", "history")
 
-    def __init__(self, rate: float, now: float) -> None:
-        self.chatty = TokenBucket(rate, 2 * rate, now) if rate > 0 else None
+    def __init__(
+        self, rate: float, now: float, frame_rate: float = 200.0, history_rate: float = 0.0
+    ) -> None:
+        on = rate > 0
+        self.chatty = TokenBucket(rate, 2 * rate, now) if on else None
         self.all_frames = (
-            TokenBucket(ALL_FRAMES_PER_SECOND, ALL_FRAMES_PER_SECOND, now) if rate > 0 else None
+            TokenBucket(frame_rate, frame_rate, now) if on and frame_rate > 0 else None
+        )
+        self.history = (
+            TokenBucket(history_rate, 2 * history_rate, now) if on and history_rate > 0 else None
         )
         self.flood = FloodGuard(FLOOD_LIMIT, FLOOD_WINDOW)
 
-    def check(self, chatty: bool, now: float) -> float:
+    def check(self, chatty: bool, now: float, history: bool = False) -> float:
         """0.0 if the frame may pass, else the seconds to wait (`retry_after`)."""
-        if self.all_frames is None:
-            return 0.0
-        wait = self.all_frames.take(now)
+        wait = self.all_frames.take(now) if self.all_frames is not None else 0.0
         if not wait and chatty and self.chatty is not None:
             wait = self.chatty.take(now)
+        if not wait and history and self.history is not None:
+            wait = self.history.take(now)
         return wait
+
+
+class KeyedBuckets:
+    """A token bucket per key (a user, an address), for limits that outlive a connection.
+
+    Buckets that have refilled are forgotten, so memory follows the keys active within
+    one refill time rather than every key ever seen.
+    """
+
+    __slots__ = ("buckets", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, now: float) -> float:
+        """0.0 if allowed, else the seconds until `key` may go again; rate 0 allows all."""
+        if self.rate <= 0:
+            return 0.0
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= 4096:
+                self._forget_full(now)
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+    def _forget_full(self, now: float) -> None:
+        full = self.burst / self.rate
+        for key, bucket in list(self.buckets.items()):
+            if now - bucket.stamp >= full:
+                del self.buckets[key]

@@ -12,9 +12,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hubbub import metrics
+from hubbub.api import error_response
 from hubbub.config import Config
 from hubbub.errors import (
     BadRequest,
+    Forbidden,
     Internal,
     NotJoined,
     ProtocolError,
@@ -40,6 +42,9 @@ from hubbub.ratelimit import ConnectionLimits
 from hubbub.rooms import Chat, message_view
 
 log = logging.getLogger(__name__)
+# The retry_after of a connection refused for the count of those already open: about the
+# time a client's backoff takes anyway; the count falls only when one of them closes.
+CONNECTIONS_RETRY_AFTER = 5.0
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
 
 
@@ -53,8 +58,31 @@ class Session:
         self.gateway = gateway
         self.config = config
         self.draining = draining
+        self.per_address: dict[str, int] = {}  # open WebSockets per client address
 
-    async def run(self, request: web.Request) -> web.WebSocketResponse:
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        """Serve one connection from upgrade to close; 429 before the upgrade when its
+        address already holds `--max-connections-per-address` WebSockets on this node."""
+        address = request.remote or ""
+        most = self.config.max_connections_per_address
+        if most > 0 and self.per_address.get(address, 0) >= most:
+            error = RateLimited(
+                CONNECTIONS_RETRY_AFTER, f"{address} already has {most} connections open"
+            )
+            response = error_response(error)
+            response.headers["Retry-After"] = str(math.ceil(CONNECTIONS_RETRY_AFTER))
+            return response
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        try:
+            return await self._run(request)
+        finally:
+            left = self.per_address[address] - 1
+            if left:
+                self.per_address[address] = left
+            else:
+                del self.per_address[address]
+
+    async def _run(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat,
             max_msg_size=self.config.max_frame + 1,  # aiohttp refuses a message of exactly this
@@ -69,8 +97,13 @@ class Session:
         try:
             serving = await self._hello(conn)
             # No limits, no state: an idle connection holds as little as it can.
-            rate = self.config.rate_limit
-            limits = ConnectionLimits(rate, time.monotonic()) if rate > 0 else None
+            config = self.config
+            rate = config.rate_limit
+            limits = (
+                ConnectionLimits(rate, time.monotonic(), config.frame_rate, config.history_rate)
+                if rate > 0
+                else None
+            )
             # The frame loop is inline, and reads with `receive()` rather than `async for`:
             # each is one coroutine frame less held by every idle connection.
             while serving:
@@ -93,7 +126,8 @@ class Session:
                         break
                     continue
                 chatty = isinstance(frame, (Send, Typing))
-                if not self._allowed(conn, limits, chatty, now, frame.ref):
+                history = isinstance(frame, History)
+                if not self._allowed(conn, limits, chatty, now, frame.ref, history):
                     if conn.closing:
                         break
                     continue
@@ -140,6 +174,17 @@ class Session:
             conn.user, conn.token_hash = await self.chat.authenticate(frame.token)
         except Unauthorized as exc:
             return self._reject(conn, exc.message, frame.ref)
+        most = self.config.max_connections_per_user
+        if most > 0 and len(self.gateway.by_user.get(conn.user.lower(), ())) >= most:
+            conn.error(
+                RateLimited(
+                    CONNECTIONS_RETRY_AFTER,
+                    f"{conn.user} already has {most} connections open on this node",
+                ),
+                frame.ref,
+            )
+            conn.close(1008, "too many connections for this user")
+            return False
         self.gateway.register(conn)
         conn.reply(
             {
@@ -165,10 +210,11 @@ class Session:
         chatty: bool,
         now: float,
         ref: str | None,
+        history: bool = False,
     ) -> bool:
         if limits is None:
             return True
-        wait = limits.check(chatty, now)
+        wait = limits.check(chatty, now, history)
         if not wait:
             return True
         retry_after = math.ceil(wait * 1000) / 1000  # never shorter than the real wait
@@ -240,6 +286,9 @@ class Session:
 
     async def _join(self, conn: Connection, frame: Join) -> None:
         room = frame.room
+        most = self.config.max_rooms_per_connection
+        if most > 0 and len(conn.rooms) >= most and room not in conn.rooms:
+            raise Forbidden(f"a connection may have at most {most} rooms joined; leave one first")
         await self.chat.join(conn.user, room)
         already = room in conn.rooms
         self.gateway.start_sync(conn, room)

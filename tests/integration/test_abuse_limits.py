@@ -1,0 +1,142 @@
+"""The abuse limits a node enforces on WebSockets, each answered with the spec's codes.
+
+Each test runs its own node with one limit set low, so that reaching it takes a handful of
+frames or connections, and checks both sides of it: what is over is refused with a clear
+error, and what is under (or comes back once the count falls) still works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from conftest import WS, Api
+
+Frame = dict[str, Any]
+
+
+async def open_ws(http: aiohttp.ClientSession, url: str, token: str | None = None) -> WS:
+    ws = WS(await http.ws_connect(url))
+    if token is not None:
+        await ws.hello(token)
+    return ws
+
+
+async def test_connections_per_address_past_the_limit_get_429_before_the_upgrade(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "3"})
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    held = [await open_ws(http, srv.ws_url, token) for _ in range(3)]
+    async with http.get(srv.ws_url, headers=upgrade_headers()) as r:
+        assert r.status == 429
+        body = await r.json()
+        assert body["error"]["code"] == "rate_limited", body
+        assert body["error"]["retry_after"] > 0, body
+        assert "3 connections" in body["error"]["message"], body
+        assert int(r.headers["Retry-After"]) > 0
+    # The HTTP API is not a WebSocket: it still answers from that address.
+    status, _ = await api.call("GET", "/api/v1/me", token)
+    assert status == 200
+    await held.pop().close()
+    again = await open_ws(http, srv.ws_url, token)  # one closed: there is room for one
+    await again.send({"type": "ping"})
+    assert (await again.recv())["type"] == "pong"
+
+
+def upgrade_headers() -> dict[str, str]:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+
+
+async def test_connections_per_user_past_the_limit_are_refused_at_hello_with_1008(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_MAX_CONNECTIONS_PER_USER": "2"})
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    _, other_token = await api.user()
+    held = [await open_ws(http, srv.ws_url, token) for _ in range(2)]
+    third = await open_ws(http, srv.ws_url)
+    await third.send({"type": "hello", "token": token, "ref": "h"})
+    error = await third.recv()
+    assert (error["type"], error["code"], error["ref"]) == ("error", "rate_limited", "h"), error
+    assert "2 connections" in error["message"], error
+    assert await third.expect_close() == 1008
+    # Another user is not counted against this one.
+    await open_ws(http, srv.ws_url, other_token)
+    await held.pop().close()
+    # The count falls when a connection closes; the node may see the close a moment
+    # after the client does, so a refused hello is retried until it passes.
+    for _ in range(50):
+        ws = await open_ws(http, srv.ws_url)
+        await ws.send({"type": "hello", "token": token})
+        if (await ws.recv())["type"] == "welcome":
+            break
+        await ws.expect_close()
+    else:
+        raise AssertionError("the user's count did not fall after a connection closed")
+
+
+async def test_rooms_per_connection_past_the_limit_are_forbidden_and_a_leave_makes_room(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_MAX_ROOMS_PER_CONNECTION": "2"})
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    rooms = [await api.room(token) for _ in range(3)]
+    ws = await open_ws(http, srv.ws_url, token)
+    await ws.join(rooms[0])
+    await ws.join(rooms[1])
+    await ws.join(rooms[1])  # joining a joined room again is no new room
+    await ws.send({"type": "join", "room": rooms[2], "ref": "j3"})
+    error = await ws.recv()
+    assert (error["type"], error["code"], error["ref"]) == ("error", "forbidden", "j3"), error
+    assert "at most 2 rooms" in error["message"], error
+    await ws.send({"type": "leave", "room": rooms[0]})
+    assert (await ws.recv_type("left"))["room"] == rooms[0]
+    assert (await ws.join(rooms[2]))["room"] == rooms[2]
+
+
+async def test_history_requests_past_their_rate_are_rate_limited_and_others_pass(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_HISTORY_RATE": "1"})  # bursts of 2
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    room = await api.room(token)
+    ws = await open_ws(http, srv.ws_url, token)
+    await ws.join(room)
+    replies = []
+    for i in range(4):
+        await ws.send({"type": "history", "room": room, "ref": f"h{i}"})
+        replies.append(await ws.recv())
+    kinds = [(r["type"], r.get("code")) for r in replies]
+    assert kinds[:2] == [("history", None)] * 2, kinds
+    assert kinds[2:] == [("error", "rate_limited")] * 2, kinds
+    assert 0 < replies[2]["retry_after"] <= 1.0, replies[2]
+    # Other frames are not held back by the history limit.
+    await ws.send({"type": "ping", "ref": "p"})
+    assert (await ws.recv())["type"] == "pong"
+
+
+async def test_frames_past_the_frame_rate_are_rate_limited(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_FRAME_RATE": "10"})
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    ws = await open_ws(http, srv.ws_url, token)
+    for i in range(30):
+        await ws.send({"type": "ping", "ref": str(i)})
+    replies = [await ws.recv() for _ in range(30)]
+    pongs = sum(r["type"] == "pong" for r in replies)
+    limited = [r for r in replies if r["type"] == "error"]
+    # A burst of 10 passes (plus what refilled while the frames were on their way).
+    assert 10 <= pongs < 30, replies
+    assert {r["code"] for r in limited} == {"rate_limited"}, limited
