@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from hubbub.bench import procstat
+from hubbub.bench import UNLIMITED_ENV, procstat
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "benchmark-password"
@@ -51,7 +51,7 @@ class Target:
 HUBBUB = Target(
     "hubbub",
     ("-m", "hubbub", "serve", "--host", "127.0.0.1", "--port", "{port}", "--data", "{data}"),
-    env={"HUBBUB_RATE_LIMIT": "0"},
+    env=UNLIMITED_ENV,
 )
 # The distributed engine: one node on PostgreSQL and Redis (no worker: a run is short).
 # Point HUBBUB_BENCH_REDIS at a Redis with `appendonly yes` and `appendfsync always` to
@@ -84,7 +84,7 @@ def reset_distributed() -> None:
 HUBBUB_REDIS = Target(
     "hubbub-redis",
     HUBBUB.module_args,
-    env={"HUBBUB_RATE_LIMIT": "0", "HUBBUB_DATABASE": BENCH_DATABASE, "HUBBUB_REDIS": BENCH_REDIS},
+    env={**UNLIMITED_ENV, "HUBBUB_DATABASE": BENCH_DATABASE, "HUBBUB_REDIS": BENCH_REDIS},
     reset=reset_distributed,
 )
 RAW_AIOHTTP = Target(

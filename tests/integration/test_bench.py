@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.bench import output, phases
+from hubbub.bench import UNLIMITED_ENV, output, phases
 from hubbub.bench.measure import Window
 
 HERE = Path(__file__).resolve().parent
@@ -33,10 +33,9 @@ SMALL = ["--workers", "1", "--users", "2", "--rooms", "2", "--quiet"]
 
 @pytest.fixture(scope="module")
 def node(root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One hubbub node without its per-connection send limit (the bench sends fast)."""
-    srv = root_conftest.ServerProcess(
-        tmp_path_factory.mktemp("bench-node"), env={"HUBBUB_RATE_LIMIT": "0"}
-    )
+    """One hubbub node without its per-client limits (the bench sends fast, from one
+    address, with few users)."""
+    srv = root_conftest.ServerProcess(tmp_path_factory.mktemp("bench-node"), env=UNLIMITED_ENV)
     srv.start()
     yield srv
     srv.stop()

@@ -8,3 +8,12 @@ side-by-side harness, benchmarks/run.py). `hubbub bench URL` (`command`) runs
 the `suite` of scenarios against any server (`remote`), with `accounts` from
 its API, and shows them (`output`).
 """
+
+# A benchmark is one client machine with many users and connections: a node under test
+# runs with its per-client limits off (the per-connection rate limits, and the counts of
+# connections per user and per address), or they, not the node, set the figures.
+UNLIMITED_ENV = {
+    "HUBBUB_RATE_LIMIT": "0",
+    "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
+    "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
+}

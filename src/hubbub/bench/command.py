@@ -42,8 +42,9 @@ examples:
   hubbub bench http://127.0.0.1:8000 connections --connections 20000 --workers 3
   hubbub bench http://127.0.0.1:9000 --dialect socketio --accounts names fanout --rate 500
 
-The server should run without its per-connection rate limit (HUBBUB_RATE_LIMIT=0):
-rate-limited sends show up as errors.
+The server should run without its per-client limits (HUBBUB_RATE_LIMIT=0,
+HUBBUB_MAX_CONNECTIONS_PER_USER=0, HUBBUB_MAX_CONNECTIONS_PER_ADDRESS=0): one machine
+opens every connection, and rate-limited sends or refused connections show up as errors.
 """
 
 
