@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,3 +318,11 @@ async def ws_to(http: aiohttp.ClientSession) -> Any:
     for ws in opened:
         with contextlib.suppress(Exception):  # a test may leave a connection broken
             await ws.close()
+
+
+@pytest.fixture
+def shm_data() -> Iterator[Path]:
+    """A data directory in memory where there is one, so fsync times add no disk noise."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="hubbub-slow-", dir=base) as d:
+        yield Path(d)
