@@ -19,9 +19,13 @@ from hubbub.engine.base import Message
 from hubbub.gateway import Connection, Gateway
 from hubbub.rooms import Chat
 from hubbub.session import Session
+from hubbub.slowloris import HeaderDeadline
 from hubbub.web import add_web_routes
 
 log = logging.getLogger(__name__)
+# Seconds an idle HTTP keep-alive connection is kept between requests (aiohttp's default is
+# an hour, which lets idle clients pile up file descriptors).
+KEEPALIVE_TIMEOUT = 75.0
 
 
 class Node:
@@ -80,7 +84,11 @@ class Node:
             loop.add_signal_handler(sig, self._signalled)
         await self.engine.start()
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         await runner.setup()
         site = web.TCPSite(
@@ -92,6 +100,8 @@ class Node:
             reuse_port=self.config.reuse_port or None,
         )
         await site.start()
+        headers_deadline = HeaderDeadline(runner.server, self.config.header_timeout)
+        headers_deadline.start()
         self.started.set()
         metrics.READY.set(1)
         log.info(
@@ -105,6 +115,7 @@ class Node:
             await self.stopping.wait()
             await self.drain()
         finally:
+            headers_deadline.stop()
             await runner.cleanup()
             await self.engine.close()
             log.info("stopped")

@@ -26,6 +26,9 @@ ACK_LATENCY = Histogram(
 )
 ERRORS = Counter("hubbub_errors_total", "Error frames sent to clients, by code", ["code"])
 SLOW_CONSUMERS = Counter("hubbub_slow_consumers_total", "Connections cut off for not reading")
+SLOW_REQUESTS = Counter(
+    "hubbub_slow_requests_total", "Connections closed for not sending a request in time"
+)
 HTTP_REQUESTS = Counter("hubbub_http_requests_total", "HTTP API requests", ["status"])
 READY = Gauge("hubbub_ready", "1 while the node takes new clients")
 ROOMS = Gauge("hubbub_rooms", "Rooms with at least one connection of this node joined")
