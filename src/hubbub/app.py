@@ -100,6 +100,7 @@ class Node:
             reuse_port=self.config.reuse_port or None,
         )
         await site.start()
+        assert runner.server is not None  # set up above
         headers_deadline = HeaderDeadline(runner.server, self.config.header_timeout)
         headers_deadline.start()
         self.started.set()
