@@ -9,7 +9,7 @@ import time
 import pytest
 from engine_handles import EngineUnderTest
 
-from hubbub.engine.base import Message, Role, Room
+from hubbub.engine.base import LoginSession, Message, Role, Room
 from hubbub.errors import Conflict
 
 
@@ -66,30 +66,75 @@ async def test_unknown_user_is_none(engine: EngineUnderTest) -> None:
     assert await engine.store.get_user("nobody") is None
 
 
-# Tokens
+# Tokens and sessions
+
+
+def who(session: LoginSession | None) -> tuple[str, int] | None:
+    return (session.user, session.expires_at) if session else None
 
 
 async def test_token_names_its_user_and_expiry_until_it_expires(engine: EngineUnderTest) -> None:
     await engine.store.create_user("Alice", "h", 1)
-    await engine.store.create_token("t1", "alice", now=1_000, expires_at=2_000)
-    assert await engine.store.token_user("t1", 1_000) == ("Alice", 2_000)
-    assert await engine.store.token_user("t1", 1_999) == ("Alice", 2_000)
-    assert await engine.store.token_user("t1", 2_001) is None
-    assert await engine.store.token_user("t1", 99_999) is None
+    await engine.store.create_token("t1", "alice", now=1_000, expires_at=2_000, session_id="s-t1")
+    assert who(await engine.store.token_session("t1", 1_000)) == ("Alice", 2_000)
+    assert who(await engine.store.token_session("t1", 1_999)) == ("Alice", 2_000)
+    assert who(await engine.store.token_session("t1", 2_001)) is None
+    assert who(await engine.store.token_session("t1", 99_999)) is None
 
 
 async def test_deleted_token_stops_working_and_others_do_not(engine: EngineUnderTest) -> None:
     await engine.store.create_user("alice", "h", 1)
-    await engine.store.create_token("t1", "alice", now=1, expires_at=10**12)
-    await engine.store.create_token("t2", "alice", now=1, expires_at=10**12)
+    await engine.store.create_token("t1", "alice", now=1, expires_at=10**12, session_id="s-t1")
+    await engine.store.create_token("t2", "alice", now=1, expires_at=10**12, session_id="s-t2")
     await engine.store.delete_token("t1")
-    assert await engine.store.token_user("t1", 2) is None
-    assert await engine.store.token_user("t2", 2) == ("alice", 10**12)
+    assert who(await engine.store.token_session("t1", 2)) is None
+    assert who(await engine.store.token_session("t2", 2)) == ("alice", 10**12)
 
 
 async def test_unknown_token_is_none(engine: EngineUnderTest) -> None:
-    assert await engine.store.token_user("never-issued", 1) is None
+    assert who(await engine.store.token_session("never-issued", 1)) is None
     await engine.store.delete_token("never-issued")  # deleting it is harmless
+
+
+async def test_sessions_list_touch_and_revoke_per_user(engine: EngineUnderTest) -> None:
+    await engine.store.create_user("Alice", "h", 1)
+    await engine.store.create_user("bob", "h", 1)
+    await engine.store.create_token(
+        "t1", "alice", 10, 10**12, session_id="s1", user_agent="ua/1", address="10.0.0.1"
+    )
+    await engine.store.create_token("t2", "alice", 20, 10**12, session_id="s2")
+    await engine.store.create_token("t3", "bob", 30, 10**12, session_id="s3")
+    await engine.store.touch_token("t1", 500)
+    listed = await engine.store.sessions("ALICE", 600)
+    assert [s.id for s in listed] == ["s2", "s1"]  # the newest first
+    assert listed[1] == LoginSession("s1", "t1", "Alice", 10, 500, 10**12, "ua/1", "10.0.0.1")
+    assert listed[0].last_used_at == 20  # a new token counts as used when issued
+    assert await engine.store.delete_session("alice", "s3") is None  # bob's: not alice's
+    assert await engine.store.delete_session("alice", "s1") == "t1"
+    assert await engine.store.delete_session("alice", "s1") is None
+    await engine.store.create_token("t4", "alice", 40, 10**12, session_id="s4")
+    assert sorted(await engine.store.delete_sessions("alice", keep="t4")) == ["t2"]
+    assert [s.id for s in await engine.store.sessions("alice", 600)] == ["s4"]
+    assert await engine.store.delete_sessions("alice") == ["t4"]
+    assert [s.id for s in await engine.store.sessions("bob", 600)] == ["s3"]
+
+
+async def test_expired_sessions_are_not_listed_and_go_at_the_next_login(
+    engine: EngineUnderTest,
+) -> None:
+    await engine.store.create_user("alice", "h", 1)
+    await engine.store.create_token("t1", "alice", 1, 100, session_id="s1")
+    await engine.store.create_token("t2", "alice", 1, 10**12, session_id="s2")
+    assert [s.id for s in await engine.store.sessions("alice", 200)] == ["s2"]
+    await engine.store.create_token("t3", "alice", 300, 10**12, session_id="s3")
+    assert sorted(await engine.store.delete_sessions("alice")) == ["t2", "t3"]
+
+
+async def test_password_hash_can_be_replaced(engine: EngineUnderTest) -> None:
+    await engine.store.create_user("Alice", "old", 1)
+    await engine.store.set_password_hash("alice", "new")
+    found = await engine.store.get_user("alice")
+    assert found is not None and found.password_hash == "new"
 
 
 # Rooms and memberships
@@ -436,14 +481,14 @@ async def test_store_survives_a_restart(engine: EngineUnderTest) -> None:
     await engine.store.add_member("lobby", "bob", 8)
     await engine.store.set_member("lobby", "bob", Role.MODERATOR, 9)
     await engine.store.ban("lobby", "carol", "Alice", 10)
-    await engine.store.create_token("t1", "bob", now=1, expires_at=10**12)
+    await engine.store.create_token("t1", "bob", now=1, expires_at=10**12, session_id="s-t1")
 
     await engine.restart()
 
     assert await engine.store.get_room("lobby") == created
     assert await engine.store.role("lobby", "bob") is Role.MODERATOR
     assert await engine.store.is_banned("lobby", "carol") is True
-    assert await engine.store.token_user("t1", 2) == ("bob", 10**12)
+    assert who(await engine.store.token_session("t1", 2)) == ("bob", 10**12)
     with pytest.raises(Conflict):
         await engine.store.create_user("ALICE", "h", 1)
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubbub.config import Config
-from hubbub.engine.base import Bus, Engine, Log, Presence, Store
+from hubbub.engine.base import Bus, Counters, Engine, Log, Presence, Store
 
 
 class EmbeddedEngine:
     """SQLite for everything durable, in-process fan-out and presence: nothing to install."""
 
     def __init__(self, config: Config) -> None:
-        from hubbub.engine.memory import MemoryBus, MemoryPresence
+        from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
         from hubbub.engine.sqlite import SqliteLog, SqliteStore
         from hubbub.engine.sqlite_db import SqliteDatabase
 
@@ -32,6 +32,7 @@ class EmbeddedEngine:
         self.presence: Presence = MemoryPresence()
         self.store: Store = SqliteStore(self.db)
         self.log: Log = SqliteLog(self.db, memory_bus.publish_message)
+        self.counters: Counters = MemoryCounters()
 
     async def start(self) -> None:
         self.db.open()
@@ -45,7 +46,7 @@ class PostgresEngine:
 
     def __init__(self, config: Config) -> None:
         # asyncpg is imported here, not at package import: only this engine needs it.
-        from hubbub.engine.memory import MemoryBus, MemoryPresence
+        from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
         from hubbub.engine.postgres import PostgresLog, PostgresStore
         from hubbub.engine.postgres_db import PostgresDatabase
 
@@ -55,6 +56,7 @@ class PostgresEngine:
         self.presence: Presence = MemoryPresence()
         self.store: Store = PostgresStore(self.db)
         self.log: Log = PostgresLog(self.db, memory_bus.publish_message)
+        self.counters: Counters = MemoryCounters()
 
     async def start(self) -> None:
         await self.db.open()
@@ -72,6 +74,7 @@ class RedisEngine:
         from hubbub.engine.postgres_db import PostgresDatabase
         from hubbub.engine.redis_bus import RedisBus
         from hubbub.engine.redis_client import connect
+        from hubbub.engine.redis_counters import RedisCounters
         from hubbub.engine.redis_log import RedisLog
         from hubbub.engine.redis_presence import RedisPresence
 
@@ -97,6 +100,7 @@ class RedisEngine:
             self.client, config.node_id, self.redis_bus.publish_event, config.heartbeat
         )
         self.presence: Presence = self.redis_presence
+        self.counters: Counters = RedisCounters(self.client)
 
     async def start(self) -> None:
         await self.db.open()
@@ -139,4 +143,4 @@ def open_engine(config: Config) -> Engine:
     raise ValueError(f"unsupported database URL scheme {scheme!r} (expected sqlite or postgresql)")
 
 
-__all__ = ["Bus", "Engine", "Log", "Presence", "Store", "open_engine"]
+__all__ = ["Bus", "Counters", "Engine", "Log", "Presence", "Store", "open_engine"]

@@ -29,6 +29,24 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginSession:
+    """One issued token, as its owner sees it: a login that can be listed and revoked.
+
+    `id` is random and unrelated to the token, so it can be shown and sent in URLs; the
+    token itself is never stored, only its SHA-256 (`token_hash`).
+    """
+
+    id: str
+    token_hash: str
+    user: str
+    created_at: int
+    last_used_at: int
+    expires_at: int
+    user_agent: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Room:
     name: str
     topic: str
@@ -71,9 +89,39 @@ class Store(Protocol):
 
     async def create_user(self, name: str, password_hash: str, now: int) -> User: ...
     async def get_user(self, name: str) -> User | None: ...
-    async def create_token(self, token_hash: str, user: str, now: int, expires_at: int) -> None: ...
-    async def token_user(self, token_hash: str, now: int) -> tuple[str, int] | None:
-        """The user of an unexpired token and when it expires (Unix ms), or None."""
+    async def set_password_hash(self, name: str, password_hash: str) -> None: ...
+    async def create_token(
+        self,
+        token_hash: str,
+        user: str,
+        now: int,
+        expires_at: int,
+        *,
+        session_id: str,
+        user_agent: str = "",
+        address: str = "",
+    ) -> None:
+        """Store a new token; the user's expired tokens are deleted on the way."""
+        ...
+
+    async def token_session(self, token_hash: str, now: int) -> LoginSession | None:
+        """The session of an unexpired token (`user` is the display name), or None."""
+        ...
+
+    async def touch_token(self, token_hash: str, now: int) -> None:
+        """Record a use of the token (callers do it at most about once a minute)."""
+        ...
+
+    async def sessions(self, user: str, now: int) -> list[LoginSession]:
+        """The user's unexpired sessions, the most recently created first."""
+        ...
+
+    async def delete_session(self, user: str, session_id: str) -> str | None:
+        """Delete one of the user's sessions; the token hash it had, or None if none matched."""
+        ...
+
+    async def delete_sessions(self, user: str, keep: str | None = None) -> list[str]:
+        """Delete every session of the user but the token `keep`; the token hashes deleted."""
         ...
 
     async def delete_token(self, token_hash: str) -> None: ...
@@ -170,6 +218,24 @@ class Presence(Protocol):
     async def online(self, room: str) -> Sequence[str]: ...
 
 
+class Counters(Protocol):
+    """Counters that expire a fixed window after their first hit, shared by every node.
+
+    What login throttling counts failures in: in process memory on one node, in Redis
+    when nodes share a load balancer (the limit must hold whichever node a guess reaches).
+    """
+
+    async def get(self, keys: Sequence[str]) -> list[tuple[int, float]]:
+        """Each key's count and the seconds until it expires ((0, 0.0) for an absent key)."""
+        ...
+
+    async def hit(self, keys: Sequence[str], window: float) -> None:
+        """Add one to each key; a key's window starts at its first hit."""
+        ...
+
+    async def clear(self, key: str) -> None: ...
+
+
 class Engine(Protocol):
     """A complete backend: built once from the configured URLs by the composition root."""
 
@@ -177,6 +243,7 @@ class Engine(Protocol):
     log: Log
     bus: Bus
     presence: Presence
+    counters: Counters
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...

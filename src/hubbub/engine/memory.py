@@ -1,9 +1,10 @@
-"""In-process fan-out and presence for a single node (the embedded default)."""
+"""In-process fan-out, presence and counters for a single node (the embedded default)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hubbub.engine.base import BusListener, Message
@@ -76,3 +77,49 @@ class MemoryPresence:
 
     async def online(self, room: str) -> Sequence[str]:
         return sorted(self._rooms.get(room, {}), key=str.lower)
+
+
+class MemoryCounters:
+    """Windowed counters in a dict of bounded size (login throttling on one node).
+
+    Every key of one user of these counters has the same window, so the dict's insertion
+    order is also the order of expiry: eviction pops from the front, expired keys first.
+    When `limit` live keys exist (a flood from that many addresses or names), the oldest
+    is dropped early: memory stays bounded, and the cost is that the flood's oldest
+    counters restart from zero.
+    """
+
+    def __init__(self, limit: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        # key -> (count, expires at); an OrderedDict pops its front in O(1), a dict not always
+        self._counts: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    async def get(self, keys: Sequence[str]) -> list[tuple[int, float]]:
+        now = self.clock()
+        found = []
+        for key in keys:
+            count, expires = self._counts.get(key, (0, now))
+            found.append((count, expires - now) if expires > now else (0, 0.0))
+        return found
+
+    async def hit(self, keys: Sequence[str], window: float) -> None:
+        now = self.clock()
+        for key in keys:
+            count, expires = self._counts.get(key, (0, now))
+            if expires > now:
+                self._counts[key] = (count + 1, expires)
+                continue
+            self._counts.pop(key, None)  # re-inserted at the end: the order stays by expiry
+            self._evict(now)
+            self._counts[key] = (1, now + window)
+
+    async def clear(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+    def _evict(self, now: float) -> None:
+        while self._counts:
+            _, expires = next(iter(self._counts.values()))
+            if expires > now and len(self._counts) < self.limit:
+                return
+            self._counts.popitem(last=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from hubbub.engine.base import Appended, Message, OnCommit, Role, Room, User
+from hubbub.engine.base import Appended, LoginSession, Message, OnCommit, Role, Room, User
 from hubbub.engine.postgres_db import PostgresDatabase, asyncpg_dsn
 from hubbub.errors import Conflict
 
@@ -47,8 +47,27 @@ ROOM_SELECT = (
 )
 
 
+SESSION_SELECT = (
+    "SELECT t.id, t.token_hash, u.name, t.created_at, t.last_used_at, t.expires_at, "
+    "t.user_agent, t.address FROM tokens t JOIN users u ON u.key = t.user_key"
+)
+
+
 def _room(row: asyncpg.Record) -> Room:
     return Room(name=row[0], topic=row[1], private=row[2], owner=row[3], created_at=row[4])
+
+
+def _session(row: asyncpg.Record) -> LoginSession:
+    return LoginSession(
+        id=row[0],
+        token_hash=row[1],
+        user=row[2],
+        created_at=row[3],
+        last_used_at=row[4],
+        expires_at=row[5],
+        user_agent=row[6],
+        address=row[7],
+    )
 
 
 class PostgresStore:
@@ -76,24 +95,73 @@ class PostgresStore:
         )
         return User(row[0], row[1]) if row else None
 
-    async def create_token(self, token_hash: str, user: str, now: int, expires_at: int) -> None:
+    async def set_password_hash(self, name: str, password_hash: str) -> None:
         await self.db.execute(
-            "INSERT INTO tokens (token_hash, user_key, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4)",
-            token_hash,
-            user.lower(),
-            now,
-            expires_at,
+            "UPDATE users SET password_hash = $1 WHERE key = $2", password_hash, name.lower()
         )
 
-    async def token_user(self, token_hash: str, now: int) -> tuple[str, int] | None:
+    async def create_token(
+        self,
+        token_hash: str,
+        user: str,
+        now: int,
+        expires_at: int,
+        *,
+        session_id: str,
+        user_agent: str = "",
+        address: str = "",
+    ) -> None:
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM tokens WHERE user_key = $1 AND expires_at <= $2", user.lower(), now
+            )
+            await conn.execute(
+                "INSERT INTO tokens (token_hash, user_key, created_at, expires_at, id, "
+                "last_used_at, user_agent, address) VALUES ($1, $2, $3, $4, $5, $3, $6, $7)",
+                token_hash,
+                user.lower(),
+                now,
+                expires_at,
+                session_id,
+                user_agent,
+                address,
+            )
+
+    async def token_session(self, token_hash: str, now: int) -> LoginSession | None:
         row = await self.db.fetchrow(
-            "SELECT u.name, t.expires_at FROM tokens t JOIN users u ON u.key = t.user_key "
-            "WHERE t.token_hash = $1 AND t.expires_at > $2",
-            token_hash,
+            SESSION_SELECT + " WHERE t.token_hash = $1 AND t.expires_at > $2", token_hash, now
+        )
+        return _session(row) if row else None
+
+    async def touch_token(self, token_hash: str, now: int) -> None:
+        await self.db.execute(
+            "UPDATE tokens SET last_used_at = $1 WHERE token_hash = $2", now, token_hash
+        )
+
+    async def sessions(self, user: str, now: int) -> list[LoginSession]:
+        rows = await self.db.fetch(
+            SESSION_SELECT + " WHERE t.user_key = $1 AND t.expires_at > $2 "
+            "ORDER BY t.created_at DESC, t.id",
+            user.lower(),
             now,
         )
-        return (str(row[0]), int(row[1])) if row else None
+        return [_session(row) for row in rows]
+
+    async def delete_session(self, user: str, session_id: str) -> str | None:
+        row = await self.db.fetchrow(
+            "DELETE FROM tokens WHERE user_key = $1 AND id = $2 RETURNING token_hash",
+            user.lower(),
+            session_id,
+        )
+        return str(row[0]) if row else None
+
+    async def delete_sessions(self, user: str, keep: str | None = None) -> list[str]:
+        rows = await self.db.fetch(
+            "DELETE FROM tokens WHERE user_key = $1 AND token_hash <> $2 RETURNING token_hash",
+            user.lower(),
+            keep or "",
+        )
+        return [str(row[0]) for row in rows]
 
     async def delete_token(self, token_hash: str) -> None:
         await self.db.execute("DELETE FROM tokens WHERE token_hash = $1", token_hash)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hubbub.engine.base import Appended, Message, OnCommit, Role, Room, User
+from hubbub.engine.base import Appended, LoginSession, Message, OnCommit, Role, Room, User
 from hubbub.engine.sqlite_db import SqliteDatabase
 from hubbub.errors import Conflict
 
@@ -18,8 +18,30 @@ ROOM_SELECT = (
 )
 
 
+TOKEN_COLUMNS = (
+    "token_hash, user_key, created_at, expires_at, id, last_used_at, user_agent, address"
+)
+SESSION_SELECT = (
+    "SELECT t.id, t.token_hash, u.name, t.created_at, t.last_used_at, t.expires_at, "
+    "t.user_agent, t.address FROM tokens t JOIN users u ON u.key = t.user_key"
+)
+
+
 def _room(row: tuple[str, str, int, str, int]) -> Room:
     return Room(name=row[0], topic=row[1], private=bool(row[2]), owner=row[3], created_at=row[4])
+
+
+def _session(row: tuple[Any, ...]) -> LoginSession:
+    return LoginSession(
+        id=row[0],
+        token_hash=row[1],
+        user=row[2],
+        created_at=row[3],
+        last_used_at=row[4],
+        expires_at=row[5],
+        user_agent=row[6],
+        address=row[7],
+    )
 
 
 class SqliteStore:
@@ -50,25 +72,81 @@ class SqliteStore:
 
         return await self.db.read(run)
 
-    async def create_token(self, token_hash: str, user: str, now: int, expires_at: int) -> None:
+    async def set_password_hash(self, name: str, password_hash: str) -> None:
         await self.db.write(
             lambda c: c.execute(
-                "INSERT INTO tokens (token_hash, user_key, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (token_hash, user.lower(), now, expires_at),
+                "UPDATE users SET password_hash = ? WHERE key = ?", (password_hash, name.lower())
             )
         )
 
-    async def token_user(self, token_hash: str, now: int) -> tuple[str, int] | None:
-        def run(c: sqlite3.Connection) -> tuple[str, int] | None:
+    async def create_token(
+        self,
+        token_hash: str,
+        user: str,
+        now: int,
+        expires_at: int,
+        *,
+        session_id: str,
+        user_agent: str = "",
+        address: str = "",
+    ) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM tokens WHERE user_key = ? AND expires_at <= ?", (key, now))
+            c.execute(
+                f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, key, now, expires_at, session_id, now, user_agent, address),
+            )
+
+        key = user.lower()
+        await self.db.write(run)
+
+    async def token_session(self, token_hash: str, now: int) -> LoginSession | None:
+        def run(c: sqlite3.Connection) -> LoginSession | None:
             row = c.execute(
-                "SELECT u.name, t.expires_at FROM tokens t JOIN users u ON u.key = t.user_key "
-                "WHERE t.token_hash = ? AND t.expires_at > ?",
-                (token_hash, now),
+                SESSION_SELECT + " WHERE t.token_hash = ? AND t.expires_at > ?", (token_hash, now)
             ).fetchone()
-            return (str(row[0]), int(row[1])) if row else None
+            return _session(row) if row else None
 
         return await self.db.read(run)
+
+    async def touch_token(self, token_hash: str, now: int) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE token_hash = ?", (now, token_hash)
+            ),
+            savepoint=False,
+        )
+
+    async def sessions(self, user: str, now: int) -> list[LoginSession]:
+        def run(c: sqlite3.Connection) -> list[LoginSession]:
+            rows = c.execute(
+                SESSION_SELECT + " WHERE t.user_key = ? AND t.expires_at > ? "
+                "ORDER BY t.created_at DESC, t.id",
+                (user.lower(), now),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self.db.read(run)
+
+    async def delete_session(self, user: str, session_id: str) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            row = c.execute(
+                "DELETE FROM tokens WHERE user_key = ? AND id = ? RETURNING token_hash",
+                (user.lower(), session_id),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self.db.write(run, savepoint=False)
+
+    async def delete_sessions(self, user: str, keep: str | None = None) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            rows = c.execute(
+                "DELETE FROM tokens WHERE user_key = ? AND token_hash != ? RETURNING token_hash",
+                (user.lower(), keep or ""),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self.db.write(run, savepoint=False)
 
     async def delete_token(self, token_hash: str) -> None:
         await self.db.write(
