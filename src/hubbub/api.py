@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,7 +14,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hubbub import metrics
-from hubbub.errors import BadRequest, Internal, NotFound, ProtocolError, TooLarge, Unauthorized
+from hubbub.audit import audit
+from hubbub.clientaddr import Client
+from hubbub.errors import (
+    BadRequest,
+    Internal,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+)
 from hubbub.openapi import openapi_document
 from hubbub.protocol import SEQ_MAX
 from hubbub.rooms import Chat, message_view
@@ -31,7 +42,10 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def error_response(error: ProtocolError, status: int | None = None) -> web.Response:
-    return json_response({"error": error.payload()}, status or error.status)
+    response = json_response({"error": error.payload()}, status or error.status)
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return response
 
 
 @web.middleware
@@ -78,6 +92,20 @@ async def user_of(request: web.Request) -> tuple[str, str]:
     return await request.app[CHAT].authenticate(token.strip())
 
 
+def client_of(request: web.Request) -> Client:
+    """The request's client address (see `clientaddr`) and user agent, both length-capped."""
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    address = request.app[CHAT].proxies.client(request.remote, forwarded)
+    return Client(address[:64], request.headers.get("User-Agent", "")[:256])
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false")
+    return raw in ("true", "1")
+
+
 def query_int(request: web.Request, name: str, low: int, high: int | None = None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
@@ -98,21 +126,31 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/users")
 async def register(request: web.Request) -> web.Response:
     data = await body(request)
-    user = await request.app[CHAT].register(data.get("username"), data.get("password"))
+    name = data.get("username")
+    actor = name if isinstance(name, str) and len(name) <= 32 else None
+    try:
+        user = await request.app[CHAT].register(name, data.get("password"))
+    except ProtocolError as exc:
+        audit("register", actor=actor, client=client_of(request), outcome=exc.code)
+        raise
+    audit("register", actor=user["name"], client=client_of(request))
     return json_response({"user": user}, 201)
 
 
 @routes.post("/api/v1/login")
 async def login(request: web.Request) -> web.Response:
     data = await body(request)
-    token, user = await request.app[CHAT].login(data.get("username"), data.get("password"))
+    token, user = await request.app[CHAT].login(
+        data.get("username"), data.get("password"), client_of(request)
+    )
     return json_response({"token": token, "user": user})
 
 
 @routes.post("/api/v1/logout")
 async def logout(request: web.Request) -> web.Response:
-    _, hashed = await user_of(request)
+    user, hashed = await user_of(request)
     await request.app[CHAT].logout(hashed)
+    audit("logout", actor=user, client=client_of(request))
     return web.Response(status=204)
 
 
@@ -120,6 +158,46 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
     return json_response(await request.app[CHAT].me(user))
+
+
+@routes.get("/api/v1/me/sessions")
+async def sessions(request: web.Request) -> web.Response:
+    user, hashed = await user_of(request)
+    return json_response({"sessions": await request.app[CHAT].sessions(user, hashed)})
+
+
+@routes.delete("/api/v1/me/sessions/{id}")
+async def revoke_session(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    session_id = request.match_info["id"]
+    try:
+        await request.app[CHAT].revoke_session(user, session_id)
+    except ProtocolError as exc:
+        audit(
+            "session_revoked",
+            actor=user,
+            client=client_of(request),
+            target=session_id[:64],
+            outcome=exc.code,
+        )
+        raise
+    audit("session_revoked", actor=user, client=client_of(request), target=session_id)
+    return web.Response(status=204)
+
+
+@routes.delete("/api/v1/me/sessions")
+async def revoke_sessions(request: web.Request) -> web.Response:
+    user, hashed = await user_of(request)
+    keep = hashed if query_bool(request, "keep_current") else None
+    count = await request.app[CHAT].revoke_sessions(user, keep)
+    audit(
+        "sessions_revoked_all",
+        actor=user,
+        client=client_of(request),
+        target=str(count),
+        reason="kept current" if keep else None,
+    )
+    return web.Response(status=204)
 
 
 @routes.post("/api/v1/rooms")
@@ -146,26 +224,41 @@ async def get_room(request: web.Request) -> web.Response:
     )
 
 
-def _member_route(action: Callable[[Chat, str, str, str], Awaitable[None]]) -> Handler:
-    """A `PUT|DELETE /api/v1/rooms/{room}/<kind>/{user}` call answering 204."""
+def _member_route(action: Callable[[Chat, str, str, str], Awaitable[None]], event: str) -> Handler:
+    """A `PUT|DELETE /api/v1/rooms/{room}/<kind>/{user}` call answering 204, audited as
+    `event` when it acts on someone else (joining or leaving oneself is not audited)."""
 
     async def handler(request: web.Request) -> web.Response:
         user, _ = await user_of(request)
-        await action(
-            request.app[CHAT], user, request.match_info["room"], request.match_info["user"]
-        )
+        room, target = request.match_info["room"], request.match_info["user"]
+        audited = target.lower() != user.lower()
+        try:
+            await action(request.app[CHAT], user, room, target)
+        except ProtocolError as exc:
+            if audited:
+                audit(
+                    event,
+                    actor=user,
+                    client=client_of(request),
+                    target=target[:64],
+                    room=room[:64],
+                    outcome=exc.code,
+                )
+            raise
+        if audited:
+            audit(event, actor=user, client=client_of(request), target=target, room=room)
         return web.Response(status=204)
 
     return handler
 
 
 MEMBER_ROUTES: list[tuple[str, str, Handler]] = [
-    ("PUT", "members", _member_route(Chat.add_member)),
-    ("DELETE", "members", _member_route(Chat.remove_member)),
-    ("PUT", "bans", _member_route(Chat.ban)),
-    ("DELETE", "bans", _member_route(Chat.unban)),
-    ("PUT", "moderators", _member_route(Chat.promote)),
-    ("DELETE", "moderators", _member_route(Chat.demote)),
+    ("PUT", "members", _member_route(Chat.add_member, "invite")),
+    ("DELETE", "members", _member_route(Chat.remove_member, "kick")),
+    ("PUT", "bans", _member_route(Chat.ban, "ban")),
+    ("DELETE", "bans", _member_route(Chat.unban, "unban")),
+    ("PUT", "moderators", _member_route(Chat.promote, "promote")),
+    ("DELETE", "moderators", _member_route(Chat.demote, "demote")),
 ]
 
 

@@ -42,3 +42,5 @@ def setup(level: str, node: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The audit trail (`hubbub.audit`) is not noise: a quieter --log-level keeps it.
+    logging.getLogger("hubbub.audit").setLevel(logging.INFO)

@@ -5,26 +5,57 @@ Backend-free: everything durable goes through the engine interfaces in `engine.b
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-from hubbub.engine.base import Appended, Bus, Log, Message, Presence, Role, Room, Store
-from hubbub.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from hubbub.audit import audit
+from hubbub.clientaddr import Client, TrustedProxies
+from hubbub.engine.base import (
+    Appended,
+    Bus,
+    Log,
+    LoginSession,
+    Message,
+    Presence,
+    Role,
+    Room,
+    Store,
+)
+from hubbub.engine.memory import MemoryCounters
+from hubbub.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from hubbub.passwords import Passwords
 from hubbub.protocol import valid_password, valid_room_name, valid_username
+from hubbub.throttle import LoginThrottle
 
 STAFF = (Role.OWNER, Role.MODERATOR)
+TOUCH_EVERY_MS = 60_000
+"""A token's `last_used_at` is written at most this often (a write per use would cost an
+fsync per request); it is as fresh as the list of sessions needs."""
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def token_hash(token: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is the right way to store them."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def session_view(s: LoginSession, current: str) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "created": s.created_at,
+        "last_used": s.last_used_at,
+        "expires": s.expires_at,
+        "user_agent": s.user_agent,
+        "address": s.address,
+        "current": s.token_hash == current,
+    }
 
 
 def message_view(m: Message) -> dict[str, Any]:
@@ -44,15 +75,18 @@ class Chat:
         token_ttl: int,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
+        throttle: LoginThrottle | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self.store = store
         self.log = log
         self.bus = bus
         self.presence = presence
         self.token_ttl = token_ttl
-        self.hasher = hasher or PasswordHasher()
+        self.passwords = Passwords(hasher)
         self.clock = clock
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        self.throttle = throttle or LoginThrottle(MemoryCounters(), 0, 0)
+        self.proxies = proxies or TrustedProxies()
         self._tokens: dict[str, tuple[str, int]] = {}  # token hash -> (user, expires_at)
 
     def now_ms(self) -> int:
@@ -65,25 +99,56 @@ class Chat:
             raise BadRequest("username must be 1 to 32 characters of A-Z a-z 0-9 _ . -")
         if not isinstance(password, str) or not valid_password(password):
             raise BadRequest("password must be 8 to 1024 characters")
-        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        # Hashed before the name is tried: a taken name costs the same time as a free one.
+        hashed = await self.passwords.hash(password)
         user = await self.store.create_user(username, hashed, self.now_ms())
         return {"name": user.name}
 
-    async def login(self, username: Any, password: Any) -> tuple[str, dict[str, Any]]:
+    async def login(
+        self, username: Any, password: Any, client: Client | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new token for the right password; throttled per address and per account."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings")
-        user = await self.store.get_user(username) if valid_username(username) else None
-        stored = user.password_hash if user else self._dummy_hash  # same cost either way
+        client = client or Client()
+        # A string that is no username may be a password typed in the wrong field: not logged.
+        actor = username if valid_username(username) else None
+        keys = self.throttle.keys(username, client.address)
         try:
-            await asyncio.to_thread(self.hasher.verify, stored, password)
-        except (VerificationError, InvalidHashError):
-            user = None
-        if user is None:
+            await self.throttle.check(keys)
+        except RateLimited:
+            audit(
+                "login_failed",
+                actor=actor,
+                client=client,
+                outcome="rate_limited",
+                reason="throttled",
+            )
+            raise
+        user = await self.store.get_user(username) if actor else None
+        stored = user.password_hash if user else self.passwords.dummy_hash  # same cost either way
+        if not await self.passwords.verify(stored, password) or user is None:
+            await self.throttle.failed(keys)
+            reason = "unknown_user" if user is None else "bad_password"
+            audit("login_failed", actor=actor, client=client, outcome="unauthorized", reason=reason)
             raise Unauthorized("wrong username or password")
+        await self.throttle.succeeded(keys)
+        if self.passwords.needs_rehash(stored):
+            await self.store.set_password_hash(user.name, await self.passwords.hash(password))
+            audit("password_rehashed", actor=user.name, client=client)
         token = secrets.token_urlsafe(32)
+        session_id = secrets.token_urlsafe(12)
         now = self.now_ms()
-        expires = now + self.token_ttl * 1000
-        await self.store.create_token(token_hash(token), user.name, now, expires)
+        await self.store.create_token(
+            token_hash(token),
+            user.name,
+            now,
+            now + self.token_ttl * 1000,
+            session_id=session_id,
+            user_agent=client.user_agent,
+            address=client.address,
+        )
+        audit("login", actor=user.name, client=client, target=session_id)
         return token, {"name": user.name}
 
     async def authenticate(self, token: Any) -> tuple[str, str]:
@@ -95,21 +160,46 @@ class Chat:
         cached = self._tokens.get(hashed)
         if cached is not None and cached[1] > now:
             return cached[0], hashed
-        found = await self.store.token_user(hashed, now)
+        found = await self.store.token_session(hashed, now)
         if found is None:
             raise Unauthorized("invalid, expired or revoked token")
-        user, expires_at = found
+        if now - found.last_used_at >= TOUCH_EVERY_MS:
+            await self.store.touch_token(hashed, now)
         # Re-checked against the store each minute, and never trusted past its expiry.
-        self._tokens[hashed] = (user, min(now + 60_000, expires_at))
-        return user, hashed
+        self._tokens[hashed] = (found.user, min(now + 60_000, found.expires_at))
+        return found.user, hashed
 
     async def logout(self, hashed: str) -> None:
         await self.store.delete_token(hashed)
+        self._revoked(hashed)
+
+    def _revoked(self, hashed: str) -> None:
+        """Forget the token here, and close its WebSockets (4001) on every node."""
         self._tokens.pop(hashed, None)
         self.bus.publish_token_revoked(hashed)
 
     def forget_token(self, hashed: str) -> None:
         self._tokens.pop(hashed, None)
+
+    async def sessions(self, user: str, current: str) -> list[dict[str, Any]]:
+        """The user's live tokens; `current` (a token hash) is the one asking."""
+        return [session_view(s, current) for s in await self.store.sessions(user, self.now_ms())]
+
+    async def revoke_session(self, user: str, session_id: str) -> None:
+        """Revoke one of the user's sessions; NotFound for an unknown id or someone else's."""
+        hashed = None
+        if SESSION_ID.match(session_id):
+            hashed = await self.store.delete_session(user, session_id)
+        if hashed is None:
+            raise NotFound(f"no session {session_id!r}")
+        self._revoked(hashed)
+
+    async def revoke_sessions(self, user: str, keep: str | None) -> int:
+        """Revoke every session of the user but the token `keep` (a hash); how many went."""
+        revoked = await self.store.delete_sessions(user, keep)
+        for hashed in revoked:
+            self._revoked(hashed)
+        return len(revoked)
 
     # Rooms
 

@@ -136,10 +136,11 @@ async def test_tokens_are_stored_only_as_sha256_hashes(world: World) -> None:
     await world.chat.register("alice", PASSWORD)
     token, _ = await world.chat.login("alice", PASSWORD)
     now = world.chat.now_ms()
-    assert await world.engine.store.token_user(token, now) is None
-    found = await world.engine.store.token_user(token_hash(token), now)
+    assert await world.engine.store.token_session(token, now) is None
+    found = await world.engine.store.token_session(token_hash(token), now)
     assert found is not None
-    assert found[0] == "alice"
+    assert found.user == "alice"
+    assert token not in (found.id, found.token_hash)
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_unauthorized(world: World) -> None:

@@ -1,0 +1,45 @@
+"""The audit log: who did what to whom, from where, and whether it worked.
+
+One JSON line per event on the `hubbub.audit` logger (the node's JSON log on stderr, see
+`logs.py`), so operators can route it apart from the rest. Its level is pinned at INFO:
+`--log-level warning` quiets the node, never its audit trail. Fields: `event`, `actor`,
+`target`, `room`, `address`, `user_agent`, `outcome` (`ok`, or the error code that
+refused it), `reason` (why a login failed) and `at` (Unix ms). Secrets never appear: no
+password, no token, no token hash (sessions are named by their public id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+from hubbub.clientaddr import Client
+
+AUDIT_LOGGER: Final = "hubbub.audit"
+log = logging.getLogger(AUDIT_LOGGER)
+
+
+def audit(
+    event: str,
+    *,
+    actor: str | None,
+    client: Client | None = None,
+    target: str | None = None,
+    room: str | None = None,
+    outcome: str = "ok",
+    reason: str | None = None,
+) -> None:
+    fields: dict[str, object] = {
+        "event": event,
+        "actor": actor,
+        "target": target,
+        "room": room,
+        "address": client.address if client else None,
+        "user_agent": client.user_agent if client else None,
+        "outcome": outcome,
+        "at": int(time.time() * 1000),
+    }
+    if reason is not None:
+        fields["reason"] = reason
+    log.info(event, extra=fields)
