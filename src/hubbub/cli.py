@@ -1,4 +1,4 @@
-"""The `hubbub` command: serve, worker, cluster and bench (more join as they are built)."""
+"""The `hubbub` command: serve, worker, cluster, bench and chat (more join as they are built)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
             "bench", help="load a hubbub URL (a node, HAProxy, a cluster) and measure it"
         )
     )
+    from hubbub import tui
+
+    tui.add_arguments(commands.add_parser("chat", help="the terminal client (log in and chat)"))
     return parser
 
 
@@ -44,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         from hubbub.bench.command import main as bench
 
         return bench(argv[1:])
+    if argv[:1] == ["chat"]:
+        # Straight to the client too: it needs none of the server's modules.
+        from hubbub.tui import main as chat
+
+        return chat(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from hubbub.app import serve
@@ -75,4 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         from hubbub.bench.command import run as run_bench
 
         return run_bench(args)
+    if args.command == "chat":
+        from hubbub.tui import run as run_chat
+
+        return run_chat(args)
     return 0

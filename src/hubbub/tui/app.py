@@ -1,0 +1,458 @@
+"""The terminal client's Textual app: rooms, messages, presence and typing over `hubbub.Client`.
+
+The app speaks no protocol of its own: every HTTP call and frame goes through the SDK, which
+reconnects, re-joins with `since` and resends pending sends by itself. The app follows the
+SDK's `connected` flag to show the connection state, and renders `hubbub.tui.model.Chat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import aiohttp
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Footer, Input, OptionList, Static
+
+from hubbub.client import Client, HubbubError
+from hubbub.tui import commands
+from hubbub.tui.login import LoginScreen
+from hubbub.tui.model import Chat, Message
+from hubbub.tui.widgets import MessagePane, error_line, message_line, note_line
+
+PAGE: Final = 50  # messages per history page
+TYPING_EVERY: Final = 3.0  # seconds between two `typing` frames while typing
+_STATE_STYLES: Final = {"live": "bold green", "reconnecting": "bold yellow"}
+
+
+class ChatApp(App[None]):
+    """`hubbub chat`: log in, then chat in the rooms you belong to."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "hubbub"
+    ENABLE_COMMAND_PALETTE = False  # Ctrl+P is "previous room" here
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit"),
+        Binding("ctrl+n", "next_room(1)", "Next room"),
+        Binding("ctrl+p", "next_room(-1)", "Previous room"),
+        Binding("pageup", "page_up", "Older", show=False),
+        Binding("pagedown", "page_down", "Newer", show=False),
+    ]
+
+    state: reactive[str] = reactive("signed out")
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8080",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.username, self.password, self.token = username, password, token
+        self.client_options = client_options or {}
+        self.chat = Chat()
+        self._client: Client | None = None
+        self._typed_at = 0.0
+        self._loading_older = False
+        # Kept, not queried: the app's queries look at the screen on top (the log-in one, say).
+        self.pane = MessagePane(id="pane")
+        self.rooms = OptionList(id="rooms")
+        self.people = Static(id="people")
+        self.typing = Static(id="typing")
+        self.status = Static(id="status")
+        self.input = Input(placeholder="a message, or /help", id="input")
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "the client is made when the app mounts"
+        return self._client
+
+    def compose(self) -> ComposeResult:
+        yield self.status
+        with Horizontal(id="body"):
+            yield self.rooms
+            yield self.pane
+            yield self.people
+        yield self.typing
+        yield self.input
+        yield Footer()
+
+    # -- signing in ---------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        # Made here, on the app's loop: the SDK's session and queues belong to it.
+        self._client = Client(self.url, token=self.token, **self.client_options)
+        self.set_interval(0.2, self._tick)
+        self._draw_status()
+        if self.token:
+            self.run_worker(self._start(), group="session")
+        elif self.username and self.password:
+            error = await self.sign_in(self.username, self.password, False)
+            if error is None:
+                self.run_worker(self._start(), group="session")
+            else:
+                self._ask_login(error)
+        else:
+            self._ask_login()
+
+    async def on_unmount(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def _ask_login(self, error: str = "") -> None:
+        def logged_in(ok: bool | None) -> None:
+            if ok:
+                self.run_worker(self._start(), group="session")
+
+        screen = LoginScreen(self.url, self.sign_in, self.username or "", error)
+        self.push_screen(screen, logged_in)
+
+    async def sign_in(self, username: str, password: str, register: bool) -> str | None:
+        """Log in (registering first if asked); returns what went wrong, or None."""
+        try:
+            if register:
+                await self.client.register(username, password)
+            await self.client.login(username, password)
+        except HubbubError as error:
+            if error.code == "unauthorized":
+                return "wrong username or password"
+            return f"{error.code}: {error.message}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            return f"cannot reach {self.url}: {error}"
+        self.username = username
+        return None
+
+    async def _start(self) -> None:
+        """Connect (retrying while the server is away), then join every room of the user."""
+        self.state = "connecting"
+        delay = 0.2
+        while True:
+            try:
+                await self.client.connect()
+                break
+            except HubbubError as error:
+                if error.code == "unauthorized":
+                    self.state = "signed out"
+                    self._ask_login("the token was refused: log in again")
+                    return
+                self.note(error_line(f"{error.message}; trying again"))
+            await asyncio.sleep(delay)  # the server is away: back off before the next try
+            delay = min(delay * 2, 10.0)
+        self.chat.me = self.client.user or ""
+        self.run_worker(self._pump(), group="events")
+        await self._guard(self._enter_rooms(), "loading your rooms")
+
+    async def _enter_rooms(self) -> None:
+        me = await self.client.me()
+        names = sorted(str(room["name"]) for room in me.get("rooms", []))
+        for name in names:
+            await self._enter(name, show=False)
+        if names:
+            await self._show(self.chat.current or names[0])
+        else:
+            self.note(note_line("You are in no room yet: /join ROOM or /create ROOM (/help)."))
+
+    async def _enter(self, name: str, show: bool = True) -> None:
+        """Join a room (subscribe; a member of a public room), load its latest page, show it."""
+        joined = await self.client.join(name)
+        self.chat.joined(joined)
+        await self._load_latest(name)
+        if show:
+            await self._show(name)
+        else:
+            self._draw_rooms()
+
+    async def _load_latest(self, name: str) -> None:
+        page = await self.client.ws_history(name, limit=PAGE)
+        messages = [m for m in map(Message.from_frame, page["messages"]) if m is not None]
+        self.chat.add_history(name, messages, bool(page.get("more")), older=True)
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Render every event of the SDK until it ends (logged out elsewhere: 4001)."""
+        try:
+            async for event in self.client.events():
+                await self._on_event(event)
+        except HubbubError as error:
+            self.state = "signed out"
+            self.note(error_line(f"disconnected: {error.code} {error.message}"))
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind, room = event.get("type"), str(event.get("room", ""))
+        if kind == "message":
+            message = Message.from_frame(event)
+            if message is not None and self.chat.add_message(message):
+                self._draw_message(message)
+        elif kind == "presence":
+            self.chat.presence(event)
+            self._draw_people()
+        elif kind == "typing":
+            self.chat.typing(event, time.monotonic())
+            self._draw_typing()
+        elif kind == "left":
+            await self._drop(room)
+            self.note(note_line(f"You are no longer in #{room} ({event.get('reason', 'left')})."))
+        elif kind == "error":
+            if room:  # a room that could not be re-joined after a reconnect
+                await self._drop(room)
+            where = f" in #{room}" if room else ""
+            self.note(error_line(f"{event.get('code')}{where}: {event.get('message', '')}"))
+        elif kind == "joined" and event.get("recovered") is False:
+            # Too much was missed to replay: start again from the latest page.
+            self.chat.rooms.pop(room, None)
+            self.chat.joined(event)
+            await self._guard(self._load_latest(room), "loading messages")
+            if room == self.chat.current:
+                await self._show(room)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def note(self, text: Text) -> None:
+        """A line of the client's own in the pane (it is not kept when switching rooms)."""
+        self.pane.add_note(text)
+
+    async def _show(self, name: str | None) -> None:
+        """Put a room on screen (or an empty pane when none is left)."""
+        if name is not None:
+            room = self.chat.switch(name)
+            lines = [(message_line(m, self.chat.me), m.seq) for m in room.ordered()]
+            if not room.more_before:
+                lines.insert(0, (note_line(f"— the beginning of #{name} —", "dim"), 0))
+            await self.pane.show(lines)
+        else:
+            self.chat.current = None
+            await self.pane.show([])
+        self._draw_rooms()
+        self._draw_people()
+        self._draw_typing()
+        self._draw_status()
+
+    async def _drop(self, name: str) -> None:
+        """A room is gone from the list; when it was on screen, another one takes its place."""
+        on_screen = name == self.chat.current
+        self.chat.forget(name)
+        if on_screen:
+            await self._show(self.chat.current)
+        else:
+            self._draw_rooms()
+
+    def _draw_message(self, message: Message) -> None:
+        if message.room == self.chat.current:
+            line = message_line(message, self.chat.me)
+            self.pane.add_message(line, message.seq, message.id)
+            self._draw_typing()
+        else:
+            self._draw_rooms()
+
+    def _draw_rooms(self) -> None:
+        options = []
+        for name in sorted(self.chat.rooms):
+            room = self.chat.rooms[name]
+            label = Text(f"#{name}", style="bold" if name == self.chat.current else "")
+            if room.unread:
+                label.append(f" ({room.unread})", style="bold yellow")
+            options.append(label)
+        self.rooms.set_options(options)
+        if self.chat.current in self.chat.rooms:
+            self.rooms.highlighted = sorted(self.chat.rooms).index(self.chat.current)
+
+    def _draw_people(self) -> None:
+        room = self.chat.rooms.get(self.chat.current or "")
+        text = Text("Online\n", style="bold")
+        for user in sorted(room.online if room else (), key=str.lower):
+            text.append(f"● {user}\n", style="green" if user == self.chat.me else "")
+        self.people.update(text)
+
+    def _draw_typing(self) -> None:
+        line = self.chat.typing_line(time.monotonic())
+        self.typing.update(Text(line, style="italic dim"))
+
+    def _draw_status(self) -> None:
+        status = Text("hubbub", style="bold")
+        status.append(f"  {self.chat.me or self.username or '?'} @ {self.url}")
+        if self.chat.current:
+            status.append(f"  #{self.chat.current}", style="bold")
+        status.append("  ")
+        status.append(f"● {self.state}", style=_STATE_STYLES.get(self.state, "bold red"))
+        self.status.update(status)
+
+    def watch_state(self, old: str, new: str) -> None:
+        if old == "live" and new == "reconnecting":
+            self.note(error_line("connection lost: reconnecting…"))
+        elif old == "reconnecting" and new == "live":
+            self.note(note_line("reconnected: caught up."))
+        self._draw_status()
+
+    def _tick(self) -> None:
+        """Follow the SDK's connection state, and let typing notices expire."""
+        if self.state in ("live", "reconnecting"):
+            self.state = "live" if self.client.connected else "reconnecting"
+        elif self.state == "connecting" and self.client.connected:
+            self.state = "live"
+        self._draw_typing()
+
+    # -- input --------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#input")
+    def typed(self, event: Input.Changed) -> None:
+        """Tell the room we are typing, at most once every few seconds."""
+        room, now = self.chat.current, time.monotonic()
+        if not room or not event.value or event.value.startswith("/"):
+            return
+        if now - self._typed_at >= TYPING_EVERY and self.client.connected:
+            self._typed_at = now
+            self.run_worker(self._guard(self.client.typing(room), "typing"))
+
+    @on(Input.Submitted, "#input")
+    def submitted(self, event: Input.Submitted) -> None:
+        event.input.clear()
+        parsed = commands.parse(event.value)
+        if isinstance(parsed, commands.Say):
+            self._say(parsed.body)
+        elif isinstance(parsed, commands.Invalid):
+            self.note(error_line(parsed.reason))
+        elif isinstance(parsed, commands.Command):
+            self.run_worker(self._guard(self._run(parsed), f"/{parsed.name}"))
+
+    def _say(self, body: str) -> None:
+        room = self.chat.current
+        if room is None:
+            self.note(error_line("join a room first: /join ROOM"))
+            return
+        id = uuid.uuid4().hex
+        now_ms = int(time.time() * 1000)
+        pending = message_line(Message(room, 0, id, self.chat.me, body, now_ms), "")
+        pending.append("  (sending…)", style="dim")
+        self.pane.add_pending(pending, id)
+        self._typed_at = 0.0  # the next keystroke is a new bout of typing
+
+        async def send() -> None:
+            try:
+                await self.client.send(room, body, id=id)
+            except HubbubError as error:
+                self.pane.fail_pending(id, f"not sent: {error.code}: {error.message}")
+
+        self.run_worker(send())
+
+    async def _guard(self, work: Awaitable[None], what: str) -> None:
+        """Run a call; an error answer (or an unreachable server) becomes a line in the pane."""
+        try:
+            await work
+        except HubbubError as error:
+            self.note(error_line(f"{what}: {error.code}: {error.message}"))
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            self.note(error_line(f"{what}: cannot reach the server ({error})"))
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def _run(self, command: commands.Command) -> None:
+        name, args = command.name, command.args
+        if name == "join":
+            await self._enter(args[0])
+        elif name == "leave":
+            await self._leave(args[0] if args else self._here())
+        elif name == "create":
+            private = args[1:] == ("private",)
+            await self.client.create_room(args[0], private=private)
+            await self._enter(args[0])
+            self.note(note_line(f"Created #{args[0]}{' (private)' if private else ''}."))
+        elif name == "invite":
+            room = args[1] if len(args) > 1 else self._here()
+            await self.client.add_member(room, args[0])
+            self.note(note_line(f"Invited {args[0]} to #{room}."))
+        elif name == "who":
+            await self._who(self._here())
+        elif name == "help":
+            for line in commands.HELP.splitlines():
+                self.note(note_line(line, ""))
+        elif name == "quit":
+            self.exit()
+
+    def _here(self) -> str:
+        if self.chat.current is None:
+            raise HubbubError("bad_request", "you are in no room: name one")
+        return self.chat.current
+
+    async def _leave(self, room: str) -> None:
+        """Give up the membership; the server's `left` event then takes the room off screen."""
+        try:
+            await self.client.remove_member(room, self.chat.me)
+        except HubbubError as error:
+            if error.code != "forbidden":
+                raise
+            # The owner cannot leave: stop following the room on this connection instead.
+            await self.client.leave(room)
+            await self._drop(room)
+            self.note(note_line(f"You own #{room}, so you stay a member; /join shows it again."))
+
+    async def _who(self, room: str) -> None:
+        details = await self.client.room(room)
+        online = sorted(self.chat.rooms[room].online if room in self.chat.rooms else ())
+        members = sorted(str(member) for member in details.get("members", []))
+        self.note(note_line(f"Online in #{room}: {', '.join(online) or 'nobody'}", ""))
+        self.note(note_line(f"Members of #{room}: {', '.join(members) or 'nobody'}", ""))
+
+    # -- keys and clicks ----------------------------------------------------------------------
+
+    async def action_next_room(self, step: int) -> None:
+        names = sorted(self.chat.rooms)
+        if names:
+            at = names.index(self.chat.current) if self.chat.current in names else 0
+            await self._show(names[(at + step) % len(names)])
+
+    @on(OptionList.OptionSelected, "#rooms")
+    async def room_chosen(self, event: OptionList.OptionSelected) -> None:
+        names = sorted(self.chat.rooms)
+        if 0 <= event.option_index < len(names):
+            await self._show(names[event.option_index])
+            self.input.focus()
+
+    def action_page_up(self) -> None:
+        if self.pane.scroll_y <= 0:
+            self._load_older()
+        else:
+            self.pane.scroll_page_up()
+
+    def action_page_down(self) -> None:
+        self.pane.scroll_page_down()
+
+    @on(MessagePane.ReachedTop)
+    def reached_top(self) -> None:
+        self._load_older()
+
+    def _load_older(self) -> None:
+        room = self.chat.rooms.get(self.chat.current or "")
+        if room is None or not room.more_before or self._loading_older:
+            return
+        self._loading_older = True
+        self.run_worker(self._guard(self._page_back(room.name), "loading older messages"))
+
+    async def _page_back(self, name: str) -> None:
+        try:
+            room = self.chat.rooms[name]
+            page = await self.client.ws_history(name, before=room.oldest, limit=PAGE)
+        finally:
+            self._loading_older = False
+        messages = [m for m in map(Message.from_frame, page["messages"]) if m is not None]
+        more = bool(page.get("more"))
+        self.chat.add_history(name, messages, more, older=True)
+        if name != self.chat.current:
+            return
+        lines = [(message_line(m, self.chat.me), m.seq) for m in messages]
+        if not more:
+            lines.insert(0, (note_line(f"— the beginning of #{name} —", "dim"), 0))
+        self.pane.add_older(lines)

@@ -1,0 +1,257 @@
+"""`hubbub chat` (the Textual client), driven headless by Textual's pilot against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ServerProcess, unique
+from textual.content import Content
+from textual.pilot import Pilot
+
+from hubbub.client import Client
+from hubbub.tui.app import ChatApp
+from hubbub.tui.widgets import Line
+
+PASSWORD = "correct horse"
+SIZE = (100, 30)
+FAST = {"backoff_initial": 0.05, "backoff_max": 0.5}
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "terminal.svg"
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One SQLite server for this module (the client is the subject here, not the engines);
+    no rate limit, so a test fills a room's history at once."""
+    server = ServerProcess(tmp_path_factory.mktemp("chat-tui"), args=["--rate-limit", "0"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def people(chat_server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
+    """`await person(name=None)`: a registered, logged-in and connected SDK client."""
+    made: list[Client] = []
+
+    async def person(name: str | None = None, url: str | None = None) -> Client:
+        client = Client(url or chat_server.url, **FAST)
+        made.append(client)
+        name = name or unique("p")
+        await client.register(name, PASSWORD)
+        await client.login(name, PASSWORD)
+        await client.connect()
+        return client
+
+    yield person
+    for client in made:
+        await client.close()
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str) -> None:
+    """Let the app run until the condition holds; fail after a deadline."""
+    deadline = time.monotonic() + 10.0
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}\n--- pane:\n{pane(pilot)}")
+        await pilot.pause(0.02)
+
+
+def pane(pilot: Pilot[None]) -> str:
+    app = pilot.app
+    assert isinstance(app, ChatApp)
+    return app.pane.plain()
+
+
+def shown(widget: Any) -> str:
+    """The text a Static draws (after any markup was or was not applied)."""
+    visual = widget.visual
+    assert isinstance(visual, Content)
+    return visual.plain
+
+
+async def say(pilot: Pilot[None], line: str) -> None:
+    """Type a line into the input, key by key, and press Enter."""
+    await pilot.press(*line, "enter")
+
+
+async def command(pilot: Pilot[None], line: str) -> None:
+    """Put a line in the input at once (keys cost ~70 ms each in the pilot), and press Enter."""
+    app = pilot.app
+    assert isinstance(app, ChatApp)
+    app.input.value = line
+    await pilot.press("enter")
+
+
+async def test_log_in_join_talk_and_see_others(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    bob = await people()
+    room = unique("r")
+    await bob.create_room(room)
+    await bob.join(room)
+    alice_name = unique("alice")
+    app = ChatApp(chat_server.url, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        # The log-in screen: a new account, registered and logged in at once.
+        await pilot.press(*alice_name, "enter", *PASSWORD)
+        await pilot.click("#register")
+        await until(pilot, lambda: app.state == "live", "the connection")
+        assert "no room yet" in pane(pilot)
+
+        await command(pilot, f"/join {room}")
+        await until(pilot, lambda: app.chat.current == room, "the room on screen")
+        await until(pilot, lambda: bob.user in shown(app.people), "bob in the presence list")
+        assert f"#{room}" in shown(app.status) and "● live" in shown(app.status)
+
+        await say(pilot, "hello bob")
+        await until(pilot, lambda: f"{alice_name}  hello bob" in pane(pilot), "my message")
+        await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
+        assert bob.last_seq[room] == 1  # bob received it
+
+        await bob.typing(room)
+        await until(pilot, lambda: shown(app.typing) == f"{bob.user} is typing…", "typing")
+        await bob.send(room, "[bold red]x[/] and [link=http://evil]y[/link]")
+        await until(pilot, lambda: "[bold red]x[/]" in pane(pilot), "bob's message")
+        last = list(app.pane.query_children(Line))[-1]
+        assert shown(last).endswith(f"{bob.user}  [bold red]x[/] and [link=http://evil]y[/link]")
+        assert shown(app.typing) == ""  # bob sent: no longer typing
+
+        carol = await people()
+        await carol.join(room)
+        await until(pilot, lambda: carol.user in shown(app.people), "carol online")
+        await carol.close()
+        await until(pilot, lambda: carol.user not in shown(app.people), "carol offline")
+
+        await command(pilot, "/who")
+        await until(pilot, lambda: f"Members of #{room}:" in pane(pilot), "/who")
+        assert f"Online in #{room}: {', '.join(sorted([alice_name, bob.user]))}" in pane(pilot)
+
+        mine = unique("r")
+        await command(pilot, f"/create {mine} private")
+        await until(pilot, lambda: app.chat.current == mine, "the new room on screen")
+        assert f"Created #{mine} (private)." in pane(pilot)
+        await command(pilot, f"/invite {bob.user}")
+        await until(pilot, lambda: f"Invited {bob.user} to #{mine}." in pane(pilot), "/invite")
+        assert (await bob.join(mine))["room"] == mine  # the private room lets bob in now
+
+        await bob.send(room, "while you look elsewhere")
+        await until(pilot, lambda: f"#{room} (1)" in rooms_list(app), "an unread count")
+
+        await command(pilot, "/frobnicate")
+        await until(pilot, lambda: "unknown command /frobnicate" in pane(pilot), "an error")
+        await command(pilot, f"/join {unique('nowhere')}")
+        await until(pilot, lambda: "/join: not_found" in pane(pilot), "the server's error")
+
+        await command(pilot, f"/leave {room}")
+        await until(pilot, lambda: room not in app.chat.rooms, "the room left")
+        assert f"You are no longer in #{room} (left)." in pane(pilot)
+        assert alice_name not in (await bob.room(room))["members"]
+        await command(pilot, "/quit")
+        await until(pilot, lambda: not app.is_running, "the app to exit")
+
+
+def rooms_list(app: ChatApp) -> str:
+    return "\n".join(
+        str(app.rooms.get_option_at_index(i).prompt) for i in range(app.rooms.option_count)
+    )
+
+
+async def test_scroll_back_loads_older_pages_up_to_the_beginning(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    bob = await people()
+    room = unique("r")
+    await bob.create_room(room)
+    await bob.join(room)
+    await asyncio.gather(*(bob.send(room, f"message number {i}") for i in range(1, 71)))
+    reader = await people()  # its token, given as --token would
+    app = ChatApp(chat_server.url, token=reader.token, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await command(pilot, f"/join {room}")
+        await until(pilot, lambda: "message number 70" in pane(pilot), "the latest page")
+        assert "message number 21" in pane(pilot) and "message number 20" not in pane(pilot)
+
+        async def page_up_until_the_beginning() -> None:
+            while "the beginning of" not in pane(pilot):
+                await pilot.press("pageup")
+
+        await asyncio.wait_for(page_up_until_the_beginning(), 10.0)
+        lines = pane(pilot).splitlines()
+        assert lines[0] == f"— the beginning of #{room} —"
+        assert [line.split("  ", 1)[1] for line in lines[1:]] == [
+            f"message number {i}" for i in range(1, 71)
+        ]
+
+
+async def test_reconnects_after_a_server_restart_and_catches_up(
+    server_factory: Callable[..., ServerProcess], people: Callable[..., Any]
+) -> None:
+    server = server_factory()
+    bob = await people(url=server.url)
+    room = unique("r")
+    await bob.create_room(room)
+    name = unique("alice")
+    async with Client(server.url) as registrar:
+        await registrar.register(name, PASSWORD)
+    # --user and --password: no log-in screen.
+    app = ChatApp(server.url, username=name, password=PASSWORD, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await command(pilot, f"/join {room}")
+        await until(pilot, lambda: app.chat.current == room, "the room")
+
+        server.kill()
+        await until(pilot, lambda: app.state == "reconnecting", "reconnecting")
+        assert "● reconnecting" in shown(app.status)
+        await say(pilot, "sent while away")
+        await until(pilot, lambda: "sent while away  (sending…)" in pane(pilot), "pending")
+
+        await asyncio.to_thread(server.start)
+        await until(pilot, lambda: app.state == "live", "live again")
+        await bob.join(room)  # bob's SDK reconnected by itself; this waits for it
+        await bob.send(room, "welcome back")
+        await until(pilot, lambda: "welcome back" in pane(pilot), "bob's message")
+        await until(pilot, lambda: "(sending…)" not in pane(pilot), "my message acked")
+        text = pane(pilot)
+        assert "connection lost: reconnecting…" in text and "reconnected" in text
+        assert text.count("sent while away") == 1
+        assert text.index("sent while away") < text.index("welcome back")
+
+
+async def test_screenshot_of_a_conversation(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    """docs/img/terminal.svg: fixed names and words (only this test uses them)."""
+    bob, carol = await people("bob"), await people("carol")
+    await bob.create_room("general", topic="everything and nothing")
+    await bob.create_room("ops")
+    for room in ("general", "ops"):
+        await bob.join(room)
+        await carol.join(room)
+    async with Client(chat_server.url) as registrar:
+        await registrar.register("alice", PASSWORD)
+    app = ChatApp(chat_server.url, username="alice", password=PASSWORD, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await command(pilot, "/join ops")
+        await until(pilot, lambda: app.chat.current == "ops", "ops")
+        await command(pilot, "/join general")
+        await until(pilot, lambda: app.chat.current == "general", "general")
+        await bob.send("general", "morning all! the deploy of 2.4 is done")
+        await carol.send("general", "nice, the latency graphs look flat")
+        await say(pilot, "great work, thanks bob")
+        await bob.send("general", "markup stays literal: [bold red]not red[/]")
+        await carol.send("ops", "disk on db-2 at 81%, watching it")
+        await carol.typing("general")
+        await until(pilot, lambda: "carol is typing…" in shown(app.typing), "carol typing")
+        await until(pilot, lambda: "#ops (1)" in rooms_list(app), "ops unread")
+        await until(pilot, lambda: "not red" in pane(pilot), "the last message")
+        await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
+        await pilot.pause()
+        SCREENSHOT.write_text(app.export_screenshot(title="hubbub chat"))
