@@ -1,0 +1,341 @@
+"""Hostile WebSocket input against one live server: generated frames never break it.
+
+Hypothesis generates frames of every client type with each field valid, ill-typed, out
+of range, huge or odd (unicode, escapes of lone surrogates, deep nesting), random JSON,
+text that is not JSON, binary frames, text frames that are not UTF-8 and frames over
+the size limit. Properties, for every answer: each server frame is a frame of the spec,
+each error carries a spec code (never `internal`) and a message that reveals nothing of
+the inside; the connection stays open, or closes with the close code the spec gives
+for what was sent (1007 not UTF-8, 1009 too big, 4001 before hello). After each test the
+`guard` fixture (conftest.py) checks the server is healthy, the canary can send, the
+messages acked before the fuzz are unchanged and nothing was logged at level error.
+
+Runs are derandomized with the example database off: the same examples every run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from fuzzutil import SERVER_FRAME_TYPES, World, check_error_payload, name, open_ws, request
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+MAX_FRAME = 65536  # the default --max-frame
+SETTINGS = settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,  # one connection serves all the examples
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+# --- strategies ----------------------------------------------------------------------------------
+
+ROOM_SLOT = "<room>"  # filled in with one of the world's rooms (see `fill`)
+TYPES = ["hello", "join", "leave", "send", "history", "typing", "ping"]
+
+odd_text = st.one_of(
+    st.text(max_size=80),
+    st.text(st.characters(min_codepoint=0x80), max_size=40),  # beyond ASCII, astral too
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=4),
+    st.sampled_from(["", " ", "\x00", "\u202e", "\ufeff", "a" * 65, "A", "r" * 64, "../x"]),
+    st.integers(1, 9000).map(lambda n: "x" * n),
+)
+json_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    odd_text,
+)
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+seq_value = st.one_of(
+    st.integers(-3, 10),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), 2**64, 10**30]),
+    json_value,
+)
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "type": st.one_of(st.sampled_from(TYPES), st.sampled_from(["PING", "shout", ""]), json_value),
+    "room": st.one_of(st.just(ROOM_SLOT), odd_text, json_value),
+    "id": st.one_of(st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z"), odd_text, json_value),
+    "body": st.one_of(odd_text, json_value),
+    "token": st.one_of(odd_text, json_value),
+    "since": seq_value,
+    "before": seq_value,
+    "after": seq_value,
+    "limit": st.one_of(st.integers(-2, 202), json_value),
+    "ref": st.one_of(st.text(max_size=70), json_value),
+}
+shaped_frame = st.fixed_dictionaries(
+    {"type": FIELDS["type"]}, optional={k: v for k, v in FIELDS.items() if k != "type"}
+)
+room_choice = st.sampled_from(["public", "private", "banned", "missing", "bad"])
+VALID: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "join": st.fixed_dictionaries(
+        {"type": st.just("join"), "room": st.just(ROOM_SLOT)}, optional={"since": seq_value}
+    ),
+    "leave": st.just({"type": "leave", "room": ROOM_SLOT}),
+    "send": st.fixed_dictionaries(
+        {
+            "type": st.just("send"),
+            "room": st.just(ROOM_SLOT),
+            "id": st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z"),
+            "body": st.text(min_size=1, max_size=50),
+        }
+    ),
+    "history": st.fixed_dictionaries(
+        {"type": st.just("history"), "room": st.just(ROOM_SLOT)},
+        optional={"before": seq_value, "after": seq_value, "limit": st.integers(-1, 201)},
+    ),
+    "typing": st.just({"type": "typing", "room": ROOM_SLOT}),
+    "ping": st.just({"type": "ping"}),
+    "hello": st.fixed_dictionaries({"type": st.just("hello"), "token": odd_text}),
+}
+
+
+@st.composite
+def mutated_frame(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid frame of some type with (maybe) one field replaced, dropped or added."""
+    frame = dict(draw(st.sampled_from(sorted(VALID)).flatmap(VALID.__getitem__)))
+    how = draw(st.sampled_from(["keep", "replace", "drop", "add"]))
+    key = draw(st.sampled_from(sorted(FIELDS)))
+    if how == "replace" or how == "add":
+        frame[key] = draw(FIELDS[key])
+    elif how == "drop":
+        frame.pop(key, None)
+    return frame
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing sent: a JSON text (`frame`), raw text, raw bytes as text, or binary."""
+
+    kind: str  # "frame" | "text" | "badutf8" | "binary"
+    data: Any
+    room: str = "public"
+
+
+def encode(frame: Any) -> str:
+    # ensure_ascii writes lone surrogates as \\udXXX escapes: valid UTF-8, odd JSON.
+    return json.dumps(frame, ensure_ascii=True, allow_nan=True)
+
+
+# Frames the connection survives, and the rarer ones the spec closes it for.
+surviving = st.one_of(
+    st.builds(Action, st.just("frame"), mutated_frame(), room_choice),
+    st.builds(Action, st.just("frame"), mutated_frame(), st.just("public")),
+    st.builds(Action, st.just("frame"), shaped_frame, room_choice),
+    st.builds(Action, st.just("frame"), json_value, room_choice),
+    st.builds(Action, st.just("text"), st.text(max_size=200)),
+    st.builds(
+        Action,
+        st.just("text"),
+        st.integers(1, 3000).map(lambda n: '{"type":"ping","ref":"deep",' + '"a":[' * n),
+    ),
+    st.builds(Action, st.just("binary"), st.binary(max_size=100)),
+    st.builds(
+        Action,
+        st.just("frame"),
+        st.integers(MAX_FRAME - 120, MAX_FRAME - 70).map(
+            lambda n: {"type": "send", "room": ROOM_SLOT, "id": "big", "body": "b" * n}
+        ),
+    ),
+)
+closing = st.one_of(
+    st.builds(Action, st.just("badutf8"), st.binary(min_size=1, max_size=40)),
+    st.builds(
+        Action,
+        st.just("frame"),
+        st.integers(MAX_FRAME - 45, MAX_FRAME + 40).map(
+            lambda n: {"type": "send", "room": ROOM_SLOT, "id": "big", "body": "b" * n}
+        ),
+    ),
+)
+actions = st.one_of(surviving, closing)
+# A batch of frames, and one in five ends with a frame that closes the connection.
+batches = st.tuples(
+    st.lists(surviving, min_size=1, max_size=6),
+    st.one_of(st.none(), st.none(), st.none(), st.none(), closing),
+).map(lambda t: t[0] if t[1] is None else [*t[0], t[1]])
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+def fill(value: Any, room: str) -> Any:
+    if isinstance(value, dict):
+        return {k: fill(v, room) for k, v in value.items()}
+    return room if value == ROOM_SLOT else value
+
+
+def payload(action: Action, world: World) -> tuple[str | bytes, int]:
+    """What goes on the wire and the opcode."""
+    rooms = {
+        "public": world.public,
+        "private": world.private,
+        "banned": world.banned,
+        "missing": name("missing"),
+        "bad": "Not A Room",
+    }
+    if action.kind == "frame":
+        return encode(fill(action.data, rooms[action.room])), aiohttp.WSMsgType.TEXT
+    if action.kind == "text":
+        return action.data, aiohttp.WSMsgType.TEXT
+    if action.kind == "binary":
+        return action.data, aiohttp.WSMsgType.BINARY
+    data: bytes = action.data
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return data, aiohttp.WSMsgType.TEXT
+    return data + b"\xff", aiohttp.WSMsgType.TEXT  # never valid UTF-8
+
+
+def wire(data: str | bytes) -> bytes:
+    return data.encode(errors="surrogatepass") if isinstance(data, str) else data
+
+
+def closing_code(data: str | bytes, opcode: int) -> int | None:
+    """The close code the spec gives for this frame whatever its content, if any.
+
+    Over the size limit: 1009. A text frame that is not UTF-8: 1007.
+    """
+    if len(wire(data)) > MAX_FRAME:
+        return 1009
+    if opcode == aiohttp.WSMsgType.TEXT and isinstance(data, bytes):
+        return 1007
+    return None
+
+
+class Fuzzer:
+    """One connection (after hello), reopened when the server closed it for a good reason."""
+
+    def __init__(self, http: aiohttp.ClientSession, world: World) -> None:
+        self.http = http
+        self.world = world
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connection(self) -> aiohttp.ClientWebSocketResponse:
+        if self.ws is None or self.ws.closed:
+            self.ws = await open_ws(self.http, self.world.ws_url, self.world.tokens["fuzzer"])
+            await request(self.ws, {"type": "join", "room": self.world.public}, "joined")
+        return self.ws
+
+    async def run(self, batch: list[Action]) -> None:
+        """Send the batch, then a ping; every frame up to the pong is checked.
+
+        A frame the spec closes the connection for ends the batch: the close must come,
+        with its code, and nothing more is sent (data arriving after the server closed
+        makes the kernel reset the connection, and the reset can eat the close frame).
+        """
+        ws = await self.connection()
+        for action in batch:
+            data, opcode = payload(action, self.world)
+            await ws.send_frame(wire(data), opcode)
+            expected = closing_code(data, opcode)
+            if expected is not None:
+                self.ws = None
+                await expect_close(ws, expected)
+                return
+        ref = name("barrier")
+        await ws.send_str(json.dumps({"type": "ping", "ref": ref}))
+        while True:
+            frame = await read_frame(ws)
+            assert frame is not None, f"closed with {ws.close_code} for {batch!r}"
+            check_frame(frame)
+            if frame.get("ref") == ref and frame["type"] == "pong":
+                return
+
+
+async def read_frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | None:
+    """The next text frame as JSON, or None once the server closed."""
+    msg = await ws.receive(10.0)
+    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+        return None
+    assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
+    frame: dict[str, Any] = json.loads(msg.data)
+    return frame
+
+
+async def expect_close(ws: aiohttp.ClientWebSocketResponse, expected: int) -> list[Any]:
+    """Read (checking) the frames up to the server's close, whose code must be `expected`.
+
+    A frame over the size limit may be cut short by a reset instead: the server closes
+    with 1009 before reading the rest of the frame, and closing a socket with unread data
+    makes the kernel reset it (the close frame may then never be read here).
+    """
+    frames = []
+    while True:
+        msg = await ws.receive(10.0)
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            assert msg.data == expected, (msg.data, msg.extra, frames)
+            return frames
+        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            assert expected == 1009, f"dropped without a close frame ({expected} expected)"
+            return frames
+        assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
+        frame = json.loads(msg.data)
+        frames.append(frame)
+
+
+def check_frame(frame: Any) -> None:
+    assert isinstance(frame, dict), frame
+    # What the fuzz reached: see `pytest --hypothesis-show-statistics`.
+    event(f"reply {frame.get('type')} {frame.get('code', '')}".strip())
+    if frame.get("type") == "error":
+        check_error_payload(frame, "error frame")
+        assert frame["code"] != "unauthorized", frame  # after hello, nothing sent revokes it
+    else:
+        assert frame.get("type") in SERVER_FRAME_TYPES, frame
+    ref = frame.get("ref")
+    assert ref is None or (isinstance(ref, str) and len(ref) <= 64), frame
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def fuzzer(http: aiohttp.ClientSession, world: World) -> Any:
+    fuzzer = Fuzzer(http, world)
+    yield fuzzer
+    if fuzzer.ws is not None:
+        await fuzzer.ws.close()
+
+
+@SETTINGS
+@given(batch=batches)
+async def test_frames_after_hello_never_break_the_connection_or_the_server(
+    fuzzer: Fuzzer, batch: list[Action]
+) -> None:
+    await fuzzer.run(batch)
+
+
+@settings(SETTINGS, max_examples=150)
+@given(action=actions)
+async def test_any_first_frame_but_a_good_hello_is_unauthorized_and_4001(
+    http: aiohttp.ClientSession, world: World, action: Action
+) -> None:
+    ws = await http.ws_connect(world.ws_url, max_msg_size=0)
+    try:
+        data, opcode = payload(action, world)
+        await ws.send_frame(wire(data), opcode)
+        frames = await expect_close(ws, closing_code(data, opcode) or 4001)
+        for frame in frames:
+            assert frame.get("type") == "error", frame
+            assert check_error_payload(frame, "before hello") == "unauthorized", frame
+        if closing_code(data, opcode) is None:
+            assert len(frames) == 1, frames
+    finally:
+        await ws.close()
