@@ -7,16 +7,26 @@ import contextlib
 import logging
 import resource
 import signal
+import ssl
 from typing import Any
 
 from aiohttp import web
 
 from hubbub import metrics
-from hubbub.api import CHAT, DRAINING, STARTED, add_routes, errors_middleware, json_response
+from hubbub.api import (
+    CHAT,
+    DRAINING,
+    STARTED,
+    add_routes,
+    error_response,
+    errors_middleware,
+    json_response,
+)
 from hubbub.config import Config
 from hubbub.engine import open_engine
 from hubbub.engine.base import Message
 from hubbub.gateway import Connection, Gateway
+from hubbub.origins import OriginPolicy, cors_middleware, refusal, response_headers
 from hubbub.rooms import Chat
 from hubbub.session import Session
 from hubbub.slowloris import HeaderDeadline
@@ -34,6 +44,8 @@ class Node:
     def __init__(self, config: Config) -> None:
         config.check()
         self.config = config
+        self.tls = tls_context(config)  # before anything starts: a bad file stops here
+        self.origins = OriginPolicy.parse(config.allowed_origins)
         metrics.set_build_info(config.node_id)
         self.engine = open_engine(config)
         engine = self.engine
@@ -51,13 +63,17 @@ class Node:
         self.draining = asyncio.Event()
         self.started = asyncio.Event()
         self.session = Session(self.chat, self.gateway, config, self.draining)
-        self.app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+        self.app = web.Application(
+            middlewares=[errors_middleware, cors_middleware(self.origins)],
+            client_max_size=64 * 1024,
+        )
         self.app[CHAT] = self.chat
         self.app[DRAINING] = self.unready
         self.app[STARTED] = self.started
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)
         add_web_routes(self.app)
+        self.app.on_response_prepare.append(response_headers(self.origins))
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()
 
@@ -71,6 +87,13 @@ class Node:
             )
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if not self.origins.allows(origin, request.headers.get("Host")):
+            # Before the upgrade: a page of another site never gets a socket to speak
+            # through (cross-site WebSocket hijacking).
+            assert origin is not None
+            log.info("origin refused", extra={"origin": origin, "path": request.path})
+            return error_response(refusal(origin))
         if self.draining.is_set():
             return json_response(
                 {"error": {"code": "unavailable", "message": "this node is draining"}}, 503
@@ -98,6 +121,7 @@ class Node:
             backlog=4096,
             reuse_address=True,
             reuse_port=self.config.reuse_port or None,
+            ssl_context=self.tls,
         )
         await site.start()
         assert runner.server is not None  # set up above
@@ -105,10 +129,11 @@ class Node:
         headers_deadline.start()
         self.started.set()
         metrics.READY.set(1)
+        scheme = "https" if self.tls else "http"
         log.info(
             "listening",
             extra={
-                "url": f"http://{self.config.host}:{self.config.port}",
+                "url": f"{scheme}://{self.config.host}:{self.config.port}",
                 "database": _redacted(self.config.database_url),
             },
         )
@@ -165,6 +190,25 @@ class TokenCache:
 
     def on_token_revoked(self, token_hash: str) -> None:
         self.chat.forget_token(token_hash)
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server side of TLS for `--tls-cert`/`--tls-key` (None without them): TLS 1.2 at
+    least, HTTP/1.1 in ALPN (WebSockets upgrade over it). A file that is missing or not a
+    matching PEM certificate and key is a ValueError naming both, not a traceback."""
+    if not config.tls_cert or not config.tls_key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise ValueError(
+            f"cannot load --tls-cert {config.tls_cert} with --tls-key {config.tls_key}: {reason}"
+        ) from None
+    return context
 
 
 def _redacted(url: str) -> str:

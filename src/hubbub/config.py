@@ -60,6 +60,12 @@ class Config:
                 "sharing a port must share fan-out and presence, which only the "
                 "distributed engine does"
             )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            # Half a TLS setup would serve plain HTTP where the operator meant HTTPS.
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        from hubbub.origins import OriginPolicy
+
+        OriginPolicy.parse(self.allowed_origins)  # a ValueError names a bad entry
 
     @property
     def database_url(self) -> str:
