@@ -12,9 +12,12 @@ import pytest
 from conftest import ServerProcess, unique
 from textual.content import Content
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from hubbub.client import Client
+from hubbub.tui import commands
 from hubbub.tui.app import ChatApp
+from hubbub.tui.login import LoginScreen
 from hubbub.tui.widgets import Line
 
 PASSWORD = "correct horse"
@@ -105,8 +108,8 @@ async def test_log_in_join_talk_and_see_others(
 
         await command(pilot, f"/join {room}")
         await until(pilot, lambda: app.chat.current == room, "the room on screen")
-        await until(pilot, lambda: bob.user in shown(app.people), "bob in the presence list")
-        assert f"#{room}" in shown(app.status) and "● live" in shown(app.status)
+        await until(pilot, lambda: bob.user in shown(app.view.people), "bob in the presence list")
+        assert f"#{room}" in shown(app.view.status) and "● live" in shown(app.view.status)
 
         await say(pilot, "hello bob")
         await until(pilot, lambda: f"{alice_name}  hello bob" in pane(pilot), "my message")
@@ -114,18 +117,18 @@ async def test_log_in_join_talk_and_see_others(
         assert bob.last_seq[room] == 1  # bob received it
 
         await bob.typing(room)
-        await until(pilot, lambda: shown(app.typing) == f"{bob.user} is typing…", "typing")
+        await until(pilot, lambda: shown(app.view.typing) == f"{bob.user} is typing…", "typing")
         await bob.send(room, "[bold red]x[/] and [link=http://evil]y[/link]")
         await until(pilot, lambda: "[bold red]x[/]" in pane(pilot), "bob's message")
         last = list(app.pane.query_children(Line))[-1]
         assert shown(last).endswith(f"{bob.user}  [bold red]x[/] and [link=http://evil]y[/link]")
-        assert shown(app.typing) == ""  # bob sent: no longer typing
+        assert shown(app.view.typing) == ""  # bob sent: no longer typing
 
         carol = await people()
         await carol.join(room)
-        await until(pilot, lambda: carol.user in shown(app.people), "carol online")
+        await until(pilot, lambda: carol.user in shown(app.view.people), "carol online")
         await carol.close()
-        await until(pilot, lambda: carol.user not in shown(app.people), "carol offline")
+        await until(pilot, lambda: carol.user not in shown(app.view.people), "carol offline")
 
         await command(pilot, "/who")
         await until(pilot, lambda: f"Members of #{room}:" in pane(pilot), "/who")
@@ -157,7 +160,8 @@ async def test_log_in_join_talk_and_see_others(
 
 def rooms_list(app: ChatApp) -> str:
     return "\n".join(
-        str(app.rooms.get_option_at_index(i).prompt) for i in range(app.rooms.option_count)
+        str(app.view.rooms.get_option_at_index(i).prompt)
+        for i in range(app.view.rooms.option_count)
     )
 
 
@@ -189,6 +193,21 @@ async def test_scroll_back_loads_older_pages_up_to_the_beginning(
         ]
 
 
+async def test_signed_out_by_the_server_asks_to_log_in_again(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    me = await people()
+    app = ChatApp(chat_server.url, token=me.token, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await me.logout()  # revokes the token the app uses too: the server closes with 4001
+        await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the log-in screen")
+        assert app.state == "signed out"
+        assert app.screen.query_one("#username", Input).value == ""
+        await pilot.press(*me.user, "enter", *PASSWORD, "enter")
+        await until(pilot, lambda: app.state == "live", "live again")
+
+
 async def test_reconnects_after_a_server_restart_and_catches_up(
     server_factory: Callable[..., ServerProcess], people: Callable[..., Any]
 ) -> None:
@@ -208,7 +227,7 @@ async def test_reconnects_after_a_server_restart_and_catches_up(
 
         server.kill()
         await until(pilot, lambda: app.state == "reconnecting", "reconnecting")
-        assert "● reconnecting" in shown(app.status)
+        assert "● reconnecting" in shown(app.view.status)
         await say(pilot, "sent while away")
         await until(pilot, lambda: "sent while away  (sending…)" in pane(pilot), "pending")
 
@@ -249,9 +268,23 @@ async def test_screenshot_of_a_conversation(
         await bob.send("general", "markup stays literal: [bold red]not red[/]")
         await carol.send("ops", "disk on db-2 at 81%, watching it")
         await carol.typing("general")
-        await until(pilot, lambda: "carol is typing…" in shown(app.typing), "carol typing")
+        await until(pilot, lambda: "carol is typing…" in shown(app.view.typing), "carol typing")
         await until(pilot, lambda: "#ops (1)" in rooms_list(app), "ops unread")
         await until(pilot, lambda: "not red" in pane(pilot), "the last message")
         await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
         await pilot.pause()
         SCREENSHOT.write_text(app.export_screenshot(title="hubbub chat"))
+
+
+def test_input_lines_parse_to_commands_messages_or_usage() -> None:
+    assert commands.parse("  ") is None
+    assert commands.parse("hello") == commands.Say("hello")
+    assert commands.parse("//join is a command") == commands.Say("/join is a command")
+    assert commands.parse("/JOIN lobby") == commands.Command("join", ("lobby",))
+    assert commands.parse("/leave") == commands.Command("leave", ())
+    assert commands.parse("/create ops private") == commands.Command("create", ("ops", "private"))
+    assert commands.parse("/create ops secret") == commands.Invalid("usage: /create ROOM [private]")
+    assert commands.parse("/invite") == commands.Invalid("usage: /invite USER [ROOM]")
+    assert commands.parse("/") == commands.Invalid("type /help for the list of commands")
+    unknown = commands.parse("/frobnicate now")
+    assert isinstance(unknown, commands.Invalid) and "unknown command /frobnicate" in unknown.reason

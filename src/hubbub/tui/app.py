@@ -19,19 +19,19 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
 from textual.reactive import reactive
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Footer, Input, OptionList
 
 from hubbub.client import Client, HubbubError
 from hubbub.tui import commands
 from hubbub.tui.login import LoginScreen
 from hubbub.tui.model import Chat, Message
+from hubbub.tui.view import ChatView
 from hubbub.tui.widgets import MessagePane, error_line, message_line, note_line
 
 PAGE: Final = 50  # messages per history page
 TYPING_EVERY: Final = 3.0  # seconds between two `typing` frames while typing
-_STATE_STYLES: Final = {"live": "bold green", "reconnecting": "bold yellow"}
+_FIRST_RETRY: Final = 0.2  # seconds before connecting again when the server cannot be reached
 
 
 class ChatApp(App[None]):
@@ -39,6 +39,7 @@ class ChatApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "hubbub"
+    AUTO_FOCUS = "#input"
     ENABLE_COMMAND_PALETTE = False  # Ctrl+P is "previous room" here
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit"),
@@ -68,12 +69,7 @@ class ChatApp(App[None]):
         self._typed_at = 0.0
         self._loading_older = False
         # Kept, not queried: the app's queries look at the screen on top (the log-in one, say).
-        self.pane = MessagePane(id="pane")
-        self.rooms = OptionList(id="rooms")
-        self.people = Static(id="people")
-        self.typing = Static(id="typing")
-        self.status = Static(id="status")
-        self.input = Input(placeholder="a message, or /help", id="input")
+        self.view = ChatView(self.chat, url)
 
     @property
     def client(self) -> Client:
@@ -81,13 +77,7 @@ class ChatApp(App[None]):
         return self._client
 
     def compose(self) -> ComposeResult:
-        yield self.status
-        with Horizontal(id="body"):
-            yield self.rooms
-            yield self.pane
-            yield self.people
-        yield self.typing
-        yield self.input
+        yield self.view
         yield Footer()
 
     # -- signing in ---------------------------------------------------------------------------
@@ -138,7 +128,7 @@ class ChatApp(App[None]):
     async def _start(self) -> None:
         """Connect (retrying while the server is away), then join every room of the user."""
         self.state = "connecting"
-        delay = 0.2
+        delay = _FIRST_RETRY
         while True:
             try:
                 await self.client.connect()
@@ -148,7 +138,8 @@ class ChatApp(App[None]):
                     self.state = "signed out"
                     self._ask_login("the token was refused: log in again")
                     return
-                self.note(error_line(f"{error.message}; trying again"))
+                if delay == _FIRST_RETRY:  # said once; the status line shows "connecting"
+                    self.note(error_line(f"{error.message}; trying again"))
             await asyncio.sleep(delay)  # the server is away: back off before the next try
             delay = min(delay * 2, 10.0)
         self.chat.me = self.client.user or ""
@@ -173,7 +164,7 @@ class ChatApp(App[None]):
         if show:
             await self._show(name)
         else:
-            self._draw_rooms()
+            self.view.draw_rooms()
 
     async def _load_latest(self, name: str) -> None:
         page = await self.client.ws_history(name, limit=PAGE)
@@ -189,20 +180,24 @@ class ChatApp(App[None]):
                 await self._on_event(event)
         except HubbubError as error:
             self.state = "signed out"
+            self.chat.rooms.clear()
+            await self._show(None)
             self.note(error_line(f"disconnected: {error.code} {error.message}"))
+            if error.code == "unauthorized":  # logged out elsewhere, or the token expired
+                self._ask_login("signed out by the server: log in again")
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind, room = event.get("type"), str(event.get("room", ""))
         if kind == "message":
             message = Message.from_frame(event)
             if message is not None and self.chat.add_message(message):
-                self._draw_message(message)
+                self.view.show_message(message)
         elif kind == "presence":
             self.chat.presence(event)
-            self._draw_people()
+            self.view.draw_people()
         elif kind == "typing":
             self.chat.typing(event, time.monotonic())
-            self._draw_typing()
+            self.view.draw_typing()
         elif kind == "left":
             await self._drop(room)
             self.note(note_line(f"You are no longer in #{room} ({event.get('reason', 'left')})."))
@@ -221,24 +216,19 @@ class ChatApp(App[None]):
 
     # -- drawing ------------------------------------------------------------------------------
 
+    @property
+    def pane(self) -> MessagePane:
+        return self.view.pane
+
+    @property
+    def input(self) -> Input:
+        return self.view.input
+
     def note(self, text: Text) -> None:
-        """A line of the client's own in the pane (it is not kept when switching rooms)."""
-        self.pane.add_note(text)
+        self.view.note(text)
 
     async def _show(self, name: str | None) -> None:
-        """Put a room on screen (or an empty pane when none is left)."""
-        if name is not None:
-            room = self.chat.switch(name)
-            lines = [(message_line(m, self.chat.me), m.seq) for m in room.ordered()]
-            if not room.more_before:
-                lines.insert(0, (note_line(f"— the beginning of #{name} —", "dim"), 0))
-            await self.pane.show(lines)
-        else:
-            self.chat.current = None
-            await self.pane.show([])
-        self._draw_rooms()
-        self._draw_people()
-        self._draw_typing()
+        await self.view.show(name)
         self._draw_status()
 
     async def _drop(self, name: str) -> None:
@@ -248,47 +238,10 @@ class ChatApp(App[None]):
         if on_screen:
             await self._show(self.chat.current)
         else:
-            self._draw_rooms()
-
-    def _draw_message(self, message: Message) -> None:
-        if message.room == self.chat.current:
-            line = message_line(message, self.chat.me)
-            self.pane.add_message(line, message.seq, message.id)
-            self._draw_typing()
-        else:
-            self._draw_rooms()
-
-    def _draw_rooms(self) -> None:
-        options = []
-        for name in sorted(self.chat.rooms):
-            room = self.chat.rooms[name]
-            label = Text(f"#{name}", style="bold" if name == self.chat.current else "")
-            if room.unread:
-                label.append(f" ({room.unread})", style="bold yellow")
-            options.append(label)
-        self.rooms.set_options(options)
-        if self.chat.current in self.chat.rooms:
-            self.rooms.highlighted = sorted(self.chat.rooms).index(self.chat.current)
-
-    def _draw_people(self) -> None:
-        room = self.chat.rooms.get(self.chat.current or "")
-        text = Text("Online\n", style="bold")
-        for user in sorted(room.online if room else (), key=str.lower):
-            text.append(f"● {user}\n", style="green" if user == self.chat.me else "")
-        self.people.update(text)
-
-    def _draw_typing(self) -> None:
-        line = self.chat.typing_line(time.monotonic())
-        self.typing.update(Text(line, style="italic dim"))
+            self.view.draw_rooms()
 
     def _draw_status(self) -> None:
-        status = Text("hubbub", style="bold")
-        status.append(f"  {self.chat.me or self.username or '?'} @ {self.url}")
-        if self.chat.current:
-            status.append(f"  #{self.chat.current}", style="bold")
-        status.append("  ")
-        status.append(f"● {self.state}", style=_STATE_STYLES.get(self.state, "bold red"))
-        self.status.update(status)
+        self.view.draw_status(self.state, self.username or "")
 
     def watch_state(self, old: str, new: str) -> None:
         if old == "live" and new == "reconnecting":
@@ -303,7 +256,7 @@ class ChatApp(App[None]):
             self.state = "live" if self.client.connected else "reconnecting"
         elif self.state == "connecting" and self.client.connected:
             self.state = "live"
-        self._draw_typing()
+        self.view.draw_typing()
 
     # -- input --------------------------------------------------------------------------------
 
@@ -443,16 +396,13 @@ class ChatApp(App[None]):
 
     async def _page_back(self, name: str) -> None:
         try:
-            room = self.chat.rooms[name]
-            page = await self.client.ws_history(name, before=room.oldest, limit=PAGE)
+            oldest = self.chat.room(name).oldest
+            page = await self.client.ws_history(name, before=oldest, limit=PAGE)
         finally:
             self._loading_older = False
+        if name not in self.chat.rooms:
+            return  # left meanwhile
         messages = [m for m in map(Message.from_frame, page["messages"]) if m is not None]
         more = bool(page.get("more"))
         self.chat.add_history(name, messages, more, older=True)
-        if name != self.chat.current:
-            return
-        lines = [(message_line(m, self.chat.me), m.seq) for m in messages]
-        if not more:
-            lines.insert(0, (note_line(f"— the beginning of #{name} —", "dim"), 0))
-        self.pane.add_older(lines)
+        self.view.show_older(name, messages, more)
