@@ -1,0 +1,717 @@
+// The hubbub web app: session, rooms, live messages, the outbox; wires the page together.
+
+import { call, roomPath } from "./api.js";
+import { Connection, ConnectionLost, socketUrl } from "./connection.js";
+import { renderPeople } from "./people.js";
+import { Room } from "./rooms.js";
+import { SeenMarks, clearSession, loadSession, saveSession } from "./store.js";
+import { $, el, dayKey, daySeparator, errorText, messageNode, typingText } from "./view.js";
+
+const TYPING_EVERY_MS = 2500;
+const HISTORY_PAGE = 50;
+const MAX_BODY = 4000;
+
+const state = {
+  session: null, // {token, user}
+  conn: null,
+  seen: null,
+  rooms: new Map(),
+  current: null,
+  publicRooms: [],
+  outbox: new Map(), // id -> {id, room, body, failed}: sends not yet seen back, in typed order
+  pumping: new Set(),
+  lastTyping: 0,
+};
+
+const same = (a, b) => a.toLowerCase() === b.toLowerCase();
+const isMe = (name) => state.session !== null && same(name, state.session.user);
+const token = () => state.session.token;
+
+// --- errors ----------------------------------------------------------------------------------
+
+function showError(error) {
+  showBanner(error instanceof Error && error.code ? errorText(error) : String(error.message || error));
+}
+
+function showBanner(text) {
+  $("error-text").textContent = text;
+  $("error-banner").hidden = false;
+}
+
+function hideBanner() {
+  $("error-banner").hidden = true;
+}
+
+// --- session ---------------------------------------------------------------------------------
+
+function showLogin() {
+  $("chat-view").hidden = true;
+  $("login-view").hidden = false;
+  $("login-username").focus();
+}
+
+async function submitLogin(register) {
+  const form = $("login-form");
+  if (!form.reportValidity()) return;
+  const username = $("login-username").value.trim();
+  const password = $("login-password").value;
+  try {
+    if (register) await call("POST", "/users", { body: { username, password } });
+    const data = await call("POST", "/login", { body: { username, password } });
+    hideBanner();
+    $("login-password").value = "";
+    saveSession(data.token, data.user.name);
+    await enter(loadSession());
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function enter(session) {
+  state.session = session;
+  state.seen = new SeenMarks(session.user);
+  let me;
+  try {
+    me = await call("GET", "/me", { token: session.token });
+  } catch (error) {
+    if (error.status === 401) {
+      endSession("Your session has ended: please log in again.");
+    } else {
+      showError(error);
+      setTimeout(() => state.session === session && enter(session), 2000);
+    }
+    return;
+  }
+  $("login-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("current-user").textContent = me.user.name;
+  for (const info of me.rooms) addRoom(info);
+  renderRoomList();
+  refreshPublic();
+  state.conn = new Connection(socketUrl(location), session.token, {
+    onState: connectionState,
+    onLive: () => state.rooms.forEach((room) => joinRoom(room)),
+    onFrame: received,
+    onUnauthorized: () => endSession("Your session has ended: please log in again."),
+  });
+  state.conn.start();
+  const wanted = roomInHash();
+  if (wanted) joinByName(wanted);
+  else if (state.rooms.size) openRoom(sortedRooms()[0].name);
+  else renderRoom("bottom");
+}
+
+function endSession(message) {
+  if (state.conn) state.conn.stop();
+  clearSession();
+  Object.assign(state, {
+    session: null,
+    conn: null,
+    rooms: new Map(),
+    current: null,
+    publicRooms: [],
+    outbox: new Map(),
+    pumping: new Set(),
+  });
+  $("room-list").replaceChildren();
+  if (message) showBanner(message);
+  else hideBanner();
+  showLogin();
+}
+
+async function logout() {
+  const { token: current } = state.session;
+  state.conn.stop();
+  try {
+    await call("POST", "/logout", { token: current });
+  } catch {
+    // The token is forgotten here either way; a server that is down revokes nothing.
+  }
+  endSession("");
+}
+
+function connectionState(name) {
+  const pill = $("conn-state");
+  pill.textContent = name;
+  pill.dataset.state = name;
+  if (name !== "live") for (const room of state.rooms.values()) room.joined = false;
+}
+
+// --- rooms -----------------------------------------------------------------------------------
+
+function addRoom(info) {
+  let room = state.rooms.get(info.name);
+  if (!room) {
+    room = new Room(info.name);
+    state.rooms.set(info.name, room);
+  }
+  room.info = info;
+  room.lastSeq = Math.max(room.lastSeq, info.last_seq || 0);
+  if (!state.seen.has(room.name)) state.seen.set(room.name, room.lastSeq);
+  return room;
+}
+
+function dropRoom(name) {
+  state.rooms.delete(name);
+  for (const [id, pending] of state.outbox) if (pending.room === name) state.outbox.delete(id);
+  if (state.current && state.current.name === name) {
+    state.current = null;
+    const next = sortedRooms()[0];
+    if (next) openRoom(next.name);
+    else renderRoom("bottom");
+  }
+  renderRoomList();
+}
+
+function sortedRooms() {
+  return [...state.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function joinRoom(room) {
+  const frame = { type: "join", room: room.name };
+  if (room.newestSeq !== null) frame.since = room.newestSeq;
+  let reply;
+  try {
+    reply = await state.conn.request(frame);
+  } catch (error) {
+    if (error instanceof ConnectionLost) return;
+    showError(error);
+    if (error.code === "not_found" || error.code === "forbidden") dropRoom(room.name);
+    return;
+  }
+  room.joined = true;
+  room.presence = new Set(reply.presence);
+  room.lastSeq = Math.max(room.lastSeq, reply.seq);
+  if (frame.since !== undefined && !reply.recovered) room.reset();
+  // History read before this join may end below what the join started from: fill the gap.
+  if (frame.since === undefined && room.newestSeq !== null && room.newestSeq < reply.seq) {
+    await fillGap(room, reply.seq);
+  }
+  if (room === state.current) {
+    markSeen();
+    if (!room.loaded) loadOlder(room);
+    renderRoom("keep");
+    renderPeopleNow();
+  }
+  renderRoomList();
+  pump(room.name);
+}
+
+/** Open a room by name: one of ours, or a public room we join (404 for a private one). */
+async function joinByName(name) {
+  if (state.rooms.has(name)) {
+    openRoom(name);
+    return;
+  }
+  try {
+    const { room: info } = await call("GET", roomPath(name), { token: token() });
+    if (!info.members.some(isMe)) {
+      await call("PUT", roomPath(name, "members", state.session.user), { token: token() });
+      info.members.push(state.session.user);
+    }
+    const room = addRoom(info);
+    if (state.conn.live) joinRoom(room);
+    openRoom(name);
+    refreshPublic();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function refreshPublic() {
+  try {
+    const { rooms } = await call("GET", "/rooms", { token: token() });
+    state.publicRooms = rooms.filter((r) => !r.private && !r.members.some(isMe));
+    for (const info of rooms) if (state.rooms.has(info.name)) state.rooms.get(info.name).info = info;
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  renderPublic();
+  if (state.current) renderHeader();
+}
+
+async function fetchInfo(room) {
+  try {
+    const { room: info } = await call("GET", roomPath(room.name), { token: token() });
+    room.info = info;
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (room === state.current) {
+    renderHeader();
+    renderPeopleNow();
+  }
+}
+
+function openRoom(name) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  const switched = state.current !== room;
+  state.current = room;
+  history.replaceState(null, "", `#room=${encodeURIComponent(name)}`);
+  $("messages").replaceChildren();
+  markSeen();
+  renderRoomList();
+  renderHeader();
+  renderPeopleNow();
+  renderTyping();
+  renderRoom("bottom");
+  if (!room.loaded) loadOlder(room);
+  if (!room.info) fetchInfo(room);
+  toggleDrawer("rooms-open", false);
+  if (switched) state.lastTyping = 0;
+  $("message-input").focus();
+}
+
+function switchRoom(step) {
+  const names = sortedRooms().map((r) => r.name);
+  if (!names.length) return;
+  const at = state.current ? names.indexOf(state.current.name) : -1;
+  openRoom(names[(at + step + names.length) % names.length]);
+}
+
+function roomInHash() {
+  const match = /^#room=([a-z0-9][a-z0-9_-]{0,63})$/.exec(decodeURIComponent(location.hash));
+  return match ? match[1] : null;
+}
+
+/** Page older history over HTTP (it works while the WebSocket is reconnecting). */
+async function loadOlder(room) {
+  if (room.loadingOlder || (room.loaded && !room.more)) return;
+  room.loadingOlder = true;
+  const before = room.oldestSeq;
+  const query = before === null ? `?limit=${HISTORY_PAGE}` : `?before=${before}&limit=${HISTORY_PAGE}`;
+  try {
+    const page = await call("GET", roomPath(room.name, "messages") + query, { token: token() });
+    for (const message of page.messages) room.add(message);
+    room.loaded = true;
+    room.more = page.more;
+  } catch (error) {
+    showError(error);
+  } finally {
+    room.loadingOlder = false;
+  }
+  if (room === state.current) {
+    markSeen();
+    renderRoom("prepend");
+  }
+}
+
+/** Read the messages after our newest one up to `last` (a join without `since`). */
+async function fillGap(room, last) {
+  while (room.newestSeq !== null && room.newestSeq < last) {
+    const query = `?after=${room.newestSeq}&limit=200`;
+    try {
+      const page = await call("GET", roomPath(room.name, "messages") + query, { token: token() });
+      for (const message of page.messages) room.add(message);
+      if (!page.more || !page.messages.length) return;
+    } catch (error) {
+      showError(error);
+      return;
+    }
+  }
+}
+
+function markSeen() {
+  const room = state.current;
+  if (room) state.seen.set(room.name, room.lastSeq);
+}
+
+function unread(room) {
+  if (room === state.current) return 0;
+  return Math.max(0, room.lastSeq - state.seen.get(room.name));
+}
+
+// --- frames from the server ------------------------------------------------------------------
+
+function received(frame) {
+  const room = frame.room === undefined ? null : state.rooms.get(frame.room);
+  switch (frame.type) {
+    case "message":
+      if (room) receivedMessage(room, frame);
+      break;
+    case "presence":
+      if (room) receivedPresence(room, frame);
+      break;
+    case "typing":
+      if (room && !isMe(frame.user)) {
+        room.typingNow(frame.user);
+        if (room === state.current) renderTyping();
+      }
+      break;
+    case "left":
+      if (room && frame.reason && frame.reason !== "left") {
+        showBanner(`You were ${frame.reason === "banned" ? "banned from" : "removed from"} #${room.name}.`);
+      }
+      if (room && frame.reason) dropRoom(room.name);
+      break;
+    case "error":
+      showError(Object.assign(new Error(frame.message), { code: frame.code }));
+      break;
+    default:
+      break;
+  }
+}
+
+function receivedMessage(room, frame) {
+  const message = {
+    room: frame.room,
+    seq: frame.seq,
+    id: frame.id,
+    from: frame.from,
+    body: frame.body,
+    ts: frame.ts,
+  };
+  const ours = isMe(message.from) && state.outbox.has(message.id);
+  if (ours) state.outbox.delete(message.id);
+  if (!room.add(message) && !ours) return;
+  if (room === state.current) {
+    markSeen();
+    renderTyping();
+    renderRoom(ours ? "bottom" : "keep");
+  } else {
+    renderRoomList();
+  }
+}
+
+function receivedPresence(room, frame) {
+  if (frame.status === "online") room.presence.add(frame.user);
+  else room.presence.delete(frame.user);
+  if (frame.status === "online" && room.info && !room.info.members.some((m) => same(m, frame.user))) {
+    fetchInfo(room);
+  }
+  if (room === state.current) renderPeopleNow();
+}
+
+// --- sending ---------------------------------------------------------------------------------
+
+function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `w${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+function sendMessage() {
+  const input = $("message-input");
+  const body = input.value;
+  const room = state.current;
+  if (!room || !body.trim()) return;
+  if ([...body].length > MAX_BODY) {
+    showBanner(`Too long: a message holds at most ${MAX_BODY} characters.`);
+    return;
+  }
+  const id = newId();
+  state.outbox.set(id, { id, room: room.name, body, failed: false });
+  input.value = "";
+  renderRoom("bottom");
+  pump(room.name);
+}
+
+/**
+ * Send the room's queued messages one at a time, in the order they were typed. Each keeps
+ * its id across reconnects, so a resend of a message the server already stored is answered
+ * with the original ack and never makes a second copy. Stops when the connection drops;
+ * the next `joined` of the room starts it again.
+ */
+async function pump(name) {
+  if (state.pumping.has(name)) return;
+  state.pumping.add(name);
+  try {
+    for (;;) {
+      const room = state.rooms.get(name);
+      const next = [...state.outbox.values()].find((p) => p.room === name && !p.failed && !p.acked);
+      if (!room || !room.joined || !next) return;
+      try {
+        const ack = await state.conn.request({ type: "send", room: name, id: next.id, body: next.body });
+        next.acked = true;
+        if (room.seqs.has(ack.seq)) state.outbox.delete(next.id);
+      } catch (error) {
+        if (error instanceof ConnectionLost || error.code === "not_joined") return;
+        if (error.code === "rate_limited" || error.code === "unavailable") {
+          await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 1) * 1000));
+          continue;
+        }
+        next.failed = true;
+        showError(error);
+        if (room === state.current) renderRoom("keep");
+      }
+    }
+  } finally {
+    state.pumping.delete(name);
+  }
+}
+
+function retry(id) {
+  const pending = state.outbox.get(id);
+  if (!pending) return;
+  pending.failed = false;
+  renderRoom("keep");
+  pump(pending.room);
+}
+
+function typed() {
+  const room = state.current;
+  const now = Date.now();
+  if (!room || !room.joined || !$("message-input").value) return;
+  if (now - state.lastTyping < TYPING_EVERY_MS) return;
+  state.lastTyping = now;
+  state.conn.post({ type: "typing", room: room.name });
+}
+
+// --- member actions --------------------------------------------------------------------------
+
+async function memberAction(method, kind, user) {
+  const room = state.current;
+  if (!room) return;
+  try {
+    await call(method, roomPath(room.name, kind, user), { token: token() });
+    hideBanner();
+  } catch (error) {
+    showError(error);
+  }
+  fetchInfo(room);
+}
+
+async function leaveRoom() {
+  const room = state.current;
+  if (!room) return;
+  try {
+    await call("DELETE", roomPath(room.name, "members", state.session.user), { token: token() });
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  dropRoom(room.name);
+  refreshPublic();
+}
+
+async function createRoom(event) {
+  event.preventDefault();
+  const name = $("create-room-name").value.trim();
+  const topic = $("create-room-topic").value.trim();
+  const isPrivate = $("create-room-private").checked;
+  const problem = $("create-room-error");
+  try {
+    const { room: info } = await call("POST", "/rooms", {
+      token: token(),
+      body: { name, topic, private: isPrivate },
+    });
+    $("create-room-dialog").close();
+    const room = addRoom(info);
+    if (state.conn.live) joinRoom(room);
+    openRoom(room.name);
+  } catch (error) {
+    problem.textContent = errorText(error);
+  }
+}
+
+function openCreateRoom() {
+  $("create-room-form").reset();
+  $("create-room-error").textContent = "";
+  $("create-room-dialog").showModal();
+}
+
+// --- rendering -------------------------------------------------------------------------------
+
+function renderRoomList() {
+  const items = sortedRooms().map((room) => {
+    const count = unread(room);
+    const current = room === state.current;
+    return el(
+      "li",
+      {},
+      el(
+        "button",
+        {
+          type: "button",
+          className: `room-item${current ? " current" : ""}${count ? " unread" : ""}`,
+          testid: `room-item-${room.name}`,
+          "aria-current": current ? "page" : null,
+          onclick: () => openRoom(room.name),
+        },
+        el("span", { className: "hash", text: room.info && room.info.private ? "🔒" : "#" }),
+        el("span", { className: "name", text: room.name }),
+        count ? el("span", { className: "badge", testid: `unread-${room.name}`, text: String(count) }) : null,
+      ),
+    );
+  });
+  $("room-list").replaceChildren(...items);
+  const total = [...state.rooms.values()].reduce((n, room) => n + unread(room), 0);
+  document.title = total ? `(${total}) hubbub` : "hubbub";
+}
+
+function renderPublic() {
+  const items = state.publicRooms
+    .filter((info) => !state.rooms.has(info.name))
+    .map((info) =>
+      el(
+        "li",
+        { testid: `public-room-${info.name}` },
+        el("span", { className: "name", text: `#${info.name}`, title: info.topic || null }),
+        el("button", {
+          type: "button",
+          className: "small",
+          testid: `join-${info.name}`,
+          text: "Join",
+          onclick: () => joinByName(info.name),
+        }),
+      ),
+    );
+  if (!items.length) items.push(el("li", { className: "hint", text: "No other public rooms." }));
+  $("public-rooms").replaceChildren(...items);
+}
+
+function renderHeader() {
+  const room = state.current;
+  $("room-title").textContent = room ? `${room.info && room.info.private ? "🔒 " : "#"}${room.name}` : "No room open";
+  $("room-topic").textContent = room && room.info ? room.info.topic : "";
+  $("room-leave").hidden = !room || room.role(state.session.user) === "owner";
+  const enabled = Boolean(room);
+  $("message-input").disabled = !enabled;
+  $("message-send").disabled = !enabled;
+}
+
+function renderPeopleNow() {
+  renderPeople(state.current, state.session.user, {
+    kick: (user) => memberAction("DELETE", "members", user),
+    ban: (user) => memberAction("PUT", "bans", user),
+    promote: (user) => memberAction("PUT", "moderators", user),
+    demote: (user) => memberAction("DELETE", "moderators", user),
+  });
+}
+
+function renderTyping() {
+  const room = state.current;
+  $("typing").textContent = room ? typingText(room.typists()) : "";
+}
+
+/**
+ * Redraw the open room's messages. `bottom` scrolls to the newest; `keep` keeps the view
+ * where it is (following new messages only when already at the bottom); `prepend` keeps
+ * the same messages in view while older ones are added above them.
+ */
+function renderRoom(mode) {
+  const box = $("messages");
+  const room = state.current;
+  if (!room) {
+    box.replaceChildren(el("p", { className: "empty", text: "Pick a room on the left, or create one." }));
+    return;
+  }
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  const nodes = [historyEdge(room)];
+  let day = null;
+  for (const message of room.messages) {
+    if (dayKey(message.ts) !== day) {
+      day = dayKey(message.ts);
+      nodes.push(daySeparator(message.ts));
+    }
+    nodes.push(messageNode(message, { mine: isMe(message.from) }));
+  }
+  for (const pending of state.outbox.values()) {
+    if (pending.room !== room.name) continue;
+    const node = messageNode(
+      { id: pending.id, from: state.session.user, body: pending.body },
+      { mine: true, pending: !pending.failed, failed: pending.failed },
+    );
+    if (pending.failed) {
+      node.append(el("button", { type: "button", className: "small", testid: "message-retry", text: "Retry", onclick: () => retry(pending.id) }));
+    }
+    nodes.push(node);
+  }
+  box.replaceChildren(...nodes);
+  if (mode === "bottom" || (mode === "keep" && atBottom)) box.scrollTop = box.scrollHeight;
+  else if (mode === "prepend") box.scrollTop = box.scrollHeight - fromBottom;
+  // A short history does not fill the view, so no scroll could ask for more: ask now.
+  if (room.loaded && room.more && box.scrollHeight <= box.clientHeight) loadOlder(room);
+}
+
+function historyEdge(room) {
+  if (room.loaded && !room.more) {
+    const text = room.messages.length ? `This is the start of #${room.name}.` : "No messages yet: say hello!";
+    return el("p", { className: "edge", testid: "history-start", text });
+  }
+  return el("p", { className: "edge", testid: "history-more", text: room.loadingOlder || !room.loaded ? "Loading…" : "Scroll up for older messages" });
+}
+
+function toggleDrawer(name, open) {
+  const chat = $("chat-view");
+  const on = open === undefined ? !chat.classList.contains(name) : open;
+  chat.classList.toggle(name, on);
+  const button = $(name === "rooms-open" ? "rooms-toggle" : "people-toggle");
+  button.setAttribute("aria-expanded", String(on));
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+
+function bind() {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitLogin(false);
+  });
+  $("register-submit").addEventListener("click", () => submitLogin(true));
+  $("logout").addEventListener("click", logout);
+  $("error-dismiss").addEventListener("click", hideBanner);
+  $("create-room-open").addEventListener("click", openCreateRoom);
+  $("create-room-cancel").addEventListener("click", () => $("create-room-dialog").close());
+  $("create-room-form").addEventListener("submit", createRoom);
+  $("rooms-refresh").addEventListener("click", refreshPublic);
+  $("room-leave").addEventListener("click", leaveRoom);
+  $("rooms-toggle").addEventListener("click", () => toggleDrawer("rooms-open"));
+  $("people-toggle").addEventListener("click", () => toggleDrawer("people-open"));
+  $("join-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("join-room-name");
+    joinByName(input.value.trim());
+    input.value = "";
+  });
+  $("invite-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("invite-user");
+    memberAction("PUT", "members", input.value.trim());
+    input.value = "";
+  });
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendMessage();
+  });
+  const input = $("message-input");
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendMessage();
+    }
+  });
+  input.addEventListener("input", typed);
+  $("messages").addEventListener("scroll", () => {
+    const room = state.current;
+    if (room && $("messages").scrollTop < 80) loadOlder(room);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (!state.session) return;
+    if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+      event.preventDefault();
+      switchRoom(event.key === "ArrowUp" ? -1 : 1);
+    } else if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
+      toggleDrawer("rooms-open", false);
+      toggleDrawer("people-open", false);
+      hideBanner();
+    }
+  });
+  window.addEventListener("hashchange", () => {
+    const wanted = roomInHash();
+    if (state.session && wanted && (!state.current || state.current.name !== wanted)) joinByName(wanted);
+  });
+  window.addEventListener("focus", () => state.session && refreshPublic());
+  setInterval(renderTyping, 1000);
+}
+
+function boot() {
+  bind();
+  const session = loadSession();
+  if (session) enter(session);
+  else showLogin();
+}
+
+boot();

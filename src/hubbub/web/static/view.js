@@ -1,0 +1,142 @@
+// DOM building without HTML strings: every text from the network goes in as textContent.
+
+/** Find the element with this data-testid. */
+export function $(testid, root = document) {
+  return root.querySelector(`[data-testid="${testid}"]`);
+}
+
+/** Create an element: el("li", {testid: "x", className: "y"}, child, "text", ...). */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "testid") node.dataset.testid = value;
+    else if (key === "className") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "onclick") node.addEventListener("click", value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+
+/** A message body as text nodes, with http(s) URLs as links that cannot reach back to us. */
+export function bodyNodes(body) {
+  const nodes = [];
+  let last = 0;
+  for (const match of body.matchAll(URL_PATTERN)) {
+    const href = safeUrl(match[0]);
+    if (!href) continue;
+    if (match.index > last) nodes.push(document.createTextNode(body.slice(last, match.index)));
+    nodes.push(el("a", { href, target: "_blank", rel: "noopener noreferrer", text: match[0] }));
+    last = match.index + match[0].length;
+  }
+  if (last < body.length) nodes.push(document.createTextNode(body.slice(last)));
+  return nodes;
+}
+
+function safeUrl(text) {
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: "long",
+  year: "numeric",
+  month: "long",
+  day: "numeric",
+});
+
+export function dayKey(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+export function dayLabel(ms) {
+  const today = new Date();
+  if (dayKey(ms) === dayKey(today.getTime())) return "Today";
+  if (dayKey(ms) === dayKey(today.getTime() - 86400000)) return "Yesterday";
+  return dayFormat.format(new Date(ms));
+}
+
+/** One message: sender, time, body. `pending` ones are ours, waiting for their ack. */
+export function messageNode(message, { mine, pending = false, failed = false }) {
+  const when = message.ts ? new Date(message.ts) : null;
+  return el(
+    "article",
+    {
+      testid: "message",
+      className: `message${mine ? " mine" : ""}${pending ? " pending" : ""}${failed ? " failed" : ""}`,
+      dataset: {
+        seq: message.seq ? String(message.seq) : "",
+        id: message.id,
+        state: failed ? "failed" : pending ? "pending" : "sent",
+        from: message.from,
+      },
+    },
+    el(
+      "header",
+      { className: "meta" },
+      el("span", { className: "from", testid: "message-from", text: message.from }),
+      when
+        ? el("time", {
+            testid: "message-time",
+            datetime: when.toISOString(),
+            title: when.toLocaleString(),
+            text: timeFormat.format(when),
+          })
+        : el("span", {
+            className: "state",
+            testid: "message-state",
+            text: failed ? "not sent" : "sending…",
+          }),
+    ),
+    el("div", { className: "body", testid: "message-body" }, ...bodyNodes(message.body)),
+  );
+}
+
+export function daySeparator(ms) {
+  return el(
+    "div",
+    { className: "day", testid: "day-separator", role: "separator" },
+    el("span", { text: dayLabel(ms) }),
+  );
+}
+
+/** "alice is typing…", "alice and bob are typing…", "several people are typing…". */
+export function typingText(users) {
+  if (users.length === 0) return "";
+  if (users.length === 1) return `${users[0]} is typing…`;
+  if (users.length === 2) return `${users[0]} and ${users[1]} are typing…`;
+  return "several people are typing…";
+}
+
+const ERROR_LABELS = {
+  not_found: "Not found",
+  forbidden: "Not allowed",
+  unauthorized: "Not logged in",
+  conflict: "Already taken",
+  bad_request: "Invalid",
+  rate_limited: "Slow down",
+  too_large: "Too long",
+  unavailable: "Server busy",
+  network: "Offline",
+  not_joined: "Not joined",
+};
+
+/** A clear one-line message for an error from the server. */
+export function errorText(error) {
+  const label = ERROR_LABELS[error.code] || "Error";
+  return `${label}: ${error.message}`;
+}
