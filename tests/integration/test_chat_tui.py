@@ -64,6 +64,19 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str) ->
         await pilot.pause(0.02)
 
 
+async def frames_until(
+    client: Client, last: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """An SDK client's events up to and including the first for which `last` holds."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(10.0):
+        async for frame in client.events():
+            frames.append(frame)
+            if last(frame):
+                return frames
+    raise AssertionError(f"the events ended: {frames}")
+
+
 def pane(pilot: Pilot[None]) -> str:
     app = pilot.app
     assert isinstance(app, ChatApp)
@@ -114,7 +127,10 @@ async def test_log_in_join_talk_and_see_others(
         await say(pilot, "hello bob")
         await until(pilot, lambda: f"{alice_name}  hello bob" in pane(pilot), "my message")
         await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
-        assert bob.last_seq[room] == 1  # bob received it
+        heard = await frames_until(bob, lambda f: f["type"] == "message")
+        assert heard[-1]["from"] == alice_name and heard[-1]["body"] == "hello bob"
+        # Nine keys in well under 3 s: one `typing` frame (then the message), no more.
+        assert [f["user"] for f in heard if f["type"] == "typing"] == [alice_name]
 
         await bob.typing(room)
         await until(pilot, lambda: shown(app.view.typing) == f"{bob.user} is typing…", "typing")
