@@ -5,6 +5,7 @@ and a phone-sized screen."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,25 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import WebSocketRoute, expect
 from webui import bodies, create_room, join_by_name, log_in, register, send, shown_messages
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "webapp.png"
+
+
+CONVERSATION = [
+    ("bob", "Hi alice! Is the new web app live?"),
+    ("alice", "Yes: every node serves it at /, no build step and nothing from a CDN."),
+    ("bob", "Nice. What happens when a node restarts?"),
+    (
+        "alice",
+        "It reconnects, rejoins with since = the last seq it saw and resends what you "
+        "typed offline, once. Details: https://example.com/hubbub/webapp",
+    ),
+    ("bob", "Exactly once and in order. Shipping it!"),
+]
 
 
 async def test_two_users_chat_live_with_presence_typing_and_history(
@@ -26,10 +40,14 @@ async def test_two_users_chat_live_with_presence_typing_and_history(
     srv = server_factory()
     alice = await open_page(srv.url)
     bob = await open_page(srv.url)
+    pages = {"alice": alice, "bob": bob}
     await register(alice, "alice")
     await register(bob, "bob")
+    await create_room(alice, "core-team", topic="Release planning", private=True)
+    await create_room(alice, "random", topic="Lunch, links and cats")
     await create_room(alice, "general", topic="Everything about hubbub")
     await bob.get_by_test_id("rooms-refresh").click()
+    await expect(bob.get_by_test_id("public-room-core-team")).to_have_count(0)
     await bob.get_by_test_id("join-general").click()
     await expect(bob.get_by_test_id("room-item-general")).to_have_attribute("aria-current", "page")
 
@@ -37,35 +55,37 @@ async def test_two_users_chat_live_with_presence_typing_and_history(
     await expect(bob.get_by_test_id("presence-alice")).to_be_visible()
     await expect(alice.get_by_test_id("member-bob")).to_be_visible()
 
-    await bob.get_by_test_id("message-input").press_sequentially("Hi")
-    await expect(alice.get_by_test_id("typing")).to_have_text("bob is typing…")
-    await bob.get_by_test_id("message-input").press_sequentially(" alice! Is the web app live?")
-    await bob.get_by_test_id("message-input").press("Enter")
-    await alice.get_by_test_id("message-input").press_sequentially("Yes")
-    await expect(bob.get_by_test_id("typing")).to_have_text("alice is typing…")
-    await alice.get_by_test_id("message-input").fill(
-        "Yes: every node serves it at /, no build step. Try a link: https://example.com/docs"
-    )
-    await alice.get_by_test_id("message-input").press("Enter")
-    await send(bob, "And if the node restarts, nothing typed is lost 🎉")
-    expected = [
-        "Hi alice! Is the web app live?",
-        "Yes: every node serves it at /, no build step. Try a link: https://example.com/docs",
-        "And if the node restarts, nothing typed is lost 🎉",
-    ]
+    # Typing shows on the other side while the first words are typed, and goes with the send.
+    for sender, text in CONVERSATION[:2]:
+        other = alice if sender == "bob" else bob
+        box = pages[sender].get_by_test_id("message-input")
+        await box.press_sequentially(text[:3])
+        await expect(other.get_by_test_id("typing")).to_have_text(f"{sender} is typing…")
+        await box.fill(text)
+        await box.press("Enter")
+        await expect(other.get_by_test_id("typing")).to_have_text("")
+    for sender, text in CONVERSATION[2:]:
+        await send(pages[sender], text)
+    expected = [text for _, text in CONVERSATION]
     for page in (alice, bob):
         await expect(bodies(page)).to_have_text(expected)
-    # The sender's message clears their typing indicator at once, not after 4 s.
-    await expect(alice.get_by_test_id("typing")).to_have_text("")
 
     await bob.reload()
     await expect(bob.get_by_test_id("conn-state")).to_have_text("live")
     await expect(bodies(bob)).to_have_text(expected)
-    assert [m["seq"] for m in await shown_messages(bob)] == [1, 2, 3]
-    await expect(bob.get_by_test_id("messages").locator("time")).to_have_count(3)
+    shown = await shown_messages(bob)
+    assert [(m["seq"], m["from"]) for m in shown] == [
+        (seq, sender) for seq, (sender, _) in enumerate(CONVERSATION, 1)
+    ]
+    await expect(bob.get_by_test_id("messages").locator("time")).to_have_count(len(expected))
     await expect(bob.get_by_test_id("day-separator")).to_have_text(["Today"])
 
+    await join_by_name(bob, "random")
+    await expect(bob.get_by_test_id("room-item-random")).to_have_attribute("aria-current", "page")
+    await send(bob, "Lunch at noon?")
+    await expect(alice.get_by_test_id("unread-random")).to_have_text("1")
     await expect(alice.get_by_test_id("presence-bob")).to_be_visible()
+    await alice.evaluate("document.activeElement.blur()")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     await alice.screenshot(path=str(SCREENSHOT))
 
@@ -326,3 +346,65 @@ async def test_phone_width_has_a_room_drawer_and_sends(
     await log_in(phone, "dana")
     await phone.get_by_test_id("rooms-toggle").click()
     await expect(phone.get_by_test_id("room-item-pocket")).to_be_visible()
+
+
+async def test_a_send_whose_ack_was_lost_is_resent_with_its_id_and_stored_once(
+    server_factory: Callable[..., Any], open_page: Any
+) -> None:
+    """The first connection loses both the ack and the message frame of one send, then drops:
+    the app resends the same `id` on the next connection and the server stores one message."""
+    srv = server_factory()
+    alice = await open_page(srv.url)
+    target = "sent once, though its ack was lost"
+    sends: list[list[str]] = []  # per connection: the ids of the page's send frames
+
+    def route(page_side: WebSocketRoute) -> None:
+        server_side = page_side.connect_to_server()
+        ids: list[str] = []
+        sends.append(ids)
+        lossy = len(sends) == 1
+        lost: set[str] = set()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "send":
+                ids.append(frame["id"])
+                if lossy and frame["body"] == target:
+                    lost.add(frame["id"])
+            server_side.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("id") not in lost:
+                page_side.send(message)
+            elif frame["type"] == "ack":
+                asyncio.get_running_loop().create_task(page_side.close(code=4000))
+
+        page_side.on_message(from_page)
+        server_side.on_message(from_server)
+
+    await alice.route_web_socket("**/ws", route)
+    await register(alice, "alice")
+    await create_room(alice, "flaky")
+    await send(alice, target)
+    await expect(alice.get_by_test_id("message")).to_have_attribute("data-state", "sent")
+    await expect(alice.get_by_test_id("conn-state")).to_have_text("live")
+    await send(alice, "and the next one")
+    await expect(bodies(alice)).to_have_text([target, "and the next one"])
+    assert [m["seq"] for m in await shown_messages(alice)] == [1, 2]
+
+    assert len(sends) == 2, "one reconnect"
+    assert sends[1][0] == sends[0][0], "the resend kept its id"
+    token = await alice.evaluate("localStorage.getItem('hubbub.token')")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{srv.url}/api/v1/rooms/flaky/messages",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r,
+    ):
+        stored = (await r.json())["messages"]
+    assert [(m["seq"], m["id"], m["body"]) for m in stored] == [
+        (1, sends[0][0], target),
+        (2, sends[1][1], "and the next one"),
+    ]

@@ -169,7 +169,9 @@ function sortedRooms() {
 
 async function joinRoom(room) {
   const frame = { type: "join", room: room.name };
-  if (room.newestSeq !== null) frame.since = room.newestSeq;
+  // Resume from the newest message held; a room read to its (empty) start resumes from 0.
+  const since = room.newestSeq !== null ? room.newestSeq : room.loaded ? 0 : null;
+  if (since !== null) frame.since = since;
   let reply;
   try {
     reply = await state.conn.request(frame);
@@ -530,7 +532,7 @@ function renderRoomList() {
           "aria-current": current ? "page" : null,
           onclick: () => openRoom(room.name),
         },
-        el("span", { className: "hash", text: room.info && room.info.private ? "🔒" : "#" }),
+        roomMark(room),
         el("span", { className: "name", text: room.name }),
         count ? el("span", { className: "badge", testid: `unread-${room.name}`, text: String(count) }) : null,
       ),
@@ -539,6 +541,17 @@ function renderRoomList() {
   $("room-list").replaceChildren(...items);
   const total = [...state.rooms.values()].reduce((n, room) => n + unread(room), 0);
   document.title = total ? `(${total}) hubbub` : "hubbub";
+}
+
+/** "#" for a public room, a padlock for a private one. */
+function roomMark(room) {
+  const isPrivate = Boolean(room.info && room.info.private);
+  return el("span", {
+    className: isPrivate ? "hash lock" : "hash",
+    text: isPrivate ? "" : "#",
+    title: isPrivate ? "private room" : null,
+    "aria-label": isPrivate ? "private" : null,
+  });
 }
 
 function renderPublic() {
@@ -564,7 +577,7 @@ function renderPublic() {
 
 function renderHeader() {
   const room = state.current;
-  $("room-title").textContent = room ? `${room.info && room.info.private ? "🔒 " : "#"}${room.name}` : "No room open";
+  $("room-title").replaceChildren(...(room ? [roomMark(room), room.name] : ["No room open"]));
   $("room-topic").textContent = room && room.info ? room.info.topic : "";
   $("room-leave").hidden = !room || room.role(state.session.user) === "owner";
   const enabled = Boolean(room);
