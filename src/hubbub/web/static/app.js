@@ -2,45 +2,22 @@
 
 import { call, roomPath } from "./api.js";
 import { Connection, ConnectionLost, socketUrl } from "./connection.js";
-import { renderPeople } from "./people.js";
+import { pump, retry, sendMessage, typed } from "./outbox.js";
+import {
+  actions,
+  renderHeader,
+  renderPeopleNow,
+  renderPublic,
+  renderRoom,
+  renderRoomList,
+  renderTyping,
+} from "./render.js";
 import { Room } from "./rooms.js";
+import { isMe, same, sortedRooms, state, token } from "./state.js";
 import { SeenMarks, clearSession, loadSession, saveSession } from "./store.js";
-import { $, el, dayKey, daySeparator, errorText, messageNode, typingText } from "./view.js";
+import { $, errorText, hideBanner, showBanner, showError } from "./view.js";
 
-const TYPING_EVERY_MS = 2500;
 const HISTORY_PAGE = 50;
-const MAX_BODY = 4000;
-
-const state = {
-  session: null, // {token, user}
-  conn: null,
-  seen: null,
-  rooms: new Map(),
-  current: null,
-  publicRooms: [],
-  outbox: new Map(), // id -> {id, room, body, failed}: sends not yet seen back, in typed order
-  pumping: new Set(),
-  lastTyping: 0,
-};
-
-const same = (a, b) => a.toLowerCase() === b.toLowerCase();
-const isMe = (name) => state.session !== null && same(name, state.session.user);
-const token = () => state.session.token;
-
-// --- errors ----------------------------------------------------------------------------------
-
-function showError(error) {
-  showBanner(error instanceof Error && error.code ? errorText(error) : String(error.message || error));
-}
-
-function showBanner(text) {
-  $("error-text").textContent = text;
-  $("error-banner").hidden = false;
-}
-
-function hideBanner() {
-  $("error-banner").hidden = true;
-}
 
 // --- session ---------------------------------------------------------------------------------
 
@@ -163,10 +140,6 @@ function dropRoom(name) {
   renderRoomList();
 }
 
-function sortedRooms() {
-  return [...state.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
-}
-
 async function joinRoom(room) {
   const frame = { type: "join", room: room.name };
   // Resume from the newest message held; a room read to its (empty) start resumes from 0.
@@ -224,7 +197,10 @@ async function refreshPublic() {
   try {
     const { rooms } = await call("GET", "/rooms", { token: token() });
     state.publicRooms = rooms.filter((r) => !r.private && !r.members.some(isMe));
-    for (const info of rooms) if (state.rooms.has(info.name)) state.rooms.get(info.name).info = info;
+    for (const info of rooms) {
+      const room = state.rooms.get(info.name);
+      if (room) room.info = info;
+    }
   } catch (error) {
     showError(error);
     return;
@@ -284,7 +260,8 @@ async function loadOlder(room) {
   if (room.loadingOlder || (room.loaded && !room.more)) return;
   room.loadingOlder = true;
   const before = room.oldestSeq;
-  const query = before === null ? `?limit=${HISTORY_PAGE}` : `?before=${before}&limit=${HISTORY_PAGE}`;
+  const bound = before === null ? "" : `before=${before}&`;
+  const query = `?${bound}limit=${HISTORY_PAGE}`;
   try {
     const page = await call("GET", roomPath(room.name, "messages") + query, { token: token() });
     for (const message of page.messages) room.add(message);
@@ -321,11 +298,6 @@ function markSeen() {
   if (room) state.seen.set(room.name, room.lastSeq);
 }
 
-function unread(room) {
-  if (room === state.current) return 0;
-  return Math.max(0, room.lastSeq - state.seen.get(room.name));
-}
-
 // --- frames from the server ------------------------------------------------------------------
 
 function received(frame) {
@@ -345,7 +317,8 @@ function received(frame) {
       break;
     case "left":
       if (room && frame.reason && frame.reason !== "left") {
-        showBanner(`You were ${frame.reason === "banned" ? "banned from" : "removed from"} #${room.name}.`);
+        const what = frame.reason === "banned" ? "banned from" : "removed from";
+        showBanner(`You were ${what} #${room.name}.`);
       }
       if (room && frame.reason) dropRoom(room.name);
       break;
@@ -373,6 +346,8 @@ function receivedMessage(room, frame) {
     markSeen();
     renderTyping();
     renderRoom(ours ? "bottom" : "keep");
+    // The list is redrawn whole, so it is no live region itself: announce just this one.
+    if (!isMe(message.from)) $("announce").textContent = `${message.from}: ${message.body}`;
   } else {
     renderRoomList();
   }
@@ -381,84 +356,11 @@ function receivedMessage(room, frame) {
 function receivedPresence(room, frame) {
   if (frame.status === "online") room.presence.add(frame.user);
   else room.presence.delete(frame.user);
-  if (frame.status === "online" && room.info && !room.info.members.some((m) => same(m, frame.user))) {
+  const known = room.info && room.info.members.some((m) => same(m, frame.user));
+  if (frame.status === "online" && room.info && !known) {
     fetchInfo(room);
   }
   if (room === state.current) renderPeopleNow();
-}
-
-// --- sending ---------------------------------------------------------------------------------
-
-function newId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return `w${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
-
-function sendMessage() {
-  const input = $("message-input");
-  const body = input.value;
-  const room = state.current;
-  if (!room || !body.trim()) return;
-  if ([...body].length > MAX_BODY) {
-    showBanner(`Too long: a message holds at most ${MAX_BODY} characters.`);
-    return;
-  }
-  const id = newId();
-  state.outbox.set(id, { id, room: room.name, body, failed: false });
-  input.value = "";
-  renderRoom("bottom");
-  pump(room.name);
-}
-
-/**
- * Send the room's queued messages one at a time, in the order they were typed. Each keeps
- * its id across reconnects, so a resend of a message the server already stored is answered
- * with the original ack and never makes a second copy. Stops when the connection drops;
- * the next `joined` of the room starts it again.
- */
-async function pump(name) {
-  if (state.pumping.has(name)) return;
-  state.pumping.add(name);
-  try {
-    for (;;) {
-      const room = state.rooms.get(name);
-      const next = [...state.outbox.values()].find((p) => p.room === name && !p.failed && !p.acked);
-      if (!room || !room.joined || !next) return;
-      try {
-        const ack = await state.conn.request({ type: "send", room: name, id: next.id, body: next.body });
-        next.acked = true;
-        if (room.seqs.has(ack.seq)) state.outbox.delete(next.id);
-      } catch (error) {
-        if (error instanceof ConnectionLost || error.code === "not_joined") return;
-        if (error.code === "rate_limited" || error.code === "unavailable") {
-          await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 1) * 1000));
-          continue;
-        }
-        next.failed = true;
-        showError(error);
-        if (room === state.current) renderRoom("keep");
-      }
-    }
-  } finally {
-    state.pumping.delete(name);
-  }
-}
-
-function retry(id) {
-  const pending = state.outbox.get(id);
-  if (!pending) return;
-  pending.failed = false;
-  renderRoom("keep");
-  pump(pending.room);
-}
-
-function typed() {
-  const room = state.current;
-  const now = Date.now();
-  if (!room || !room.joined || !$("message-input").value) return;
-  if (now - state.lastTyping < TYPING_EVERY_MS) return;
-  state.lastTyping = now;
-  state.conn.post({ type: "typing", room: room.name });
 }
 
 // --- member actions --------------------------------------------------------------------------
@@ -512,140 +414,6 @@ function openCreateRoom() {
   $("create-room-form").reset();
   $("create-room-error").textContent = "";
   $("create-room-dialog").showModal();
-}
-
-// --- rendering -------------------------------------------------------------------------------
-
-function renderRoomList() {
-  const items = sortedRooms().map((room) => {
-    const count = unread(room);
-    const current = room === state.current;
-    return el(
-      "li",
-      {},
-      el(
-        "button",
-        {
-          type: "button",
-          className: `room-item${current ? " current" : ""}${count ? " unread" : ""}`,
-          testid: `room-item-${room.name}`,
-          "aria-current": current ? "page" : null,
-          onclick: () => openRoom(room.name),
-        },
-        roomMark(room),
-        el("span", { className: "name", text: room.name }),
-        count ? el("span", { className: "badge", testid: `unread-${room.name}`, text: String(count) }) : null,
-      ),
-    );
-  });
-  $("room-list").replaceChildren(...items);
-  const total = [...state.rooms.values()].reduce((n, room) => n + unread(room), 0);
-  document.title = total ? `(${total}) hubbub` : "hubbub";
-}
-
-/** "#" for a public room, a padlock for a private one. */
-function roomMark(room) {
-  const isPrivate = Boolean(room.info && room.info.private);
-  return el("span", {
-    className: isPrivate ? "hash lock" : "hash",
-    text: isPrivate ? "" : "#",
-    title: isPrivate ? "private room" : null,
-    "aria-label": isPrivate ? "private" : null,
-  });
-}
-
-function renderPublic() {
-  const items = state.publicRooms
-    .filter((info) => !state.rooms.has(info.name))
-    .map((info) =>
-      el(
-        "li",
-        { testid: `public-room-${info.name}` },
-        el("span", { className: "name", text: `#${info.name}`, title: info.topic || null }),
-        el("button", {
-          type: "button",
-          className: "small",
-          testid: `join-${info.name}`,
-          text: "Join",
-          onclick: () => joinByName(info.name),
-        }),
-      ),
-    );
-  if (!items.length) items.push(el("li", { className: "hint", text: "No other public rooms." }));
-  $("public-rooms").replaceChildren(...items);
-}
-
-function renderHeader() {
-  const room = state.current;
-  $("room-title").replaceChildren(...(room ? [roomMark(room), room.name] : ["No room open"]));
-  $("room-topic").textContent = room && room.info ? room.info.topic : "";
-  $("room-leave").hidden = !room || room.role(state.session.user) === "owner";
-  const enabled = Boolean(room);
-  $("message-input").disabled = !enabled;
-  $("message-send").disabled = !enabled;
-}
-
-function renderPeopleNow() {
-  renderPeople(state.current, state.session.user, {
-    kick: (user) => memberAction("DELETE", "members", user),
-    ban: (user) => memberAction("PUT", "bans", user),
-    promote: (user) => memberAction("PUT", "moderators", user),
-    demote: (user) => memberAction("DELETE", "moderators", user),
-  });
-}
-
-function renderTyping() {
-  const room = state.current;
-  $("typing").textContent = room ? typingText(room.typists()) : "";
-}
-
-/**
- * Redraw the open room's messages. `bottom` scrolls to the newest; `keep` keeps the view
- * where it is (following new messages only when already at the bottom); `prepend` keeps
- * the same messages in view while older ones are added above them.
- */
-function renderRoom(mode) {
-  const box = $("messages");
-  const room = state.current;
-  if (!room) {
-    box.replaceChildren(el("p", { className: "empty", text: "Pick a room on the left, or create one." }));
-    return;
-  }
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  const fromBottom = box.scrollHeight - box.scrollTop;
-  const nodes = [historyEdge(room)];
-  let day = null;
-  for (const message of room.messages) {
-    if (dayKey(message.ts) !== day) {
-      day = dayKey(message.ts);
-      nodes.push(daySeparator(message.ts));
-    }
-    nodes.push(messageNode(message, { mine: isMe(message.from) }));
-  }
-  for (const pending of state.outbox.values()) {
-    if (pending.room !== room.name) continue;
-    const node = messageNode(
-      { id: pending.id, from: state.session.user, body: pending.body },
-      { mine: true, pending: !pending.failed, failed: pending.failed },
-    );
-    if (pending.failed) {
-      node.append(el("button", { type: "button", className: "small", testid: "message-retry", text: "Retry", onclick: () => retry(pending.id) }));
-    }
-    nodes.push(node);
-  }
-  box.replaceChildren(...nodes);
-  if (mode === "bottom" || (mode === "keep" && atBottom)) box.scrollTop = box.scrollHeight;
-  else if (mode === "prepend") box.scrollTop = box.scrollHeight - fromBottom;
-  // A short history does not fill the view, so no scroll could ask for more: ask now.
-  if (room.loaded && room.more && box.scrollHeight <= box.clientHeight) loadOlder(room);
-}
-
-function historyEdge(room) {
-  if (room.loaded && !room.more) {
-    const text = room.messages.length ? `This is the start of #${room.name}.` : "No messages yet: say hello!";
-    return el("p", { className: "edge", testid: "history-start", text });
-  }
-  return el("p", { className: "edge", testid: "history-more", text: room.loadingOlder || !room.loaded ? "Loading…" : "Scroll up for older messages" });
 }
 
 function toggleDrawer(name, open) {
@@ -714,13 +482,15 @@ function bind() {
   });
   window.addEventListener("hashchange", () => {
     const wanted = roomInHash();
-    if (state.session && wanted && (!state.current || state.current.name !== wanted)) joinByName(wanted);
+    const there = state.current && state.current.name === wanted;
+    if (state.session && wanted && !there) joinByName(wanted);
   });
   window.addEventListener("focus", () => state.session && refreshPublic());
   setInterval(renderTyping, 1000);
 }
 
 function boot() {
+  Object.assign(actions, { openRoom, joinByName, retry, loadOlder, memberAction });
   bind();
   const session = loadSession();
   if (session) enter(session);

@@ -13,13 +13,21 @@ export function renderPeople(room, me, actions) {
   const online = room ? [...room.presence].sort((a, b) => a.localeCompare(b)) : [];
   $("presence-list").replaceChildren(
     ...online.map((user) =>
-      el("li", { testid: `presence-${user}`, className: "online" }, el("span", { className: "dot", "aria-hidden": "true" }), user),
+      el(
+        "li",
+        { testid: `presence-${user}`, className: "online" },
+        el("span", { className: "dot", "aria-hidden": "true" }),
+        user,
+      ),
     ),
   );
   const myRole = room ? room.role(me) : null;
   const staff = myRole === "owner" || myRole === "moderator";
-  const members = room && room.info ? [...room.info.members].sort((a, b) => a.localeCompare(b)) : [];
-  $("member-list").replaceChildren(...members.map((user) => memberItem(room, me, myRole, user, actions)));
+  const members = room && room.info ? [...room.info.members] : [];
+  members.sort((a, b) => a.localeCompare(b));
+  $("member-list").replaceChildren(
+    ...members.map((user) => memberItem(room, me, myRole, user, actions)),
+  );
   $("invite-form").hidden = !staff;
 }
 

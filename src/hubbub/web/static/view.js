@@ -77,7 +77,9 @@ export function messageNode(message, { mine, pending = false, failed = false }) 
     "article",
     {
       testid: "message",
-      className: `message${mine ? " mine" : ""}${pending ? " pending" : ""}${failed ? " failed" : ""}`,
+      className: ["message", mine && "mine", pending && "pending", failed && "failed"]
+        .filter(Boolean)
+        .join(" "),
       dataset: {
         seq: message.seq ? String(message.seq) : "",
         id: message.id,
@@ -139,4 +141,20 @@ const ERROR_LABELS = {
 export function errorText(error) {
   const label = ERROR_LABELS[error.code] || "Error";
   return `${label}: ${error.message}`;
+}
+
+// The error banner: one line, until dismissed or replaced.
+
+export function showError(error) {
+  const known = error instanceof Error && error.code;
+  showBanner(known ? errorText(error) : String(error.message || error));
+}
+
+export function showBanner(text) {
+  $("error-text").textContent = text;
+  $("error-banner").hidden = false;
+}
+
+export function hideBanner() {
+  $("error-banner").hidden = true;
 }
