@@ -83,6 +83,12 @@ def pane(pilot: Pilot[None]) -> str:
     return app.pane.plain()
 
 
+def focused(app: ChatApp) -> str | None:
+    """The id of the widget with the focus (keys pressed before it has one are lost)."""
+    widget = app.screen.focused
+    return widget.id if widget is not None else None
+
+
 def shown(widget: Any) -> str:
     """The text a Static draws (after any markup was or was not applied)."""
     visual = widget.visual
@@ -96,7 +102,8 @@ async def say(pilot: Pilot[None], line: str) -> None:
 
 
 async def command(pilot: Pilot[None], line: str) -> None:
-    """Put a line in the input at once (keys cost ~70 ms each in the pilot), and press Enter."""
+    """Put a line (a command, or a message) in the input at once, and press Enter: keys cost
+    ~70 ms each in the pilot, and `say` already shows that typing works."""
     app = pilot.app
     assert isinstance(app, ChatApp)
     app.input.value = line
@@ -114,6 +121,7 @@ async def test_log_in_join_talk_and_see_others(
     app = ChatApp(chat_server.url, client_options=FAST)
     async with app.run_test(size=SIZE) as pilot:
         # The log-in screen: a new account, registered and logged in at once.
+        await until(pilot, lambda: focused(app) == "username", "the log-in screen")
         await pilot.press(*alice_name, "enter", *PASSWORD)
         await pilot.click("#register")
         await until(pilot, lambda: app.state == "live", "the connection")
@@ -217,11 +225,63 @@ async def test_signed_out_by_the_server_asks_to_log_in_again(
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state == "live", "the connection")
         await me.logout()  # revokes the token the app uses too: the server closes with 4001
-        await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the log-in screen")
+        await until(pilot, lambda: focused(app) == "username", "the log-in screen")
         assert app.state == "signed out"
+        assert isinstance(app.screen, LoginScreen)
         assert app.screen.query_one("#username", Input).value == ""
         await pilot.press(*me.user, "enter", *PASSWORD, "enter")
         await until(pilot, lambda: app.state == "live", "live again")
+
+
+class Gate:
+    """A TCP relay in front of a server that can turn new connections away: the client's path
+    stays shut while the server is back, so others talk in its absence."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.open = True
+        self.port = 0
+        self._listener: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Gate:
+        self._listener = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not self.open:
+                return
+            try:
+                upstream = await asyncio.open_connection("127.0.0.1", self.target)
+            except OSError:
+                return  # the server is down: so is the path
+            self._writers |= {writer, upstream[1]}
+            await asyncio.gather(self._pipe(reader, upstream[1]), self._pipe(upstream[0], writer))
+        finally:
+            writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)
 
 
 async def test_reconnects_after_a_server_restart_and_catches_up(
@@ -234,29 +294,36 @@ async def test_reconnects_after_a_server_restart_and_catches_up(
     name = unique("alice")
     async with Client(server.url) as registrar:
         await registrar.register(name, PASSWORD)
-    # --user and --password: no log-in screen.
-    app = ChatApp(server.url, username=name, password=PASSWORD, client_options=FAST)
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state == "live", "the connection")
-        await command(pilot, f"/join {room}")
-        await until(pilot, lambda: app.chat.current == room, "the room")
+    async with Gate(server.port) as gate:
+        # --user and --password: no log-in screen.
+        app = ChatApp(gate.url, username=name, password=PASSWORD, client_options=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.state == "live", "the connection")
+            await command(pilot, f"/join {room}")
+            await until(pilot, lambda: app.chat.current == room, "the room")
 
-        server.kill()
-        await until(pilot, lambda: app.state == "reconnecting", "reconnecting")
-        assert "● reconnecting" in shown(app.view.status)
-        await say(pilot, "sent while away")
-        await until(pilot, lambda: "sent while away  (sending…)" in pane(pilot), "pending")
+            server.kill()
+            await until(pilot, lambda: app.state == "reconnecting", "reconnecting")
+            assert "● reconnecting" in shown(app.view.status)
+            await command(pilot, "sent while away")
+            await until(pilot, lambda: "sent while away  (sending…)" in pane(pilot), "pending")
 
-        await asyncio.to_thread(server.start)
-        await until(pilot, lambda: app.state == "live", "live again")
-        await bob.join(room)  # bob's SDK reconnected by itself; this waits for it
-        await bob.send(room, "welcome back")
-        await until(pilot, lambda: "welcome back" in pane(pilot), "bob's message")
-        await until(pilot, lambda: "(sending…)" not in pane(pilot), "my message acked")
-        text = pane(pilot)
-        assert "connection lost: reconnecting…" in text and "reconnected" in text
-        assert text.count("sent while away") == 1
-        assert text.index("sent while away") < text.index("welcome back")
+            gate.open = False
+            await asyncio.to_thread(server.start)
+            await bob.join(room)  # bob's SDK reconnected by itself; this waits for it
+            await bob.send(room, "said in your absence")
+            assert app.state == "reconnecting"
+            gate.open = True
+            await until(pilot, lambda: app.state == "live", "live again")
+            await until(pilot, lambda: "(sending…)" not in pane(pilot), "my message acked")
+            await bob.send(room, "welcome back")
+            await until(pilot, lambda: "welcome back" in pane(pilot), "bob's live message")
+            text = pane(pilot)
+            assert "connection lost: reconnecting…" in text and "reconnected" in text
+            said = [line.split("  ", 1)[1] for line in text.splitlines() if "  " in line]
+            # Replayed (since the last seq seen), resent once, then live: each once, in order.
+            assert said == ["said in your absence", "sent while away", "welcome back"]
+            assert sorted(app.chat.rooms[room].messages) == [1, 2, 3]
 
 
 async def test_screenshot_of_a_conversation(
