@@ -203,12 +203,15 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     context.set_alpn_protocols(["http/1.1"])
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
-        raise ValueError(
-            f"cannot load --tls-cert {config.tls_cert} with --tls-key {config.tls_key}: {reason}"
-        ) from None
-    return context
+    except ssl.SSLError as exc:  # an OSError too: caught first, its strerror says little
+        reason = f"not a PEM certificate chain and its private key ({exc.reason or exc})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    else:
+        return context
+    raise ValueError(
+        f"cannot load --tls-cert {config.tls_cert} with --tls-key {config.tls_key}: {reason}"
+    )
 
 
 def _redacted(url: str) -> str:

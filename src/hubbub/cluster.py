@@ -17,6 +17,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,10 +51,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _probe_context() -> ssl.SSLContext:
+    """TLS for probing our own HAProxy on this machine: its certificate names the public
+    host (or is self-signed), so it is not verified; nothing but a status is read."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _http_status(url: str, timeout: float = 1.0) -> int | None:
     """The status of GET `url`, or None when nothing answers."""
+    context = _probe_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -146,6 +157,24 @@ class NodeProcess:
             return _http_status(self.url + "/readyz") == 200
 
         _wait(ready, timeout, f"{self.name} is not ready", self.log_path)
+
+
+def haproxy_executable() -> str:
+    """HAProxy's path (Debian puts it in /usr/sbin, not always on PATH)."""
+    exe = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    if exe is None:
+        raise RuntimeError("hubbub cluster needs HAProxy (apt-get install haproxy)")
+    return exe
+
+
+def spawn_haproxy(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Run HAProxy in the foreground on `config` (stop it by PID with SIGTERM)."""
+    return _spawn([haproxy_executable(), "-db", "-f", str(config)], log)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`; the exit status (None: never started)."""
+    return _stop(proc, signal.SIGTERM, timeout)
 
 
 class PrivateRedis:
@@ -276,6 +305,9 @@ class Cluster:
     drain_grace: float = DRAIN_GRACE
     node_args: Sequence[str] = ()
     worker: bool | None = None  # None: with Redis, when `hubbub worker` exists
+    # A PEM with the certificate chain and its key: HAProxy serves https/wss on `port` and
+    # redirects plain HTTP on `http_port` to it; the nodes behind it stay plain.
+    tls_cert: str | None = None
     say: Callable[[str], None] = lambda line: None
     nodes: list[NodeProcess] = field(init=False)
     stats_port: int = field(init=False)
@@ -289,6 +321,7 @@ class Cluster:
         self.workdir = self.data or Path(tempfile.mkdtemp(prefix="hubbub-cluster-"))
         self.port = self.port or free_port()
         self.stats_port = free_port()
+        self.http_port = free_port() if self.tls_cert else self.port
         self.nodes = [
             NodeProcess(f"node{i}", free_port(), self.workdir / f"node{i}", [])
             for i in range(1, self.size + 1)
@@ -301,11 +334,11 @@ class Cluster:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"{'wss' if self.tls_cert else 'ws'}://{self.host}:{self.port}/ws"
 
     @property
     def stats_url(self) -> str:
@@ -370,21 +403,20 @@ class Cluster:
         """This cluster's HAProxy configuration: the production template on 127.0.0.1."""
         servers = tuple((node.name, f"127.0.0.1:{node.port}") for node in self.nodes)
         layout = HAProxyLayout(
-            bind=f"{self.host}:{self.port}",
+            bind=f"{self.host}:{self.http_port}",
             servers=servers,
             stats_bind=f"127.0.0.1:{self.stats_port}",
             stats_socket=str(self.workdir / "haproxy.sock"),
+            tls_cert=self.tls_cert,
+            tls_bind=f"{self.host}:{self.port}" if self.tls_cert else None,
         )
         return render_haproxy_config(layout)
 
     def _start_haproxy(self, timeout: float) -> None:
-        exe = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
-        if exe is None:
-            raise RuntimeError("hubbub cluster needs HAProxy (apt-get install haproxy)")
         config = self.workdir / "haproxy.cfg"
         config.write_text(self.haproxy_config())
         log = self.workdir / "haproxy.log"
-        self.haproxy_proc = _spawn([exe, "-db", "-f", str(config)], log)
+        self.haproxy_proc = spawn_haproxy(config, log)
 
         def routing() -> bool:
             assert self.haproxy_proc is not None
@@ -521,6 +553,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="each node's --drain-grace, matched to HAProxy's health checks",
     )
     parser.add_argument(
+        "--tls-cert",
+        help="PEM with the certificate chain and its key: HAProxy serves https and wss on "
+        "--port (TLS termination) and redirects plain HTTP on another port to it",
+    )
+    parser.add_argument(
         "--print-haproxy-config",
         action="store_true",
         help="print the production HAProxy configuration (deploy/haproxy.cfg) and exit",
@@ -555,6 +592,7 @@ def run(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
         data=args.data,
         drain_grace=args.drain_grace,
         node_args=args.node_args,
+        tls_cert=args.tls_cert,
         say=say,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -576,6 +614,8 @@ def run(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
 
 def _announce(cluster: Cluster, say: Callable[[str], None]) -> None:
     say(f"serving on {cluster.url} (WebSocket {cluster.ws_url})")
+    if cluster.tls_cert:
+        say(f"plain HTTP on http://{cluster.host}:{cluster.http_port} redirects to it")
     for node in cluster.nodes:
         say(f"{node.name}: {node.url} pid {node.pid}, log {node.log_path}")
     if cluster.haproxy_proc is not None:

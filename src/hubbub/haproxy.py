@@ -26,6 +26,7 @@ class HAProxyLayout:
     production: bool = False
     stats_socket: str = "/run/haproxy/admin.sock"
     tls_cert: str | None = None  # None: the TLS lines are rendered commented out
+    tls_bind: str | None = None  # None: port 443 on the address of `bind`
 
 
 def render_haproxy_config(layout: HAProxyLayout) -> str:
@@ -95,7 +96,7 @@ def _defaults() -> list[str]:
 def _frontend(layout: HAProxyLayout) -> list[str]:
     tls = "" if layout.tls_cert else "# "
     cert = layout.tls_cert or "/etc/haproxy/certs/hubbub.pem"
-    https = layout.bind.rsplit(":", 1)[0] + ":443"
+    https = layout.tls_bind or layout.bind.rsplit(":", 1)[0] + ":443"
     return [
         "frontend hubbub",
         f"    bind {layout.bind}",
