@@ -169,6 +169,11 @@ async def test_log_in_join_talk_and_see_others(
 
         await bob.send(room, "while you look elsewhere")
         await until(pilot, lambda: f"#{room} (1)" in rooms_list(app), "an unread count")
+        for _ in range(2):  # two rooms: one of these shows it
+            if app.chat.current != room:
+                await pilot.press("ctrl+n")
+        await until(pilot, lambda: "while you look elsewhere" in pane(pilot), "the message")
+        assert f"#{room} (" not in rooms_list(app)  # read now
 
         await command(pilot, "/frobnicate")
         await until(pilot, lambda: "unknown command /frobnicate" in pane(pilot), "an error")
@@ -197,14 +202,22 @@ async def test_scroll_back_loads_older_pages_up_to_the_beginning(
     room = unique("r")
     await bob.create_room(room)
     await bob.join(room)
-    await asyncio.gather(*(bob.send(room, f"message number {i}") for i in range(1, 71)))
+    await asyncio.gather(*(bob.send(room, f"message number {i}") for i in range(1, 121)))
     reader = await people()  # its token, given as --token would
     app = ChatApp(chat_server.url, token=reader.token, client_options=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state == "live", "the connection")
         await command(pilot, f"/join {room}")
-        await until(pilot, lambda: "message number 70" in pane(pilot), "the latest page")
-        assert "message number 21" in pane(pilot) and "message number 20" not in pane(pilot)
+        await until(pilot, lambda: "message number 120" in pane(pilot), "the latest page")
+        assert "message number 71" in pane(pilot) and "message number 70" not in pane(pilot)
+
+        # Scrolled to the top (as by the mouse wheel): the page before comes in above, and
+        # what was at the top stays in view rather than jumping to the oldest line.
+        app.pane.release_anchor()
+        app.pane.scroll_home(animate=False)
+        await until(pilot, lambda: "message number 21" in pane(pilot), "an older page")
+        assert "message number 20" not in pane(pilot)
+        await until(pilot, lambda: app.pane.scroll_y > 0, "the place kept")
 
         async def page_up_until_the_beginning() -> None:
             while "the beginning of" not in pane(pilot):
@@ -214,7 +227,7 @@ async def test_scroll_back_loads_older_pages_up_to_the_beginning(
         lines = pane(pilot).splitlines()
         assert lines[0] == f"— the beginning of #{room} —"
         assert [line.split("  ", 1)[1] for line in lines[1:]] == [
-            f"message number {i}" for i in range(1, 71)
+            f"message number {i}" for i in range(1, 121)
         ]
 
 
