@@ -33,7 +33,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
 API_PREFIX = "/api/v1/"
 # What a page may send across origins: every method of the API, and the two headers it needs.
-CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+CORS_METHODS = "GET, POST, PUT, DELETE"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "3600"  # seconds a browser may reuse a preflight (Chromium caps it at 2 h)
 # A 429 says when to retry: let pages read it.
