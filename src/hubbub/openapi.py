@@ -9,6 +9,19 @@ from hubbub import __version__
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OBJ: dict[str, Any] = {"type": "object"}
+# The error codes of the protocol's error table: the only codes an error body carries.
+_CODES = [
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "not_joined",
+    "too_large",
+    "rate_limited",
+    "conflict",
+    "unavailable",
+    "internal",
+]
 
 
 def _credentials() -> dict[str, Any]:
@@ -57,6 +70,71 @@ def _query_int(name: str, minimum: int, maximum: int | None = None) -> dict[str,
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+def _shape(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with these properties, all required (a client ignores any others)."""
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_INT: dict[str, Any] = {"type": "integer"}
+# The objects of docs/protocol.md ("Objects"), so response bodies are checked field by field.
+_SCHEMAS: dict[str, Any] = {
+    "User": _shape({"name": _STR}),
+    "Room": _shape(
+        {
+            "name": _STR,
+            "topic": _STR,
+            "private": {"type": "boolean"},
+            "owner": _STR,
+            "moderators": _array(_STR),
+            "members": _array(_STR),
+            "last_seq": _INT,
+            "created_at": _INT,
+        }
+    ),
+    "Message": _shape(
+        {"room": _STR, "seq": _INT, "id": _STR, "from": _STR, "body": _STR, "ts": _INT}
+    ),
+    "Status": _shape({"status": _STR}),
+}
+# The success body of each operation that has one (keyed by path and method).
+_RESULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/v1/users", "post"): _shape({"user": _ref("User")}),
+    ("/api/v1/login", "post"): _shape({"token": _STR, "user": _ref("User")}),
+    ("/api/v1/me", "get"): _shape({"user": _ref("User"), "rooms": _array(_ref("Room"))}),
+    ("/api/v1/rooms", "post"): _shape({"room": _ref("Room")}),
+    ("/api/v1/rooms", "get"): _shape({"rooms": _array(_ref("Room"))}),
+    ("/api/v1/rooms/{room}", "get"): _shape({"room": _ref("Room")}),
+    ("/api/v1/rooms/{room}/bans", "get"): _shape({"users": _array(_STR)}),
+    ("/api/v1/rooms/{room}/messages", "get"): _shape(
+        {"messages": _array(_ref("Message")), "more": {"type": "boolean"}}
+    ),
+    ("/api/v1/rooms/{room}/presence", "get"): _shape({"users": _array(_STR)}),
+    ("/healthz", "get"): _ref("Status"),
+    ("/readyz", "get"): _ref("Status"),
+}
+
+
+def _attach_results(paths: dict[str, Any]) -> None:
+    for (path, method), schema in _RESULTS.items():
+        for status, response in paths[path][method]["responses"].items():
+            if status.startswith("2"):
+                response["content"] = {"application/json": {"schema": schema}}
+    # /readyz answers 503 with its status ("starting" or "draining"), not an error body.
+    paths["/readyz"]["get"]["responses"]["503"] = {
+        "description": "starting or draining",
+        "content": {"application/json": {"schema": _ref("Status")}},
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     room = [_path_param("room")]
@@ -66,8 +144,9 @@ def openapi_document() -> dict[str, Any]:
         "required": ["name"],
         "properties": {
             "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
-            "topic": {"type": "string"},
-            "private": {"type": "boolean"},
+            # null is taken as absent: no topic, not private.
+            "topic": {"type": "string", "maxLength": 1000, "nullable": True},
+            "private": {"type": "boolean", "nullable": True},
         },
     }
     paths: dict[str, Any] = {
@@ -124,6 +203,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    _attach_results(paths)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -135,6 +215,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _SCHEMAS,
             "responses": {
                 "Error": {
                     "description": "an error: {error: {code, message}}",
@@ -148,7 +229,7 @@ def openapi_document() -> dict[str, Any]:
                                         "type": "object",
                                         "required": ["code", "message"],
                                         "properties": {
-                                            "code": {"type": "string"},
+                                            "code": {"type": "string", "enum": _CODES},
                                             "message": {"type": "string"},
                                             "retry_after": {"type": "number"},
                                         },
