@@ -19,6 +19,7 @@ from hubbub.client import Client
 from hubbub.tui import commands
 from hubbub.tui.app import ChatApp
 from hubbub.tui.login import LoginScreen
+from hubbub.tui.model import TYPING_SHOWN_FOR, Chat, Message
 from hubbub.tui.widgets import Line
 
 PASSWORD = "correct horse"
@@ -392,3 +393,30 @@ def test_input_lines_parse_to_commands_messages_or_usage() -> None:
     assert commands.parse("/") == commands.Invalid("type /help for the list of commands")
     unknown = commands.parse("/frobnicate now")
     assert isinstance(unknown, commands.Invalid) and "unknown command /frobnicate" in unknown.reason
+
+
+def test_the_model_counts_unread_drops_repeats_and_lets_typing_fade() -> None:
+    chat = Chat(me="alice")
+    chat.joined({"room": "a", "presence": ["alice", "bob"]})
+    chat.joined({"room": "b", "presence": []})
+    assert chat.current == "a"
+
+    def message(room: str, seq: int, sender: str) -> Message:
+        return Message(room, seq, f"m{seq}", sender, "hi", 0)
+
+    chat.typing({"room": "a", "user": "bob"}, now=100.0)
+    chat.typing({"room": "a", "user": "carol"}, now=100.0)
+    assert chat.typing_line(now=101.0) == "bob and carol are typing…"
+    assert chat.add_message(message("a", 1, "bob"))
+    assert not chat.add_message(message("a", 1, "bob"))  # a replay is not shown twice
+    assert chat.typing_line(now=101.0) == "carol is typing…"  # bob sent it
+    assert chat.typing_line(now=100.0 + TYPING_SHOWN_FOR) == ""  # carol's notice faded
+
+    chat.add_message(message("b", 1, "bob"))
+    chat.add_message(message("b", 2, "alice"))  # my own, from another device
+    assert (chat.rooms["a"].unread, chat.rooms["b"].unread) == (0, 1)
+    assert chat.switch("b").unread == 0
+    chat.presence({"room": "a", "user": "bob", "status": "offline"})
+    assert chat.rooms["a"].online == {"alice"}
+    chat.forget("b")
+    assert chat.current == "a"
