@@ -244,7 +244,10 @@ async def test_signed_out_by_the_server_asks_to_log_in_again(
         assert app.state == "signed out"
         assert isinstance(app.screen, LoginScreen)
         assert app.screen.query_one("#username", Input).value == ""
-        await pilot.press(*me.user, "enter", *PASSWORD, "enter")
+        app.screen.query_one("#password", Input).focus()
+        app.screen.query_one("#username", Input).value = me.user
+        app.screen.query_one("#password", Input).value = PASSWORD
+        await pilot.press("enter")  # in the password field: log in
         await until(pilot, lambda: app.state == "live", "live again")
 
 
