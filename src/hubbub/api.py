@@ -194,8 +194,8 @@ async def revoke_sessions(request: web.Request) -> web.Response:
         "sessions_revoked_all",
         actor=user,
         client=client_of(request),
-        target=str(count),
         reason="kept current" if keep else None,
+        count=count,
     )
     return web.Response(status=204)
 
@@ -224,14 +224,16 @@ async def get_room(request: web.Request) -> web.Response:
     )
 
 
-def _member_route(action: Callable[[Chat, str, str, str], Awaitable[None]], event: str) -> Handler:
+def _member_route(
+    action: Callable[[Chat, str, str, str], Awaitable[None]], event: str, on_self: bool = True
+) -> Handler:
     """A `PUT|DELETE /api/v1/rooms/{room}/<kind>/{user}` call answering 204, audited as
-    `event` when it acts on someone else (joining or leaving oneself is not audited)."""
+    `event` (unless it acts on the caller and `on_self` is false: joining and leaving)."""
 
     async def handler(request: web.Request) -> web.Response:
         user, _ = await user_of(request)
         room, target = request.match_info["room"], request.match_info["user"]
-        audited = target.lower() != user.lower()
+        audited = on_self or target.lower() != user.lower()
         try:
             await action(request.app[CHAT], user, room, target)
         except ProtocolError as exc:
@@ -253,8 +255,8 @@ def _member_route(action: Callable[[Chat, str, str, str], Awaitable[None]], even
 
 
 MEMBER_ROUTES: list[tuple[str, str, Handler]] = [
-    ("PUT", "members", _member_route(Chat.add_member, "invite")),
-    ("DELETE", "members", _member_route(Chat.remove_member, "kick")),
+    ("PUT", "members", _member_route(Chat.add_member, "invite", on_self=False)),
+    ("DELETE", "members", _member_route(Chat.remove_member, "kick", on_self=False)),
     ("PUT", "bans", _member_route(Chat.ban, "ban")),
     ("DELETE", "bans", _member_route(Chat.unban, "unban")),
     ("PUT", "moderators", _member_route(Chat.promote, "promote")),

@@ -4,8 +4,9 @@ One JSON line per event on the `hubbub.audit` logger (the node's JSON log on std
 `logs.py`), so operators can route it apart from the rest. Its level is pinned at INFO:
 `--log-level warning` quiets the node, never its audit trail. Fields: `event`, `actor`,
 `target`, `room`, `address`, `user_agent`, `outcome` (`ok`, or the error code that
-refused it), `reason` (why a login failed) and `at` (Unix ms). Secrets never appear: no
-password, no token, no token hash (sessions are named by their public id).
+refused it), `at` (Unix ms), and where they apply `reason` (why a login failed) and
+`count` (sessions revoked at once). Secrets never appear: no password, no token, no
+token hash (sessions are named by their public id).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def audit(
     room: str | None = None,
     outcome: str = "ok",
     reason: str | None = None,
+    count: int | None = None,
 ) -> None:
     fields: dict[str, object] = {
         "event": event,
@@ -42,4 +44,6 @@ def audit(
     }
     if reason is not None:
         fields["reason"] = reason
+    if count is not None:
+        fields["count"] = count
     log.info(event, extra=fields)

@@ -154,10 +154,40 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("Register", "201", body=_credentials(), auth=False, errors=("400", "409"))
         },
         "/api/v1/login": {
-            "post": _op("Log in", "200", body=_credentials(), auth=False, errors=("400", "401"))
+            "post": _op(
+                "Log in (429 rate_limited, with Retry-After, after too many failures)",
+                "200",
+                body=_credentials(),
+                auth=False,
+                errors=("400", "401", "429"),
+            )
         },
         "/api/v1/logout": {"post": _op("Revoke this token", "204", errors=("401",))},
         "/api/v1/me": {"get": _op("Who am I, and my rooms", "200", errors=("401",))},
+        "/api/v1/me/sessions": {
+            "get": _op("My live tokens (sessions), the newest first", "200", errors=("401",)),
+            "delete": _op(
+                "Revoke all my sessions (keep_current=true keeps the calling one)",
+                "204",
+                errors=("400", "401"),
+                params=[
+                    {
+                        "name": "keep_current",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                    }
+                ],
+            ),
+        },
+        "/api/v1/me/sessions/{id}": {
+            "delete": _op(
+                "Revoke one of my sessions (its WebSockets close with 4001)",
+                "204",
+                errors=("401", "404"),
+                params=[_path_param("id")],
+            )
+        },
         "/api/v1/rooms": {
             "post": _op("Create a room", "201", body=room_body, errors=("400", "401", "409")),
             "get": _op("Public rooms and my rooms", "200", errors=("401",)),
