@@ -185,6 +185,9 @@ async def test_log_in_join_talk_and_see_others(
         await until(pilot, lambda: room not in app.chat.rooms, "the room left")
         assert f"You are no longer in #{room} (left)." in pane(pilot)
         assert alice_name not in (await bob.room(room))["members"]
+        await command(pilot, "/leave")  # the room on screen now: alice's own, which she keeps
+        await until(pilot, lambda: mine not in app.chat.rooms, "the room put away")
+        assert f"You own #{mine}, so you stay a member" in pane(pilot)
         await command(pilot, "/quit")
         await until(pilot, lambda: not app.is_running, "the app to exit")
 
