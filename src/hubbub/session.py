@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # The retry_after of a connection refused for the count of those already open: about the
 # time a client's backoff takes anyway; the count falls only when one of them closes.
 CONNECTIONS_RETRY_AFTER = 5.0
+FRAMES_PER_TURN = 16  # frames one connection may handle before the event loop turns
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
 
 
@@ -106,7 +107,14 @@ class Session:
             )
             # The frame loop is inline, and reads with `receive()` rather than `async for`:
             # each is one coroutine frame less held by every idle connection.
+            handled = 0
             while serving:
+                # `receive()` returns frames already read without giving the loop a turn: a
+                # client that writes thousands of frames at once would hold the node for
+                # all of them. Every FRAMES_PER_TURN frames, the others get their turn.
+                handled += 1
+                if handled % FRAMES_PER_TURN == 0:
+                    await asyncio.sleep(0)
                 msg = await ws.receive()
                 if msg.type in _CLOSED:
                     break
