@@ -55,6 +55,11 @@ class PageProblems:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.tolerated: list[str] = []
+
+    def tolerate(self, text: str) -> None:
+        """Console errors containing `text` are expected from now on (a test provokes them)."""
+        self.tolerated.append(text)
 
     def watch(self, page: Page, label: str) -> None:
         page.on("console", lambda message: self._console(label, message))
@@ -63,7 +68,7 @@ class PageProblems:
     def _console(self, label: str, message: ConsoleMessage) -> None:
         if message.type != "error":
             return
-        if _expected(message):
+        if _expected(message) or any(text in message.text for text in self.tolerated):
             return
         self.problems.append(f"{label}: console error: {message.text}")
 

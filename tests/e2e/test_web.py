@@ -14,7 +14,16 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import WebSocketRoute, expect
-from webui import bodies, create_room, join_by_name, log_in, register, send, shown_messages
+from webui import (
+    bodies,
+    create_room,
+    join_by_name,
+    log_in,
+    register,
+    send,
+    sent,
+    shown_messages,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -69,6 +78,7 @@ async def test_two_users_chat_live_with_presence_typing_and_history(
     expected = [text for _, text in CONVERSATION]
     for page in (alice, bob):
         await expect(bodies(page)).to_have_text(expected)
+        await expect(sent(page)).to_have_count(len(expected))
 
     await bob.reload()
     await expect(bob.get_by_test_id("conn-state")).to_have_text("live")
@@ -131,9 +141,7 @@ async def test_kill_and_restart_reconnects_resumes_and_sends_the_offline_queue_o
     }
     seen = []
     for page in (alice, bob):
-        await expect(page.locator("[data-testid=message][data-state=sent]")).to_have_count(
-            len(expected), timeout=20_000
-        )
+        await expect(sent(page)).to_have_count(len(expected), timeout=20_000)
         await expect(page.locator("[data-testid=message][data-state=pending]")).to_have_count(0)
         shown = await shown_messages(page)
         assert [m["seq"] for m in shown] == list(range(1, len(expected) + 1))
@@ -218,7 +226,7 @@ async def test_a_private_room_is_invisible_until_invited_and_a_kick_takes_it_awa
 
 
 async def test_hostile_bodies_are_shown_as_text_under_the_content_security_policy(
-    server_factory: Callable[..., Any], open_page: Any
+    server_factory: Callable[..., Any], open_page: Any, page_problems: Any
 ) -> None:
     srv = server_factory()
     alice = await open_page(srv.url)
@@ -245,6 +253,7 @@ async def test_hostile_bodies_are_shown_as_text_under_the_content_security_polic
     await box.press("Enter")
     for _ in range(2):  # live, then from history after a reload
         await expect(bodies(alice)).to_have_text([*hostile, "line one\nline two"])
+        await expect(sent(alice)).to_have_count(len(hostile) + 1)
         messages = alice.get_by_test_id("messages")
         await expect(messages.locator("script, img, iframe")).to_have_count(0)
         links = messages.locator("a")
@@ -253,6 +262,20 @@ async def test_hostile_bodies_are_shown_as_text_under_the_content_security_polic
         await expect(links).to_have_attribute("rel", "noopener noreferrer")
         assert await alice.evaluate("typeof window.__xss") == "undefined"
         await alice.reload()
+
+    # The policy is in force: even a script element made by the page's own code never runs.
+    page_problems.tolerate("violates the following Content Security Policy directive")
+    violated = await alice.evaluate(INJECT_INLINE_SCRIPT)
+    assert violated.startswith("script-src"), violated
+    assert await alice.evaluate("typeof window.__xss") == "undefined"
+
+
+INJECT_INLINE_SCRIPT = """() => new Promise(resolve => {
+    document.addEventListener("securitypolicyviolation", e => resolve(e.violatedDirective));
+    const script = document.createElement("script");
+    script.textContent = "window.__xss = 4";
+    document.head.append(script);
+})"""
 
 
 async def test_unread_counts_and_scrolling_back_through_history(
@@ -391,6 +414,7 @@ async def test_a_send_whose_ack_was_lost_is_resent_with_its_id_and_stored_once(
     await expect(alice.get_by_test_id("conn-state")).to_have_text("live")
     await send(alice, "and the next one")
     await expect(bodies(alice)).to_have_text([target, "and the next one"])
+    await expect(sent(alice)).to_have_count(2)
     assert [m["seq"] for m in await shown_messages(alice)] == [1, 2]
 
     assert len(sends) == 2, "one reconnect"

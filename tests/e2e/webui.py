@@ -53,6 +53,11 @@ def bodies(page: Page) -> Any:
     return page.get_by_test_id("messages").get_by_test_id("message-body")
 
 
+def sent(page: Page) -> Any:
+    """The open room's messages the server has stored (no longer pending)."""
+    return page.locator("[data-testid=message][data-state=sent]")
+
+
 async def shown_messages(page: Page) -> list[dict[str, Any]]:
     """Seq, state, sender and body of every message element of the open room."""
     result: list[dict[str, Any]] = await page.eval_on_selector_all(

@@ -486,6 +486,10 @@ function bind() {
     if (state.session && wanted && !there) joinByName(wanted);
   });
   window.addEventListener("focus", () => state.session && refreshPublic());
+  // The outbox lives in this page only: closing it with messages unsent would lose them.
+  window.addEventListener("beforeunload", (event) => {
+    if (state.outbox.size) event.preventDefault();
+  });
   setInterval(renderTyping, 1000);
 }
 
