@@ -183,7 +183,7 @@ async def robot_send(
                 assert frame["type"] != "error", frame
 
 
-async def test_a_private_room_is_invisible_until_invited_and_a_kick_takes_it_away(
+async def test_a_private_room_is_invisible_until_invited_and_moderation_takes_it_away(
     server_factory: Callable[..., Any], open_page: Any
 ) -> None:
     srv = server_factory()
@@ -207,6 +207,14 @@ async def test_a_private_room_is_invisible_until_invited_and_a_kick_takes_it_awa
     await expect(banner).to_contain_text("Not found")
     await expect(carol.get_by_test_id("room-item-secret")).to_have_count(0)
 
+    # A public room is joined from the list and left with the room's Leave button.
+    await carol.get_by_test_id("join-lobby").click()
+    await expect(carol.get_by_test_id("room-item-lobby")).to_have_attribute("aria-current", "page")
+    await expect(carol.get_by_test_id("public-room-lobby")).to_have_count(0)
+    await carol.get_by_test_id("room-leave").click()
+    await expect(carol.get_by_test_id("room-item-lobby")).to_have_count(0)
+    await expect(carol.get_by_test_id("public-room-lobby")).to_be_visible()
+
     await alice.get_by_test_id("invite-user").fill("carol")
     await alice.get_by_test_id("invite-submit").click()
     await expect(alice.get_by_test_id("member-carol")).to_be_visible()
@@ -223,6 +231,23 @@ async def test_a_private_room_is_invisible_until_invited_and_a_kick_takes_it_awa
     await expect(carol.get_by_test_id("room-item-secret")).to_have_count(0)
     await expect(banner).to_contain_text("removed from #secret")
     await expect(alice.get_by_test_id("member-carol")).to_have_count(0)
+    await expect(alice.get_by_test_id("presence-carol")).to_have_count(0)
+
+    # Invited again, promoted and demoted, then banned: the room goes and stays invisible.
+    await alice.get_by_test_id("invite-user").fill("carol")
+    await alice.get_by_test_id("invite-submit").click()
+    await alice.get_by_test_id("promote-carol").click()
+    await expect(alice.get_by_test_id("member-carol")).to_contain_text("moderator")
+    await alice.get_by_test_id("demote-carol").click()
+    await expect(alice.get_by_test_id("promote-carol")).to_be_visible()
+    await carol.reload()
+    await expect(carol.get_by_test_id("room-item-secret")).to_be_visible()
+    await expect(alice.get_by_test_id("presence-carol")).to_be_visible()
+    await alice.get_by_test_id("ban-carol").click()
+    await expect(carol.get_by_test_id("room-item-secret")).to_have_count(0)
+    await expect(banner).to_contain_text("banned from #secret")
+    await join_by_name(carol, "secret")
+    await expect(banner).to_contain_text("Not found")
 
 
 async def test_hostile_bodies_are_shown_as_text_under_the_content_security_policy(
