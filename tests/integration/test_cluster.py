@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from conftest import WS, Api, free_port
 from pgutil import TestDatabase
 from redis_server import REDIS_DURABLE, RedisServer
+from tools import haproxy_check, require
 from wsutil import barrier, join, messages, recv_until, uid
 
 from hubbub.cluster import Cluster
@@ -37,27 +37,6 @@ from hubbub.haproxy import (
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ("postgres", "redis")
-
-
-def require(tool: str) -> str:
-    """The executable of `tool` (also looked up in /usr/sbin); skip without it, fail under CI."""
-    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
-    if found is None:
-        message = f"{tool} is not installed (make haproxy installs HAProxy)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; required when CI is set")
-        pytest.skip(message)
-    return found
-
-
-def haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require("haproxy"), "-c", "-f", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 @pytest.fixture(params=ENGINES)

@@ -10,8 +10,6 @@ test: without it that test skips, or fails when CI is set.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -24,10 +22,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import WS, Api, ServerProcess, free_port
+from tools import haproxy_check, require
 from wsutil import recv_until, uid
 
 from hubbub.app import tls_context
-from hubbub.cluster import Cluster, haproxy_executable, spawn_haproxy, stop_process
+from hubbub.cluster import Cluster, spawn_haproxy, stop_process
 from hubbub.config import Config
 from hubbub.haproxy import HAProxyLayout, render_haproxy_config
 
@@ -42,34 +41,8 @@ class Certificates:
     pem: Path  # both in one file, as HAProxy wants them
 
 
-def missing(tool: str, hint: str = "") -> None:
-    """Skip without `tool`, or fail when CI is set (it must run there)."""
-    message = f"{tool} is not installed{hint}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; required when CI is set")
-    pytest.skip(message)
-
-
-def haproxy() -> str:
-    """HAProxy's executable, found as `hubbub cluster` finds it."""
-    try:
-        return haproxy_executable()
-    except RuntimeError:
-        missing("haproxy", " (make haproxy installs it)")
-        raise
-
-
-def haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [haproxy(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=30
-    )
-
-
 def openssl(*args: str) -> None:
-    exe = shutil.which("openssl")
-    if exe is None:
-        missing("openssl")
-    subprocess.run([str(exe), *args], capture_output=True, check=True, timeout=60)
+    subprocess.run([require("openssl"), *args], capture_output=True, check=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +237,7 @@ def test_a_bad_certificate_stops_the_node_with_one_line(
 async def test_haproxy_terminates_tls_in_front_of_a_plain_node(
     certs: Certificates, tmp_path: Path, server_factory: object
 ) -> None:
-    haproxy()
+    require("haproxy")
     node: ServerProcess = server_factory()  # type: ignore[operator]
     https_port, http_port, stats_port = free_port(), free_port(), free_port()
     layout = HAProxyLayout(

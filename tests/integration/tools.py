@@ -1,0 +1,36 @@
+"""External programs the integration tests drive (HAProxy, openssl, redis-server).
+
+A test that needs one skips without it on a laptop and fails under CI (CI set), where
+`make test` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def require(tool: str) -> str:
+    """The executable of `tool` (also looked up in /usr/sbin); skip without it, fail under CI."""
+    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+    if found is None:
+        message = f"{tool} is not installed (make test installs what the tests need)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; required when CI is set")
+        pytest.skip(message)
+    return found
+
+
+def haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
+    """`haproxy -c` on `config`: what HAProxy thinks of a configuration file."""
+    return subprocess.run(
+        [require("haproxy"), "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
