@@ -333,7 +333,9 @@ async def test_unread_counts_and_scrolling_back_through_history(
         await expect(alice.get_by_test_id("unread-first")).to_have_count(0)
         await expect(alice).to_have_title("(3) hubbub")
 
-    await alice.get_by_test_id("message-input").press("Alt+ArrowDown")
+    box = alice.get_by_test_id("message-input")
+    await box.fill("a draft for #first")
+    await box.press("Alt+ArrowDown")
     await expect(alice.get_by_test_id("room-item-second")).to_have_attribute("aria-current", "page")
     await expect(alice.get_by_test_id("unread-second")).to_have_count(0)
     await expect(alice).to_have_title("hubbub")
@@ -349,8 +351,13 @@ async def test_unread_counts_and_scrolling_back_through_history(
     await expect(alice.get_by_test_id("history-start")).to_be_visible()
     seqs = [m["seq"] for m in await shown_messages(alice)]
     assert seqs == list(range(1, 121))
+    # Each room keeps its draft.
+    await expect(box).to_have_value("")
+    await box.press("Alt+ArrowUp")
+    await expect(alice.get_by_test_id("room-item-first")).to_have_attribute("aria-current", "page")
+    await expect(box).to_have_value("a draft for #first")
     await alice.reload()
-    await expect(alice.get_by_test_id("room-item-second")).to_have_attribute("aria-current", "page")
+    await expect(alice.get_by_test_id("room-item-first")).to_have_attribute("aria-current", "page")
     await expect(alice.get_by_test_id("unread-first")).to_have_count(0)
     await expect(alice.get_by_test_id("unread-second")).to_have_count(0)
 

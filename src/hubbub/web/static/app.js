@@ -64,6 +64,7 @@ async function enter(session) {
   $("current-user").textContent = me.user.name;
   for (const info of me.rooms) addRoom(info);
   renderRoomList();
+  renderHeader();
   refreshPublic();
   state.conn = new Connection(socketUrl(location), session.token, {
     onState: connectionState,
@@ -89,8 +90,14 @@ function endSession(message) {
     publicRooms: [],
     outbox: new Map(),
     pumping: new Set(),
+    drafts: new Map(),
   });
-  $("room-list").replaceChildren();
+  for (const list of ["room-list", "public-rooms", "presence-list", "member-list", "messages"]) {
+    $(list).replaceChildren();
+  }
+  $("message-input").value = "";
+  $("typing").textContent = "";
+  document.title = "hubbub";
   if (message) showBanner(message);
   else hideBanner();
   showLogin();
@@ -227,6 +234,13 @@ function openRoom(name) {
   const room = state.rooms.get(name);
   if (!room) return;
   const switched = state.current !== room;
+  const input = $("message-input");
+  if (switched) {
+    // Each room keeps its own draft: text typed for one room never goes to another.
+    if (state.current) state.drafts.set(state.current.name, input.value);
+    input.value = state.drafts.get(name) || "";
+    state.drafts.delete(name);
+  }
   state.current = room;
   history.replaceState(null, "", `#room=${encodeURIComponent(name)}`);
   $("messages").replaceChildren();
@@ -240,7 +254,7 @@ function openRoom(name) {
   if (!room.info) fetchInfo(room);
   toggleDrawer("rooms-open", false);
   if (switched) state.lastTyping = 0;
-  $("message-input").focus();
+  input.focus();
 }
 
 function switchRoom(step) {

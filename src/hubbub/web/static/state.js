@@ -9,6 +9,7 @@ export const state = {
   publicRooms: [],
   outbox: new Map(), // id -> {id, room, body, failed}: sends not yet seen back, in typed order
   pumping: new Set(),
+  drafts: new Map(), // room -> text typed there and not sent, while another room is open
   lastTyping: 0,
 };
 
