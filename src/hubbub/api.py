@@ -26,7 +26,7 @@ from hubbub.errors import (
     Unauthorized,
 )
 from hubbub.openapi import openapi_document
-from hubbub.protocol import SEQ_MAX
+from hubbub.protocol import SEQ_MAX, valid_username
 from hubbub.rooms import Chat, message_view
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ routes = web.RouteTableDef()
 async def register(request: web.Request) -> web.Response:
     data = await body(request)
     name = data.get("username")
-    actor = name if isinstance(name, str) and len(name) <= 32 else None
+    actor = name if isinstance(name, str) and valid_username(name) else None
     try:
         user = await request.app[CHAT].register(name, data.get("password"))
     except ProtocolError as exc:

@@ -49,7 +49,9 @@ class LoginThrottle:
 
     @staticmethod
     def keys(username: str, address: str) -> LoginKeys:
-        account = username.lower()
+        """The counters of a login; no name over 32 characters exists, so 64 are plenty
+        (a 64 KiB "username" does not become a 64 KiB key)."""
+        account = username.lower()[:64]
         return LoginKeys(f"a:{address}", f"u:{account}", f"p:{account}|{address}")
 
     async def check(self, keys: LoginKeys) -> None:

@@ -2,8 +2,10 @@
 
 - `sqlite:///path` (the default): SQLite, in-process fan-out and presence; one node.
 - `postgresql://...` alone: PostgreSQL for everything durable, in-process fan-out; one node.
+  (Both count failed logins in process memory: `MemoryCounters`.)
 - `postgresql://...` with `--redis redis://...`: many nodes. PostgreSQL holds users, rooms
-  and all history; Redis the recent log, fan-out, presence and idempotency records; the
+  and all history; Redis the recent log, fan-out, presence, idempotency records and the
+  failed-login counters (`RedisCounters`, one limit for every node); the
   worker (`hubbub worker`) moves the log into PostgreSQL. `--redis
   redis+cluster://host:port[,host:port...]` runs the same on a Redis Cluster
   (`hubbub.engine.redis_client`).
