@@ -362,7 +362,7 @@ async def test_unread_counts_and_scrolling_back_through_history(
     await expect(alice.get_by_test_id("unread-second")).to_have_count(0)
 
 
-async def test_phone_width_has_a_room_drawer_and_sends(
+async def test_phone_width_has_a_room_drawer_sends_and_logs_out_every_tab(
     server_factory: Callable[..., Any], open_page: Any
 ) -> None:
     srv = server_factory()
@@ -389,9 +389,15 @@ async def test_phone_width_has_a_room_drawer_and_sends(
     await expect(phone.get_by_test_id("presence-dana")).to_be_visible()
     await phone.keyboard.press("Escape")
 
+    # A second tab shares the session; logging out in one closes the other's socket (4001).
+    other_tab = await phone.context.new_page()
+    await other_tab.goto(srv.url)
+    await expect(other_tab.get_by_test_id("conn-state")).to_have_text("live")
     token = await phone.evaluate("localStorage.getItem('hubbub.token')")
     await phone.get_by_test_id("logout").click()
     await expect(phone.get_by_test_id("login-view")).to_be_visible()
+    await expect(other_tab.get_by_test_id("login-view")).to_be_visible()
+    await expect(other_tab.get_by_test_id("error-banner")).to_contain_text("session has ended")
     assert await phone.evaluate("localStorage.getItem('hubbub.token')") is None
     async with (
         aiohttp.ClientSession() as http,
