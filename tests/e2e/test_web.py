@@ -262,6 +262,11 @@ async def test_hostile_bodies_are_shown_as_text_under_the_content_security_polic
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
+    async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/static/app.js") as r:
+        assert r.status == 200
+        assert r.content_type in ("text/javascript", "application/javascript")  # nosniff
+        assert r.headers["Content-Security-Policy"] == policy
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
     await register(alice, "alice")
     await create_room(alice, "xss")
     hostile = [
