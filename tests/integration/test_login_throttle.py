@@ -1,7 +1,7 @@
 """Login throttling (docs/security.md): failures counted per address and per account, 429
 `rate_limited` with `retry_after` and Retry-After until the window passes, even for the
-right password; X-Forwarded-For believed only from `--trusted-proxies`; one limit for all
-the nodes on one Redis.
+right password; X-Forwarded-For believed only from `--trusted-proxies`. (One limit for all
+the nodes on one Redis: tests/integration/test_sessions.py, which starts two such nodes.)
 
 Addresses other than 127.0.0.1 come from X-Forwarded-For, with the test as the trusted
 proxy. Few logins, each a real argon2 verification.
@@ -9,14 +9,10 @@ proxy. Few logins, each a real argon2 verification.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from conftest import Api, ServerProcess
-from pgutil import TestDatabase
-from redis_server import RedisServer
 
 PASSWORD = "correct horse"
 LIMIT = 3
@@ -107,33 +103,3 @@ async def test_forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit(
     status, body, retry = await login(api, name, via="192.0.2.3")
     assert (status, body["error"]["code"]) == (429, "rate_limited")
     assert 55 <= body["error"]["retry_after"] <= 60 and retry is not None
-
-
-@pytest.fixture
-def two_nodes(tmp_path: Path, server_factory: Any) -> Iterator[list[ServerProcess]]:
-    (tmp_path / "redis-data").mkdir()
-    redis = RedisServer(tmp_path / "redis-data")
-    redis.start()
-    database = TestDatabase(migrate=False)
-    args = ["--database", database.ensure(), "--redis", redis.url]
-    env = {"HUBBUB_LOGIN_FAILURES": "2", "HUBBUB_LOGIN_WINDOW": "60"}
-    nodes = [server_factory(env=env, args=[*args, "--node-id", f"node-{n}"]) for n in "ab"]
-    try:
-        yield nodes
-    finally:
-        for n in nodes:
-            n.stop()
-        redis.stop()
-        database.drop()
-
-
-async def test_the_limit_holds_across_nodes_on_one_redis(
-    two_nodes: list[ServerProcess], on: Callable[[ServerProcess], Api]
-) -> None:
-    a, b = two_nodes
-    name, _ = await on(a).user()
-    assert (await login(on(a), name, "wrong password"))[0] == 401
-    assert (await login(on(b), name, "wrong password"))[0] == 401
-    for node in (a, b):
-        status, body, _ = await login(on(node), name)
-        assert (status, body["error"]["code"]) == (429, "rate_limited")

@@ -115,7 +115,8 @@ def two_nodes(tmp_path: Path, server_factory: Any) -> Iterator[list[ServerProces
     redis.start()
     database = TestDatabase(migrate=False)
     args = ["--database", database.ensure(), "--redis", redis.url]
-    nodes = [server_factory(args=[*args, "--node-id", f"node-{n}"]) for n in "ab"]
+    env = {"HUBBUB_LOGIN_FAILURES": "2", "HUBBUB_LOGIN_WINDOW": "60"}
+    nodes = [server_factory(env=env, args=[*args, "--node-id", f"node-{n}"]) for n in "ab"]
     try:
         yield nodes
     finally:
@@ -125,9 +126,12 @@ def two_nodes(tmp_path: Path, server_factory: Any) -> Iterator[list[ServerProces
         database.drop()
 
 
-async def test_a_session_revoked_on_one_node_closes_its_websocket_on_another(
+async def test_revocations_and_login_limits_hold_across_nodes(
     two_nodes: list[ServerProcess], on: Callable[[ServerProcess], Api], ws_to: Any
 ) -> None:
+    """One test for both, as starting two nodes on Redis costs seconds: a session revoked
+    on one node closes its WebSocket on the other, and failed logins on either count
+    against one limit (the counters are in Redis)."""
     a, b = two_nodes
     name, token = await on(a).user()
     other = await login(on(b), name)
@@ -138,3 +142,12 @@ async def test_a_session_revoked_on_one_node_closes_its_websocket_on_another(
     assert await doomed.expect_close() == 4001
     status, _ = await on(b).call("GET", "/api/v1/me", other)
     assert status == 401
+
+    wrong = {"username": name, "password": "wrong password"}
+    assert (await on(a).call("POST", "/api/v1/login", json=wrong))[0] == 401
+    assert (await on(b).call("POST", "/api/v1/login", json=wrong))[0] == 401
+    for node in (a, b):
+        status, body = await on(node).call(
+            "POST", "/api/v1/login", json={"username": name, "password": PASSWORD}
+        )
+        assert (status, body["error"]["code"]) == (429, "rate_limited")
