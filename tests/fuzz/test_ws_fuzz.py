@@ -5,12 +5,16 @@ of range, huge or odd (unicode, escapes of lone surrogates, deep nesting), rando
 text that is not JSON, binary frames, text frames that are not UTF-8 and frames over
 the size limit. Properties, for every answer: each server frame is a frame of the spec,
 each error carries a spec code (never `internal`) and a message that reveals nothing of
-the inside; the connection stays open, or closes with the close code the spec gives
-for what was sent (1007 not UTF-8, 1009 too big, 4001 before hello). After each test the
-`guard` fixture (conftest.py) checks the server is healthy, the canary can send, the
-messages acked before the fuzz are unchanged and nothing was logged at level error.
+the inside; every frame with a valid `ref` gets exactly one reply carrying it (at most
+one for `send` and `typing`, whose ack or silence may come later) and no reply carries a
+ref that was never sent; the connection stays open, or closes with the close code the
+spec gives for what was sent (1007 not UTF-8, 1009 too big, 4001 before hello). After each
+test the `guard` fixture (conftest.py) checks the server is healthy, the canary can send,
+the messages acked before the fuzz are unchanged and nothing was logged at level error.
 
-Runs are derandomized with the example database off: the same examples every run.
+The server runs with rate limits off (conftest.py says why). Runs are derandomized with
+the example database off: the same examples every run. `pytest --hypothesis-show-
+statistics` shows which replies the fuzz reached.
 """
 
 from __future__ import annotations
@@ -295,14 +299,15 @@ class Fuzzer:
     async def _run(self, ws: aiohttp.ClientWebSocketResponse, batch: list[Action]) -> None:
         answered: dict[str, int] = {}  # ref -> replies carrying it, for frames that have one
         for action in batch:
-            data, opcode = payload(action, self.world)
             if action.kind == "frame":
                 value, ref = frame_of(action, self.world)
-                data = encode(value)
+                data, opcode = encode(value), aiohttp.WSMsgType.TEXT
                 if ref is not None:
                     answered[ref] = 0
                     self.sent[ref] = value.get("type")
-                    self.wire_of[ref] = str(data)
+                    self.wire_of[ref] = data
+            else:
+                data, opcode = payload(action, self.world)
             if isinstance(data, str):
                 self.strings.update(string_literals(data))
             await ws.send_frame(wire(data), opcode)
