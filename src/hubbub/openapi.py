@@ -104,12 +104,24 @@ _SCHEMAS: dict[str, Any] = {
         {"room": _STR, "seq": _INT, "id": _STR, "from": _STR, "body": _STR, "ts": _INT}
     ),
     "Status": _shape({"status": _STR}),
+    "Session": _shape(
+        {
+            "id": _STR,
+            "created": _INT,
+            "last_used": _INT,
+            "expires": _INT,
+            "user_agent": _STR,
+            "address": _STR,
+            "current": {"type": "boolean"},
+        }
+    ),
 }
 # The success body of each operation that has one (keyed by path and method).
 _RESULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/users", "post"): _shape({"user": _ref("User")}),
     ("/api/v1/login", "post"): _shape({"token": _STR, "user": _ref("User")}),
     ("/api/v1/me", "get"): _shape({"user": _ref("User"), "rooms": _array(_ref("Room"))}),
+    ("/api/v1/me/sessions", "get"): _shape({"sessions": _array(_ref("Session"))}),
     ("/api/v1/rooms", "post"): _shape({"room": _ref("Room")}),
     ("/api/v1/rooms", "get"): _shape({"rooms": _array(_ref("Room"))}),
     ("/api/v1/rooms/{room}", "get"): _shape({"room": _ref("Room")}),
