@@ -27,14 +27,16 @@ a few users, and a `rate_limited` answer would hide the authorization answer und
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ServerProcess, check_error, unique
 
 # --- the table -----------------------------------------------------------------------------------
 #
@@ -131,6 +133,14 @@ def cells() -> Iterator[Any]:
 
 # --- the world -----------------------------------------------------------------------------------
 
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A fresh lower-case name (valid as a username, room name or message id)."""
+    return f"{prefix}{os.getpid()}m{next(_names)}"
+
+
 PEOPLE = ("owner", "moderator", "member", "outsider", "banned", "newcomer", "revoked")
 # Targets of the calls, kept apart from the actors so a cell's actor is never its victim.
 TARGETS = {"member": "t-member", "moderator": "t-moderator", "banned": "t-banned"}
@@ -208,7 +218,9 @@ async def build(base: str) -> World:
 
 
 @pytest.fixture(scope="module")
-def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def matrix_server(
+    tmp_path_factory: pytest.TempPathFactory, root_conftest: ModuleType
+) -> Iterator[Any]:
     env = {
         "HUBBUB_RATE_LIMIT": "0",
         "HUBBUB_FRAME_RATE": "0",
@@ -217,7 +229,7 @@ def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
         "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
     }
-    srv = ServerProcess(tmp_path_factory.mktemp("authz"), env)
+    srv = root_conftest.ServerProcess(tmp_path_factory.mktemp("authz"), env)
     srv.start()
     try:
         yield srv
@@ -226,7 +238,7 @@ def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 
 @pytest.fixture(scope="module")
-def world(matrix_server: ServerProcess) -> World:
+def world(matrix_server: Any) -> World:
     return asyncio.run(build(matrix_server.url))
 
 
@@ -331,6 +343,7 @@ async def rejected(ws: aiohttp.ClientWebSocketResponse, reply: dict[str, Any]) -
 async def test_authorization(
     session: aiohttp.ClientSession,
     world: World,
+    assert_error: Callable[[tuple[int, Any], int, str], Any],
     call_name: str,
     kind: str,
     actor: str,
@@ -348,7 +361,7 @@ async def test_authorization(
         await restore(session, world, kind)  # even when wrongly allowed: later cells need it
     assert str(status) == expected, f"expected {expected}, got {status} {body!r}"
     if status >= 400:
-        check_error((status, body), status, HTTP_CODES[status])
+        assert_error((status, body), status, HTTP_CODES[status])
     if status == 404 and kind == "private" and actor in ("outsider", "banned"):
         # Exactly as for a room that does not exist: same status, code and message.
         missing = unique("nosuch")
