@@ -22,6 +22,7 @@ from hubbub.api import (
     errors_middleware,
     json_response,
 )
+from hubbub.clientaddr import TrustedProxies
 from hubbub.config import Config
 from hubbub.engine import open_engine
 from hubbub.engine.base import Message
@@ -30,6 +31,7 @@ from hubbub.origins import OriginPolicy, cors_middleware, refusal, response_head
 from hubbub.rooms import Chat
 from hubbub.session import Session
 from hubbub.slowloris import HeaderDeadline
+from hubbub.throttle import LoginThrottle
 from hubbub.web import add_web_routes
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,13 @@ class Node:
         self.engine = open_engine(config)
         engine = self.engine
         self.chat = Chat(
-            engine.store, engine.log, engine.bus, engine.presence, token_ttl=config.token_ttl
+            engine.store,
+            engine.log,
+            engine.bus,
+            engine.presence,
+            token_ttl=config.token_ttl,
+            throttle=LoginThrottle(engine.counters, config.login_failures, config.login_window),
+            proxies=TrustedProxies.parse(config.trusted_proxies),
         )
         self.gateway = Gateway(engine.presence, config.send_buffer)
         self.gateway.on_room_left = self._room_left

@@ -64,7 +64,9 @@ class Session:
     async def run(self, request: web.Request) -> web.StreamResponse:
         """Serve one connection from upgrade to close; 429 before the upgrade when its
         address already holds `--max-connections-per-address` WebSockets on this node."""
-        address = request.remote or ""
+        address = self.chat.proxies.client(
+            request.remote, request.headers.getall("X-Forwarded-For", [])
+        )
         most = self.config.max_connections_per_address
         if most > 0 and self.per_address.get(address, 0) >= most:
             error = RateLimited(
