@@ -475,3 +475,46 @@ async def test_a_send_whose_ack_was_lost_is_resent_with_its_id_and_stored_once(
         (1, sends[0][0], target),
         (2, sends[1][1], "and the next one"),
     ]
+
+
+async def test_a_message_between_the_history_read_and_the_join_is_not_lost(
+    server_factory: Callable[..., Any], open_page: Any
+) -> None:
+    """bob's page reads the room's (empty) history, alice posts, then bob's join reaches the
+    server: the join answers seq 1 with no replay, and the page reads the gap over HTTP."""
+    srv = server_factory()
+    alice = await open_page(srv.url)
+    bob = await open_page(srv.url)
+    held: list[str | bytes] = []
+    to_server: list[WebSocketRoute] = []
+
+    def route(page_side: WebSocketRoute) -> None:
+        server_side = page_side.connect_to_server()
+        to_server.append(server_side)
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "join" and frame["room"] == "race":
+                held.append(message)
+            else:
+                server_side.send(message)
+
+        page_side.on_message(from_page)
+        server_side.on_message(page_side.send)
+
+    await bob.route_web_socket("**/ws", route)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await create_room(alice, "race")
+    await join_by_name(bob, "race")
+    await expect(bob.get_by_test_id("history-start")).to_have_text("No messages yet: say hello!")
+    await send(alice, "posted while bob's join was on its way")
+    await expect(sent(alice)).to_have_count(1)
+    assert len(held) == 1
+    to_server[-1].send(held.pop())
+    await expect(bodies(bob)).to_have_text(["posted while bob's join was on its way"])
+    await expect(bob.get_by_test_id("history-start")).to_have_text("This is the start of #race.")
+    await send(alice, "and a live one")
+    await expect(bodies(bob)).to_have_text(
+        ["posted while bob's join was on its way", "and a live one"]
+    )

@@ -164,11 +164,10 @@ async function joinRoom(room) {
   room.joined = true;
   room.presence = new Set(reply.presence);
   room.lastSeq = Math.max(room.lastSeq, reply.seq);
+  // A join with `since` is followed by the replay of everything after it: nothing to check.
+  room.joinedSeq = frame.since === undefined ? reply.seq : 0;
   if (frame.since !== undefined && !reply.recovered) room.reset();
-  // History read before this join may end below what the join started from: fill the gap.
-  if (frame.since === undefined && room.newestSeq !== null && room.newestSeq < reply.seq) {
-    await fillGap(room, reply.seq);
-  }
+  await fillGaps(room);
   if (room === state.current) {
     markSeen();
     if (!room.loaded) loadOlder(room);
@@ -286,24 +285,29 @@ async function loadOlder(room) {
   } finally {
     room.loadingOlder = false;
   }
+  await fillGaps(room);
   if (room === state.current) {
     markSeen();
     renderRoom("prepend");
   }
 }
 
-/** Read the messages after our newest one up to `last` (a join without `since`). */
-async function fillGap(room, last) {
-  while (room.newestSeq !== null && room.newestSeq < last) {
-    const query = `?after=${room.newestSeq}&limit=200`;
-    try {
+/** Read what we lack between the messages we hold (see Room.firstGap) over HTTP. */
+async function fillGaps(room) {
+  if (room.filling) return;
+  room.filling = true;
+  try {
+    for (let after = room.firstGap(); after !== null; after = room.firstGap()) {
+      const query = `?after=${after}&limit=200`;
       const page = await call("GET", roomPath(room.name, "messages") + query, { token: token() });
-      for (const message of page.messages) room.add(message);
-      if (!page.more || !page.messages.length) return;
-    } catch (error) {
-      showError(error);
-      return;
+      let added = 0;
+      for (const message of page.messages) if (room.add(message)) added += 1;
+      if (!added) return;
     }
+  } catch (error) {
+    showError(error);
+  } finally {
+    room.filling = false;
   }
 }
 

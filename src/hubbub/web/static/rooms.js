@@ -13,6 +13,8 @@ export class Room {
     this.more = true; // older messages exist beyond what we hold
     this.loadingOlder = false;
     this.joined = false; // this connection is subscribed (joined since the last welcome)
+    this.joinedSeq = 0; // the room's last seq when it was joined: live messages come after it
+    this.filling = false;
     this.presence = new Set();
     this.typing = new Map(); // user -> time their indicator expires
   }
@@ -40,6 +42,23 @@ export class Room {
     }
     this.typing.delete(message.from);
     return true;
+  }
+
+  /**
+   * The seq after which we lack messages we should hold, or null. History and the join
+   * race (a page read just before a message, the join just after it), so what we hold can
+   * have a hole: between two messages, below the first one when history says it is the
+   * start, or between the newest one and the seq the join started from.
+   */
+  firstGap() {
+    const list = this.messages;
+    if (this.loaded && !this.more && list.length && list[0].seq > 1) return 0;
+    for (let i = 1; i < list.length; i++) {
+      if (list[i].seq !== list[i - 1].seq + 1) return list[i - 1].seq;
+    }
+    const newest = this.newestSeq === null ? 0 : this.newestSeq;
+    if (this.loaded && this.joined && newest < this.joinedSeq) return newest;
+    return null;
   }
 
   /** Forget the messages (a resume that could not replay everything: page history again). */
