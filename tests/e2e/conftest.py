@@ -18,10 +18,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Error,
+    Page,
+    async_playwright,
+    expect,
+)
 
 OpenPage = Callable[..., Awaitable[Page]]
 DESKTOP = {"width": 1280, "height": 800}
+# Conditions are met in well under a second; the margin is for a machine busy with other work.
+expect.set_options(timeout=10_000)
 
 
 def chromium_executable() -> str:
