@@ -129,6 +129,17 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 # The engines the protocol suite runs against: every test of the shared server runs once
 # per engine, with the engine in its id (`test_x[sqlite]`, `test_x[postgres]`, `test_x[redis]`).
 SERVER_ENGINES = ("sqlite", "postgres", "redis")
+# The shared servers carry thousands of tests through a few pooled users, all from one
+# address: the abuse limits that count per user or per address over time (history calls,
+# rooms created per hour, connections) would trip on the suite, not on an abuser. The
+# spec's per-connection rate limits stay on; the others have their own tests on their own
+# nodes (tests/integration/test_abuse_limits.py).
+SHARED_ENV = {
+    "HUBBUB_HISTORY_RATE": "0",
+    "HUBBUB_ROOMS_PER_HOUR": "0",
+    "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
+    "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
+}
 
 
 @pytest.fixture(scope="session", params=SERVER_ENGINES)
@@ -153,7 +164,7 @@ def shared_server(
         redis = RedisServer(tmp_path_factory.mktemp("shared-redis-data"), *REDIS_DURABLE)
         redis.start()
         args += ["--redis", redis.url]
-    srv = ServerProcess(tmp_path_factory.mktemp(f"shared-{engine}"), args=args)
+    srv = ServerProcess(tmp_path_factory.mktemp(f"shared-{engine}"), env=SHARED_ENV, args=args)
     try:
         srv.start()
         yield srv

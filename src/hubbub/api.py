@@ -25,6 +25,7 @@ from hubbub.errors import (
     TooLarge,
     Unauthorized,
 )
+from hubbub.limits import HttpLimits
 from hubbub.openapi import openapi_document
 from hubbub.protocol import SEQ_MAX, valid_username
 from hubbub.rooms import Chat, message_view
@@ -35,6 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CHAT: web.AppKey[Chat] = web.AppKey("chat", Chat)
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining", asyncio.Event)
 STARTED: web.AppKey[asyncio.Event] = web.AppKey("started", asyncio.Event)
+LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits", HttpLimits)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -204,9 +206,12 @@ async def revoke_sessions(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
     data = await body(request)
+    limits = request.app[LIMITS]
+    await limits.check_room_quota(user)
     room = await request.app[CHAT].create_room(
         user, data.get("name"), data.get("topic"), data.get("private")
     )
+    await limits.room_created(user)
     return json_response({"room": room}, 201)
 
 
@@ -274,6 +279,7 @@ async def list_bans(request: web.Request) -> web.Response:
 @routes.get("/api/v1/rooms/{room}/messages")
 async def history(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
+    request.app[LIMITS].check_history(user)
     before = query_int(request, "before", 0, SEQ_MAX)
     after = query_int(request, "after", 0, SEQ_MAX)
     limit = query_int(request, "limit", 1, 200) or 50

@@ -16,6 +16,7 @@ from hubbub import metrics
 from hubbub.api import (
     CHAT,
     DRAINING,
+    LIMITS,
     STARTED,
     add_routes,
     error_response,
@@ -27,6 +28,7 @@ from hubbub.config import Config
 from hubbub.engine import open_engine
 from hubbub.engine.base import Message
 from hubbub.gateway import Connection, Gateway
+from hubbub.limits import HttpLimits
 from hubbub.origins import OriginPolicy, cors_middleware, refusal, response_headers
 from hubbub.rooms import Chat
 from hubbub.session import Session
@@ -78,6 +80,7 @@ class Node:
         self.app[CHAT] = self.chat
         self.app[DRAINING] = self.unready
         self.app[STARTED] = self.started
+        self.app[LIMITS] = HttpLimits(engine.counters, config.rooms_per_hour, config.history_rate)
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)
         add_web_routes(self.app)

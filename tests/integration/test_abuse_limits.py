@@ -140,3 +140,38 @@ async def test_frames_past_the_frame_rate_are_rate_limited(
     # A burst of 10 passes (plus what refilled while the frames were on their way).
     assert 10 <= pongs < 30, replies
     assert {r["code"] for r in limited} == {"rate_limited"}, limited
+
+
+async def test_rooms_created_past_the_hourly_quota_get_429_with_retry_after(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_ROOMS_PER_HOUR": "2"})
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    _, other = await api.user()
+    await api.room(token)
+    await api.room(token)
+    status, body = await api.call("POST", "/api/v1/rooms", token, json={"name": "third-one"})
+    assert status == 429, body
+    assert body["error"]["code"] == "rate_limited", body
+    assert 3000 < body["error"]["retry_after"] <= 3600, body
+    status, _ = await api.call("GET", "/api/v1/rooms/third-one", token)
+    assert status == 404  # nothing was created
+    await api.room(other)  # the quota is per user
+
+
+async def test_http_history_past_its_rate_gets_429_per_user(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env={"HUBBUB_HISTORY_RATE": "1"})  # bursts of 2
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    _, other = await api.user()
+    room = await api.room(token)
+    path = f"/api/v1/rooms/{room}/messages"
+    statuses = [(await api.call("GET", path, token))[0] for _ in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429], statuses
+    status, body = await api.call("GET", path, token)
+    assert status == 429, body
+    assert body["error"]["code"] == "rate_limited" and body["error"]["retry_after"] > 0, body
+    assert (await api.call("GET", path, other))[0] == 200  # another user has their own
