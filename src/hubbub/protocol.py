@@ -6,6 +6,7 @@ tested without sockets.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -86,7 +87,13 @@ class FrameError(Exception):
 
 
 def _valid_ref(ref: object) -> str | None:
-    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+    if not isinstance(ref, str) or len(ref) > 64:
+        return None
+    try:
+        ref.encode()  # a lone surrogate (read from a \ud800 escape) cannot be sent back
+    except UnicodeEncodeError:
+        return None
+    return ref
 
 
 def _salvage_ref(data: str | bytes) -> str | None:
@@ -95,6 +102,17 @@ def _salvage_ref(data: str | bytes) -> str | None:
         obj = orjson.loads(data)
     except (orjson.JSONDecodeError, RecursionError, UnicodeError):
         return _scan_ref(data)
+    return _valid_ref(obj.get("ref")) if isinstance(obj, dict) else None
+
+
+def _escaped_ref(data: str | bytes) -> str | None:
+    """The `ref` of JSON that msgspec refuses only for an escaped lone surrogate (`\\ud800`:
+    valid JSON, not valid text), which the standard library's parser reads; None for text
+    that is not JSON at all."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
     return _valid_ref(obj.get("ref")) if isinstance(obj, dict) else None
 
 
@@ -145,7 +163,9 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
     except msgspec.ValidationError as exc:
         raise FrameError(BadRequest(f"invalid frame: {exc}"), _salvage_ref(data)) from None
     except msgspec.DecodeError as exc:
-        raise FrameError(BadRequest(f"not a JSON object: {exc}"), None) from None
+        # Valid JSON that is not valid text (an escaped lone surrogate, `\ud800`) lands
+        # here too: its `ref` is still echoed when it can be read.
+        raise FrameError(BadRequest(f"not a JSON object: {exc}"), _escaped_ref(data)) from None
     except RecursionError:
         raise FrameError(BadRequest("the frame is nested too deeply"), _scan_ref(data)) from None
     except UnicodeError:

@@ -153,7 +153,7 @@ class Chat:
 
     async def authenticate(self, token: Any) -> tuple[str, str]:
         """The user a token belongs to, and the token's hash; raises Unauthorized."""
-        if not isinstance(token, str) or not token or len(token) > 256:
+        if not isinstance(token, str) or not token or len(token) > 256 or not token.isascii():
             raise Unauthorized("missing or malformed token")
         hashed = token_hash(token)
         now = self.now_ms()

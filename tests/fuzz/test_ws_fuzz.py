@@ -33,9 +33,6 @@ from hypothesis import strategies as st
 # A failing example holding a 64 KiB body is reported, not turned into a warning error.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 MAX_FRAME = 65536  # the default --max-frame
-LONE_SURROGATE = re.compile(
-    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f]"
-)
 SETTINGS = settings(
     max_examples=1000,
     deadline=None,
@@ -144,11 +141,7 @@ def encode(frame: Any) -> str:
 
 
 def deep_frame(depth: int, ref: str) -> str:
-    """A ping nested `depth` levels deep, its `ref` after the nesting (read without parsing).
-
-    `ref` never holds a lone surrogate here: see `test_deep_frame_whose_ref_is_a_lone_
-    surrogate_gets_bad_request` (a known bug, reported, until it is fixed).
-    """
+    """A ping nested `depth` levels deep, its `ref` after the nesting (read without parsing)."""
     nested = "[" * depth + "]" * depth
     return f'{{"type":"ping","a":{nested},"ref":{json.dumps(ref)}}}'
 
@@ -335,8 +328,6 @@ class Fuzzer:
         # the ping's pong; but a `send` is acked when durable (maybe after the pong) and a
         # `typing` that works has no reply at all: at most one for those.
         for ref, count in answered.items():
-            if LONE_SURROGATE.search(self.wire_of[ref]):
-                continue  # a known bug: see test_frame_with_an_escaped_lone_surrogate_...
             if self.sent[ref] in ("send", "typing"):
                 assert count <= 1, (ref, count, batch)
             else:
@@ -425,16 +416,15 @@ async def test_any_first_frame_but_a_good_hello_is_unauthorized_and_4001(
         await ws.close()
 
 
-# --- known bugs (reported; strict xfail: once fixed they pass, and must lose the mark) ---------
+# --- lone surrogates (found by this fuzz) ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a lone-surrogate ref makes the error unencodable")
 async def test_deep_frame_whose_ref_is_a_lone_surrogate_gets_bad_request(
     http: aiohttp.ClientSession, world: World
 ) -> None:
     """Too deep for the parser, so the ref is read by scanning, and `\\ud800` becomes a lone
-    surrogate that cannot be encoded back into the error frame: the server answers
-    `internal` and closes 1011 (and logs the exception) instead of `bad_request`."""
+    surrogate that cannot be encoded back into the error frame: it is not echoed, and the
+    answer is `bad_request` (it was `internal` and a 1011 close)."""
     ws = await open_ws(http, world.ws_url, world.tokens["fuzzer"])
     try:
         await ws.send_str(deep_frame(5000, "\ud800"))
@@ -445,12 +435,11 @@ async def test_deep_frame_whose_ref_is_a_lone_surrogate_gets_bad_request(
         await ws.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: no ref echoed for an escaped lone surrogate")
 async def test_frame_with_an_escaped_lone_surrogate_gets_bad_request_with_its_ref(
     http: aiohttp.ClientSession, world: World
 ) -> None:
     """A JSON object with a valid ref and `\\ud800` in another field: msgspec calls the text
-    malformed, and the `bad_request` goes out without the ref the frame carried
+    malformed, and the `bad_request` still carries the ref the frame carried
     (docs/protocol.md: errors carry the ref "even when the rest of the frame was invalid")."""
     ws = await open_ws(http, world.ws_url, world.tokens["fuzzer"])
     try:
