@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -108,14 +109,18 @@ def query_bool(request: web.Request, name: str) -> bool:
     return raw in ("true", "1")
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
 def query_int(request: web.Request, name: str, low: int, high: int | None = None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
+    # Plain decimal digits only: int() would also take " 7", "+3", "1_0" and other scripts'
+    # digits, which no client means.
+    if not _INTEGER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer")
+    value = int(raw)
     if value < low or (high is not None and value > high):
         bound = f"{low} to {high}" if high is not None else f"at least {low}"
         raise BadRequest(f"{name} must be {bound}")

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -44,3 +45,19 @@ def setup(level: str, node: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The audit trail (`hubbub.audit`) is not noise: a quieter --log-level keeps it.
     logging.getLogger("hubbub.audit").setLevel(logging.INFO)
+    logging.getLogger("aiohttp.server").addFilter(_ParserRefusals())
+
+
+class _ParserRefusals(logging.Filter):
+    """aiohttp logs every request its HTTP parser refuses (bad bytes in the path or the
+    headers) at error level with a traceback: any client could fill the error log. Those
+    are the client's fault: one info line each, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = None
+            record.msg, record.args = "request refused by the HTTP parser: %s", (exc,)
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True

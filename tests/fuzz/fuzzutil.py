@@ -173,12 +173,6 @@ def server_errors(log: str) -> list[str]:
             continue
         if not isinstance(entry, dict):
             continue
-        if entry.get("logger") == "aiohttp.server" and "aiohttp.http_exceptions" in str(
-            entry.get("exc")
-        ):
-            # aiohttp's HTTP parser refusing malformed bytes (before any of our code runs)
-            # logs at error level: a logging nuisance (reported), not a failure to serve.
-            continue
         if entry.get("level") in ("error", "critical") or "exc" in entry:
             bad.append(line)
     return bad

@@ -224,7 +224,10 @@ async def test_history_pages_forwards_through_every_message_once(api, filled):
 # --- bad parameters ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "-1", "1000", "abc", "1.5", "5abc", "0x10", "1e2"])
+@pytest.mark.parametrize(
+    "limit",
+    ["0", "201", "-1", "1000", "abc", "1.5", "5abc", "0x10", "1e2", " 7", "+3", "1_0", "\u0663"],
+)
 async def test_history_rejects_a_limit_outside_1_to_200_or_not_an_integer(
     api, filled, limit, assert_error
 ):
