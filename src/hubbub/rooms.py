@@ -5,6 +5,7 @@ Backend-free: everything durable goes through the engine interfaces in `engine.b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -88,6 +89,7 @@ class Chat:
         self.throttle = throttle or LoginThrottle(MemoryCounters(), 0, 0)
         self.proxies = proxies or TrustedProxies()
         self._tokens: dict[str, tuple[str, int]] = {}  # token hash -> (user, expires_at)
+        self._joining: dict[tuple[str, str], asyncio.Future[bool]] = {}  # memberships being written
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -268,7 +270,15 @@ class Chat:
         """Make sure the user is a member (joining a public room makes them one)."""
         room, role = await self.readable(user, name)
         if role is None:
-            await self.store.add_member(name, user, self.now_ms())
+            # A burst of joins before the first is written would each write the same row:
+            # they share the first one's write instead.
+            key = (name, user.lower())
+            write = self._joining.get(key)
+            if write is None:
+                write = asyncio.ensure_future(self.store.add_member(name, user, self.now_ms()))
+                self._joining[key] = write
+                write.add_done_callback(lambda _: self._joining.pop(key, None))
+            await asyncio.shield(write)  # one joiner giving up does not cancel the others'
         return room
 
     async def _target(self, name: str) -> str:
