@@ -131,7 +131,8 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 SERVER_ENGINES = ("sqlite", "postgres", "redis")
 # The shared servers carry thousands of tests through a few pooled users, all from one
 # address: the abuse limits that count per user or per address over time (history calls,
-# rooms created per hour, connections) would trip on the suite, not on an abuser. The
+# rooms created per hour, connections, the penalty after a flood) would trip on the suite,
+# not on an abuser. The
 # spec's per-connection rate limits stay on; the others have their own tests on their own
 # nodes (tests/integration/test_abuse_limits.py).
 SHARED_ENV = {
@@ -139,6 +140,7 @@ SHARED_ENV = {
     "HUBBUB_ROOMS_PER_HOUR": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
+    "HUBBUB_ABUSE_PENALTY": "0",
 }
 
 

@@ -48,6 +48,7 @@ class Config:
     max_rooms_per_connection: int = 1000
     rooms_per_hour: int = 20
     header_timeout: float = 10.0
+    abuse_penalty: float = 10.0
     log_level: str = "info"
 
     def check(self) -> None:
@@ -115,6 +116,8 @@ _HELP = {
     "max_rooms_per_connection": "rooms one WebSocket may have joined at once; 0 = no limit",
     "rooms_per_hour": "rooms a user may create per hour; 0 = no limit",
     "header_timeout": "seconds a new connection has to send its request headers (slowloris)",
+    "abuse_penalty": "seconds a user and an address cut off for flooding or an oversized "
+    "frame are refused before they can connect again; 0 = off",
     "log_level": "debug, info, warning or error",
 }
 

@@ -111,3 +111,45 @@ class KeyedBuckets:
         for key, bucket in list(self.buckets.items()):
             if now - bucket.stamp >= full:
                 del self.buckets[key]
+
+
+class PenaltyBox:
+    """Keys (a user, an address) kept out for `seconds` after abuse.
+
+    A client cut off for flooding or for an oversized frame that comes straight back
+    would cost the node a handshake and a hello each time, and start again: for a while
+    it is refused before any of that. Expired entries are dropped as new ones come in,
+    and past `limit` keys the oldest go first, so the box cannot grow without bound.
+    """
+
+    __slots__ = ("limit", "seconds", "until")
+
+    def __init__(self, seconds: float, limit: int = 100_000) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self.until: dict[str, float] = {}
+
+    def add(self, key: str, now: float) -> None:
+        if self.seconds <= 0:
+            return
+        until = self.until
+        until.pop(key, None)  # re-inserted last: the dict stays in expiry order
+        until[key] = now + self.seconds
+        while until:  # the expired, from the front
+            first = next(iter(until))
+            if until[first] > now:
+                break
+            del until[first]
+        if len(until) > self.limit:
+            for old in list(until)[: len(until) - self.limit]:
+                del until[old]
+
+    def remaining(self, key: str, now: float) -> float:
+        """Seconds `key` is still kept out (0.0 when it is not)."""
+        until = self.until.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self.until[key]
+            return 0.0
+        return until - now

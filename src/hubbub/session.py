@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from hubbub import metrics
 from hubbub.api import error_response
@@ -38,14 +38,16 @@ from hubbub.protocol import (
     parse_frame,
     ws_text_frame,
 )
-from hubbub.ratelimit import ConnectionLimits
+from hubbub.ratelimit import ConnectionLimits, PenaltyBox
 from hubbub.rooms import Chat, message_view
 
 log = logging.getLogger(__name__)
 # The retry_after of a connection refused for the count of those already open: about the
 # time a client's backoff takes anyway; the count falls only when one of them closes.
 CONNECTIONS_RETRY_AFTER = 5.0
-FRAMES_PER_TURN = 16  # frames one connection may handle before the event loop turns
+FLOODING = "flooding"  # the close reason of a connection cut off for flooding
+OVERSIZED = "frame too large"  # ... and of one aiohttp closed with 1009
+FRAMES_PER_TURN = 4  # frames one connection may handle before the event loop turns
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
 
 
@@ -60,6 +62,7 @@ class Session:
         self.config = config
         self.draining = draining
         self.per_address: dict[str, int] = {}  # open WebSockets per client address
+        self.penalties = PenaltyBox(config.abuse_penalty)  # "user:NAME" and addresses
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         """Serve one connection from upgrade to close; 429 before the upgrade when its
@@ -68,16 +71,16 @@ class Session:
             request.remote, request.headers.getall("X-Forwarded-For", [])
         )
         most = self.config.max_connections_per_address
+        wait = self.penalties.remaining(address, time.monotonic())
+        if wait:
+            return _refused(wait, f"{address} was cut off for abuse; wait")
         if most > 0 and self.per_address.get(address, 0) >= most:
-            error = RateLimited(
+            return _refused(
                 CONNECTIONS_RETRY_AFTER, f"{address} already has {most} connections open"
             )
-            response = error_response(error)
-            response.headers["Retry-After"] = str(math.ceil(CONNECTIONS_RETRY_AFTER))
-            return response
         self.per_address[address] = self.per_address.get(address, 0) + 1
         try:
-            return await self._run(request)
+            return await self._run(request, address)
         finally:
             left = self.per_address[address] - 1
             if left:
@@ -85,7 +88,7 @@ class Session:
             else:
                 del self.per_address[address]
 
-    async def _run(self, request: web.Request) -> web.WebSocketResponse:
+    async def _run(self, request: web.Request, address: str) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
             heartbeat=self.config.heartbeat,
             max_msg_size=self.config.max_frame + 1,  # aiohttp refuses a message of exactly this
@@ -125,6 +128,7 @@ class Session:
                     if msg.type == WSMsgType.BINARY:
                         conn.error(BadRequest("binary frames are not accepted; send JSON text"))
                         continue
+                    _note_oversized(conn, msg)
                     break
                 now = time.monotonic()
                 try:
@@ -161,6 +165,11 @@ class Session:
             conn.close(1011, "internal error")
         finally:
             self.gateway.unregister(conn)
+            if conn.close_reason in (FLOODING, OVERSIZED):
+                now = time.monotonic()
+                self.penalties.add(address, now)
+                if conn.user:
+                    self.penalties.add(_user_key(conn.user), now)
         if not ws.closed:
             await conn.finish()
         return ws
@@ -172,6 +181,7 @@ class Session:
             return self._reject(conn, "no hello in time")
         if msg.type != WSMsgType.TEXT:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                _note_oversized(conn, msg)
                 return False
             return self._reject(conn, "the first frame must be hello")
         try:
@@ -184,6 +194,12 @@ class Session:
             conn.user, conn.token_hash = await self.chat.authenticate(frame.token)
         except Unauthorized as exc:
             return self._reject(conn, exc.message, frame.ref)
+        wait = self.penalties.remaining(_user_key(conn.user), time.monotonic())
+        if wait:
+            retry_after = math.ceil(wait * 1000) / 1000
+            conn.error(RateLimited(retry_after, f"{conn.user} was cut off for abuse"), frame.ref)
+            conn.close(1008, "cut off for abuse")
+            return False
         most = self.config.max_connections_per_user
         if most > 0 and len(self.gateway.by_user.get(conn.user.lower(), ())) >= most:
             conn.error(
@@ -230,7 +246,7 @@ class Session:
         retry_after = math.ceil(wait * 1000) / 1000  # never shorter than the real wait
         if limits.flood.strike(now):
             conn.error(RateLimited(retry_after, "flooding: closing the connection"), ref)
-            conn.close(1008, "flooding")
+            conn.close(1008, FLOODING)
         else:
             conn.error(RateLimited(retry_after), ref)
         return False
@@ -336,6 +352,23 @@ class Session:
                 {"type": "presence", "room": room, "user": conn.user, "status": "online"},
                 skip_session=conn.session,
             )
+
+
+def _note_oversized(conn: Connection, msg: WSMessage) -> None:
+    """Mark a connection aiohttp closed with 1009 for a frame over --max-frame."""
+    if isinstance(msg.data, WebSocketError) and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG:
+        conn.close_reason = OVERSIZED
+
+
+def _user_key(user: str) -> str:
+    return "user:" + user.lower()
+
+
+def _refused(retry_after: float, message: str) -> web.Response:
+    """HTTP 429 before the upgrade, with Retry-After."""
+    response = error_response(RateLimited(math.ceil(retry_after * 1000) / 1000, message))
+    response.headers["Retry-After"] = str(math.ceil(retry_after))
+    return response
 
 
 def _uncancel() -> int:

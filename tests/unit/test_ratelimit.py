@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hubbub.ratelimit import FLOOD_LIMIT, FLOOD_WINDOW, ConnectionLimits, FloodGuard, TokenBucket
+from hubbub.ratelimit import (
+    FLOOD_LIMIT,
+    FLOOD_WINDOW,
+    ConnectionLimits,
+    FloodGuard,
+    PenaltyBox,
+    TokenBucket,
+)
 
 T0 = 1_000.0  # an arbitrary monotonic clock reading
 
@@ -123,3 +130,27 @@ def test_connection_limits_cap_all_frames_at_200_per_second() -> None:
 def test_connection_limits_rate_zero_turns_limiting_off() -> None:
     limits = ConnectionLimits(rate=0, now=T0)
     assert all(limits.check(chatty=c, now=T0) == 0.0 for c in (True, False) for _ in range(10_000))
+
+
+def test_penalty_box_keeps_a_key_out_for_its_seconds_then_forgets_it() -> None:
+    box = PenaltyBox(10.0)
+    box.add("user:eve", T0)
+    assert box.remaining("user:eve", T0 + 4) == pytest.approx(6.0)
+    assert box.remaining("user:bob", T0 + 4) == 0.0
+    assert box.remaining("user:eve", T0 + 10) == 0.0
+    assert "user:eve" not in box.until
+
+
+def test_penalty_box_drops_the_expired_and_stays_within_its_limit() -> None:
+    box = PenaltyBox(10.0, limit=3)
+    for i in range(5):
+        box.add(f"k{i}", T0 + i)
+    assert list(box.until) == ["k2", "k3", "k4"]  # the oldest went first
+    box.add("k5", T0 + 13.5)  # k2 and k3 have expired by now
+    assert list(box.until) == ["k4", "k5"]
+
+
+def test_penalty_box_of_zero_seconds_is_off() -> None:
+    box = PenaltyBox(0.0)
+    box.add("x", T0)
+    assert box.remaining("x", T0) == 0.0
