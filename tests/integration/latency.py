@@ -71,8 +71,9 @@ def parse_frames(buf: bytearray) -> Iterator[tuple[int, bytes]]:
 class SlowConsumer:
     """A raw WebSocket that does hello and join, then stops reading."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, forwarded_for: str | None = None) -> None:
         self.port = port
+        self.forwarded = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
         self.sock = socket.socket()
         # A small receive buffer: the backlog builds up on the node, not in the kernel.
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -98,7 +99,7 @@ class SlowConsumer:
             (
                 f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{self.forwarded}\r\n"
             ).encode(),
         )
         while b"\r\n\r\n" not in self.buf:
