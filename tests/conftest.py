@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,8 @@ from pgutil import TestDatabase
 from redis_server import REDIS_DURABLE, RedisServer
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
+# This module, taken while it is being imported: later conftests take the name `conftest`.
+_THIS = sys.modules[__name__]
 _names = itertools.count()
 
 
@@ -176,6 +179,13 @@ def shared_server(
             redis.stop()
         if database is not None:
             database.drop()
+
+
+@pytest.fixture(scope="session")
+def root_conftest() -> ModuleType:
+    """This module, for the tests and conftests below that cannot import it as `conftest`
+    (each directory's conftest.py is a module of that name too)."""
+    return _THIS
 
 
 @pytest.fixture

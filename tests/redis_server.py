@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from needs import executable
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -19,13 +18,7 @@ from redis.backoff import NoBackoff
 
 def require_redis_server() -> str:
     """The redis-server executable; without one a test skips, or fails when CI is set."""
-    found = shutil.which("redis-server")
-    if found is None:
-        message = "redis-server is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required when CI is set)")
-        pytest.skip(message)
-    return found
+    return executable("redis-server", "apt-get install redis-server")
 
 
 # What the distributed engine is documented to need for "acked means durable" on Redis.

@@ -10,14 +10,12 @@ whose pages had any fails at teardown.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from needs import executable
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -35,15 +33,7 @@ expect.set_options(timeout=10_000)
 
 def chromium_executable() -> str:
     """Debian's chromium; without it the test skips, or fails when CI is set."""
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found is None:
-        message = "chromium is not installed (make chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: required when CI is set")
-        pytest.skip(message)
-    return found
+    return executable("chromium", "make chromium")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

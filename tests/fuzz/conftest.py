@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 from fuzzutil import World, check_healthy, server_errors
-
-ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
 
 # Limits off (see the module docstring), and a short heartbeat is not wanted: a fuzz
 # example must never race a server ping.
@@ -38,23 +35,17 @@ FUZZ_ENV = {
     "HUBBUB_ROOMS_PER_HOUR": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
+    # Oversized frames are part of the fuzz: the penalty box would refuse the next example.
+    "HUBBUB_ABUSE_PENALTY": "0",
 }
-
-
-def _root_conftest(config: pytest.Config) -> ModuleType:
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == ROOT_CONFTEST:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+    root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     """A `hubbub serve` (SQLite) for this test module alone, limits off."""
-    server_class = _root_conftest(pytestconfig).ServerProcess
+    server_class = root_conftest.ServerProcess
     srv = server_class(tmp_path_factory.mktemp("fuzz"), dict(FUZZ_ENV))
     srv.start()
     try:

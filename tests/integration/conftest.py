@@ -60,11 +60,6 @@ def pytest_configure(config: pytest.Config) -> None:
         globals()[name] = getattr(root, name)
 
 
-@pytest.fixture(scope="session")
-def root_conftest(pytestconfig: pytest.Config) -> ModuleType:
-    return _root_conftest(pytestconfig)
-
-
 @pytest.fixture(scope="session", name="unique")
 def unique_fixture(root_conftest: ModuleType) -> Callable[..., str]:
     """tests/conftest.py's `unique()`: a name no other test uses."""

@@ -6,23 +6,15 @@ A test that needs one skips without it on a laptop and fails under CI (CI set), 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from needs import executable
 
 
 def require(tool: str) -> str:
     """The executable of `tool` (also looked up in /usr/sbin); skip without it, fail under CI."""
-    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
-    if found is None:
-        message = f"{tool} is not installed (make test installs what the tests need)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; required when CI is set")
-        pytest.skip(message)
-    return found
+    return executable(tool)
 
 
 def haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
