@@ -62,7 +62,7 @@ EXPECTED_PANELS = {
     "Errors by code",
     "Backend errors",
     "Gap fills",
-    "Slow consumers cut off",
+    "Slow clients cut off",
     "Worker lag",
     "Worker throughput",
 }
