@@ -375,7 +375,7 @@ async def test_a_wait_timeout_longer_than_the_socket_timeout_is_rejected(
 def test_a_missing_redis_server_skips_locally_and_fails_under_ci(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name, path=None: None)
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception):
         require_redis_server()
