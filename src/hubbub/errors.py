@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -57,6 +58,12 @@ class RateLimited(ProtocolError):
     def __init__(self, retry_after: float, message: str = "") -> None:
         super().__init__(message or "too many frames; slow down")
         self.retry_after = retry_after
+
+    @classmethod
+    def after(cls, wait: float, message: str = "") -> RateLimited:
+        """`retry_after` from a measured wait, rounded up to the millisecond: never shorter
+        than the real wait."""
+        return cls(math.ceil(wait * 1000) / 1000, message)
 
     def payload(self) -> dict[str, Any]:
         return {**super().payload(), "retry_after": self.retry_after}

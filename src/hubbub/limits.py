@@ -28,8 +28,7 @@ class HttpLimits:
         """Raises RateLimited when `user` asks for history faster than `--history-rate`."""
         wait = self.history.take(user.lower(), time.monotonic())
         if wait:
-            retry_after = math.ceil(wait * 1000) / 1000
-            raise RateLimited(retry_after, "too many history requests; slow down")
+            raise RateLimited.after(wait, "too many history requests; slow down")
 
     def _rooms_key(self, user: str) -> str:
         return f"rooms-created:{user.lower()}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from typing import Any
@@ -196,8 +195,7 @@ class Session:
             return self._reject(conn, exc.message, frame.ref)
         wait = self.penalties.remaining(_user_key(conn.user), time.monotonic())
         if wait:
-            retry_after = math.ceil(wait * 1000) / 1000
-            conn.error(RateLimited(retry_after, f"{conn.user} was cut off for abuse"), frame.ref)
+            conn.error(RateLimited.after(wait, f"{conn.user} was cut off for abuse"), frame.ref)
             conn.close(1008, "cut off for abuse")
             return False
         most = self.config.max_connections_per_user
@@ -243,12 +241,11 @@ class Session:
         wait = limits.check(chatty, now, history)
         if not wait:
             return True
-        retry_after = math.ceil(wait * 1000) / 1000  # never shorter than the real wait
         if limits.flood.strike(now):
-            conn.error(RateLimited(retry_after, "flooding: closing the connection"), ref)
+            conn.error(RateLimited.after(wait, "flooding: closing the connection"), ref)
             conn.close(1008, FLOODING)
         else:
-            conn.error(RateLimited(retry_after), ref)
+            conn.error(RateLimited.after(wait), ref)
         return False
 
     def _internal(self, conn: Connection, ref: str | None) -> None:
@@ -364,11 +361,9 @@ def _user_key(user: str) -> str:
     return "user:" + user.lower()
 
 
-def _refused(retry_after: float, message: str) -> web.Response:
-    """HTTP 429 before the upgrade, with Retry-After."""
-    response = error_response(RateLimited(math.ceil(retry_after * 1000) / 1000, message))
-    response.headers["Retry-After"] = str(math.ceil(retry_after))
-    return response
+def _refused(wait: float, message: str) -> web.Response:
+    """HTTP 429 before the upgrade (error_response adds Retry-After)."""
+    return error_response(RateLimited.after(wait, message))
 
 
 def _uncancel() -> int:
