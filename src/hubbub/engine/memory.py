@@ -80,13 +80,15 @@ class MemoryPresence:
 
 
 class MemoryCounters:
-    """Windowed counters in a dict of bounded size (login throttling on one node).
+    """Windowed counters in a dict of bounded size (login throttling and the room quota
+    on one node).
 
-    Every key of one user of these counters has the same window, so the dict's insertion
-    order is also the order of expiry: eviction pops from the front, expired keys first.
-    When `limit` live keys exist (a flood from that many addresses or names), the oldest
-    is dropped early: memory stays bounded, and the cost is that the flood's oldest
-    counters restart from zero.
+    Keys are kept in the order of their first hit. Eviction pops expired keys from the
+    front and stops at the first live one: with one window that is the order of expiry,
+    and with the two windows in use (logins, rooms per hour) an expired key behind a
+    longer-lived one waits its turn (`get` never counts it). When `limit` keys exist (a
+    flood from that many addresses or names), the oldest is dropped early: memory stays
+    bounded, and the cost is that the flood's oldest counters restart from zero.
     """
 
     def __init__(self, limit: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:

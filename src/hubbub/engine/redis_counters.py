@@ -1,12 +1,12 @@
-"""Windowed counters in Redis: login throttling that holds across every node.
+"""Windowed counters in Redis: login throttling and the room quota, across every node.
 
 Every key carries the hash tag `{login}`, so all of them live in one slot (one shard of a
-Redis Cluster) and one script reads or bumps several atomically. Failed logins are rare
-next to messages: one slot carries them easily.
+Redis Cluster) and one script reads or bumps several atomically. Failed logins and new
+rooms are rare next to messages: one slot carries them easily.
 
 A key expires a window after its first hit (INCR, then PEXPIRE when the count is 1, in one
 script: a key is never left without its expiry). A Redis outage answers `unavailable`:
-logins are refused rather than let through unthrottled.
+logins and new rooms are refused rather than let through uncounted.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class RedisCounters:
         try:
             raw = await self._get(keys=[PREFIX + k for k in keys])
         except (RedisError, *REDIS_UNREACHABLE) as exc:
-            raise Unavailable(f"login throttling is unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
         return [(int(raw[i]), int(raw[i + 1]) / 1000) for i in range(0, len(raw), 2)]
 
     async def hit(self, keys: Sequence[str], window: float) -> None:
@@ -68,10 +68,14 @@ class RedisCounters:
         try:
             await self._hit(keys=[PREFIX + k for k in keys], args=[max(1, int(window * 1000))])
         except (RedisError, *REDIS_UNREACHABLE) as exc:
-            raise Unavailable(f"login throttling is unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
 
     async def clear(self, key: str) -> None:
         try:
             await self.client.delete(PREFIX + key)
         except (RedisError, *REDIS_UNREACHABLE) as exc:
-            raise Unavailable(f"login throttling is unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"the shared counters (login throttling, room quota) are unavailable: {exc}")
