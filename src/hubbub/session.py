@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from hubbub import metrics
-from hubbub.api import error_response
+from hubbub.api import client_of, error_response
 from hubbub.config import Config
 from hubbub.errors import (
     BadRequest,
@@ -66,9 +66,7 @@ class Session:
     async def run(self, request: web.Request) -> web.StreamResponse:
         """Serve one connection from upgrade to close; 429 before the upgrade when its
         address already holds `--max-connections-per-address` WebSockets on this node."""
-        address = self.chat.proxies.client(
-            request.remote, request.headers.getall("X-Forwarded-For", [])
-        )
+        address = client_of(request).address
         most = self.config.max_connections_per_address
         wait = self.penalties.remaining(address, time.monotonic())
         if wait:
