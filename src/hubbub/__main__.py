@@ -1,5 +1,5 @@
 """`python -m hubbub` runs the command line."""
 
-from hubbub.cli import main
+from hubbub.ops.cli import main
 
 raise SystemExit(main())

@@ -20,7 +20,7 @@ import requests
 import schemathesis
 from fuzzutil import World
 
-from hubbub.openapi import openapi_document
+from hubbub.server.openapi import openapi_document
 
 MAX_EXAMPLES = 10
 

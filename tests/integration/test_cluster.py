@@ -27,8 +27,8 @@ from redis_server import REDIS_DURABLE, RedisServer
 from tools import haproxy_check, require
 from wsutil import barrier, join, messages, recv_until, uid
 
-from hubbub.cluster import Cluster
-from hubbub.haproxy import (
+from hubbub.ops.cluster import Cluster
+from hubbub.ops.haproxy import (
     DRAIN_GRACE,
     HAProxyLayout,
     production_haproxy_config,

@@ -39,7 +39,7 @@ from hostile import SLOWLORIS
 from latency import Members, p99, rss
 
 from hubbub.bench.procstat import cpu_seconds
-from hubbub.slowloris import SWEEP
+from hubbub.server.edge.slowloris import SWEEP
 
 SENDERS = 3
 RATE = 150  # messages/s per sender, under --rate-limit 200 and the 200 frames/s limit

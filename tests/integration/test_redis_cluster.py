@@ -26,7 +26,7 @@ from pgutil import TestDatabase
 from redis.cluster import ClusterNode, RedisCluster
 from redis_cluster import RedisCluster as PrivateCluster
 
-from hubbub.engine.redis_log import seq_key, stream_key
+from hubbub.engine.redis.log import seq_key, stream_key
 
 HEARTBEAT = 1.0
 KEEP = 10  # the worker's --keep: entries a trimmed stream still holds
@@ -357,8 +357,8 @@ async def test_killed_pubsub_connections_are_reopened_and_gaps_filled(
 
 def test_replica_acks_are_refused_on_a_cluster() -> None:
     """WAIT cannot follow writes spread over shards: the combination fails at start-up."""
-    from hubbub.engine.redis_client import connect
-    from hubbub.engine.redis_log import RedisLog
+    from hubbub.engine.redis.client import connect
+    from hubbub.engine.redis.log import RedisLog
 
     client = connect("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", socket_timeout=5.0)
     with pytest.raises(ValueError, match="not supported on a Redis Cluster"):
@@ -376,7 +376,7 @@ def test_replica_acks_are_refused_on_a_cluster() -> None:
 def test_cluster_urls_name_seeds_and_credentials(
     url: str, seeds: list[tuple[str, int]], user: str | None, password: str | None
 ) -> None:
-    from hubbub.engine.redis_client import cluster_seeds
+    from hubbub.engine.redis.client import cluster_seeds
 
     assert cluster_seeds(url) == (seeds, user, password)
 
@@ -385,7 +385,7 @@ def test_cluster_urls_name_seeds_and_credentials(
     "url", ["redis+cluster://h1", "redis+cluster://h1:7000/0", "redis+cluster://h1:x", "http://h"]
 )
 def test_bad_redis_urls_are_refused(url: str) -> None:
-    from hubbub.engine.redis_client import check_url
+    from hubbub.engine.redis.client import check_url
 
     with pytest.raises(ValueError):
         check_url(url)

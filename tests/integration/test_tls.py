@@ -25,10 +25,10 @@ from conftest import WS, Api, ServerProcess, free_port
 from tools import haproxy_check, require
 from wsutil import recv_until, uid
 
-from hubbub.app import tls_context
-from hubbub.cluster import Cluster, spawn_haproxy, stop_process
-from hubbub.config import Config
-from hubbub.haproxy import HAProxyLayout, render_haproxy_config
+from hubbub.ops.cluster import Cluster, spawn_haproxy, stop_process
+from hubbub.ops.haproxy import HAProxyLayout, render_haproxy_config
+from hubbub.server.config import Config
+from hubbub.server.node import tls_context
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
 

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 from pgutil import POSTGRES
 
 from hubbub.engine.base import Log, Message, Store
-from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
-from hubbub.engine.sqlite import SqliteLog, SqliteStore
-from hubbub.engine.sqlite_db import SqliteDatabase
+from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
+from hubbub.engine.sqlite.database import SqliteDatabase
+from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
 
 
 class EngineUnderTest(Protocol):

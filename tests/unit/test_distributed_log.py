@@ -19,9 +19,9 @@ from test_engine_contract import room
 
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog
-from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore
-from hubbub.engine.redis_log import RedisLog, id_key, stream_key
-from hubbub.errors import Conflict
+from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
+from hubbub.engine.redis.log import RedisLog, id_key, stream_key
+from hubbub.protocol.errors import Conflict
 
 LOG_CONTRACT = log_contract_tests()
 globals().update(LOG_CONTRACT)

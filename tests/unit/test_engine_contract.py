@@ -10,7 +10,7 @@ import pytest
 from engine_handles import EngineUnderTest
 
 from hubbub.engine.base import LoginSession, Message, Role, Room
-from hubbub.errors import Conflict
+from hubbub.protocol.errors import Conflict
 
 
 async def user(engine: EngineUnderTest, name: str) -> None:

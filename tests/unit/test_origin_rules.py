@@ -1,11 +1,11 @@
-"""The origin rule of hubbub.origins, table-driven: which (Origin, Host) pairs may go on."""
+"""The origin rule of server.edge.origins, table-driven: which (Origin, Host) pairs may go on."""
 
 from __future__ import annotations
 
 import pytest
 
-from hubbub.config import Config
-from hubbub.origins import Origin, OriginPolicy, parse_origin
+from hubbub.server.config import Config
+from hubbub.server.edge.origins import Origin, OriginPolicy, parse_origin
 
 NONE = OriginPolicy()
 LISTED = OriginPolicy.parse("https://app.example.com, http://localhost:3000")

@@ -10,9 +10,9 @@ import pytest
 from pgutil import POSTGRES
 
 from hubbub.engine.base import Message, Room
-from hubbub.engine.postgres import PostgresDatabase, PostgresLog, PostgresStore, asyncpg_dsn
-from hubbub.errors import Unavailable
-from hubbub.migrations import sqlalchemy_url
+from hubbub.engine.migrations import sqlalchemy_url
+from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore, asyncpg_dsn
+from hubbub.protocol.errors import Unavailable
 
 
 class Node:

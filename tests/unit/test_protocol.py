@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hubbub.errors import BadRequest, Conflict, RateLimited
-from hubbub.protocol import (
+from hubbub.protocol.errors import BadRequest, Conflict, RateLimited
+from hubbub.protocol.frames import (
     FrameError,
     Hello,
     History,

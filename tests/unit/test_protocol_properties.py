@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from hubbub.protocol import (
+from hubbub.protocol.frames import (
     FrameError,
     Hello,
     History,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hubbub.ratelimit import (
+from hubbub.core.limits import (
     FLOOD_LIMIT,
     FLOOD_WINDOW,
     ConnectionLimits,

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from redis_server import RedisServer
 
 from hubbub.engine.base import Message
-from hubbub.engine.redis_bus import RedisBus, room_of
-from hubbub.engine.redis_log import RedisLog, channel, seq_key, stream_key
-from hubbub.errors import Unavailable
+from hubbub.engine.redis.bus import RedisBus, room_of
+from hubbub.engine.redis.log import RedisLog, channel, seq_key, stream_key
+from hubbub.protocol.errors import Unavailable
 
 
 class Recorder:

@@ -9,7 +9,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 from redis_server import RedisServer, require_redis_server
 
-from hubbub.engine import redis_client
+from hubbub.engine.redis import client as redis_client
 
 COMMANDS = [
     ("EVALSHA", "a" * 40, 3, "hubbub:{r}:seq", "k\u00e9y", b"raw\r\nbytes", "", 1.5, -7, 10**20),

@@ -21,7 +21,7 @@ from redis.crc import key_slot
 from redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.base import Log, Message, Store
-from hubbub.engine.redis_log import (
+from hubbub.engine.redis.log import (
     DIRTY_KEY,
     MAX_BATCH,
     RedisLog,
@@ -32,9 +32,9 @@ from hubbub.engine.redis_log import (
     seq_key,
     stream_key,
 )
-from hubbub.engine.sqlite import SqliteStore
-from hubbub.engine.sqlite_db import SqliteDatabase
-from hubbub.errors import Conflict, Unavailable
+from hubbub.engine.sqlite.database import SqliteDatabase
+from hubbub.engine.sqlite.store import SqliteStore
+from hubbub.protocol.errors import Conflict, Unavailable
 
 LOG_CONTRACT = log_contract_tests()
 globals().update(LOG_CONTRACT)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis_server import REDIS_DURABLE, RedisServer
 
-from hubbub.engine.redis_presence import (
+from hubbub.engine.redis.presence import (
     NODES_KEY,
     RedisPresence,
     count_key,
@@ -29,7 +29,7 @@ from hubbub.engine.redis_presence import (
     rooms_key,
     sweep_dead_nodes,
 )
-from hubbub.errors import Unavailable
+from hubbub.protocol.errors import Unavailable
 
 INTERVAL = 0.2  # heartbeat seconds: a dead node is offline everywhere within 0.6 s
 SLACK = 0.4  # scheduling delay allowed on a busy 2-core machine on top of the guarantee
@@ -94,7 +94,7 @@ class Node:
 CHILD = """
 import asyncio, json, sys
 from redis.asyncio import Redis
-from hubbub.engine.redis_presence import RedisPresence
+from hubbub.engine.redis.presence import RedisPresence
 
 async def main() -> None:
     port, node, interval, *entries = sys.argv[1:]

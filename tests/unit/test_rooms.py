@@ -9,11 +9,11 @@ import pytest
 from argon2 import PasswordHasher
 from engine_handles import BusRecorder, EngineUnderTest
 
+from hubbub.core.chat import Chat, token_hash
 from hubbub.engine.base import Role
 from hubbub.engine.memory import MemoryBus, MemoryPresence
-from hubbub.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from hubbub.protocol import FrameError, History, parse_frame
-from hubbub.rooms import Chat, token_hash
+from hubbub.protocol.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from hubbub.protocol.frames import FrameError, History, parse_frame
 
 PASSWORD = "correct horse"
 TOKEN_TTL = 3_600  # seconds

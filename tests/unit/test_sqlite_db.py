@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.engine.sqlite_db import SqliteDatabase
-from hubbub.errors import Unavailable
+from hubbub.engine.sqlite.database import SqliteDatabase
+from hubbub.protocol.errors import Unavailable
 
 
 async def test_a_job_hit_by_a_database_failure_fails_alone_as_unavailable(tmp_path: Path) -> None:

@@ -10,14 +10,15 @@ import pytest
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-from hubbub.clientaddr import Client, TrustedProxies
+from hubbub.core.audit import Client
+from hubbub.core.chat import Chat
+from hubbub.core.limits import LoginThrottle
+from hubbub.core.passwords import MEMORY_COST_KIB, PARALLELISM, TIME_COST, default_hasher
 from hubbub.engine.base import Counters
 from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
-from hubbub.engine.redis_counters import RedisCounters
-from hubbub.errors import RateLimited, Unauthorized
-from hubbub.passwords import MEMORY_COST_KIB, PARALLELISM, TIME_COST, default_hasher
-from hubbub.rooms import Chat
-from hubbub.throttle import LoginThrottle
+from hubbub.engine.redis.counters import RedisCounters
+from hubbub.protocol.errors import RateLimited, Unauthorized
+from hubbub.server.edge.clientaddr import TrustedProxies
 
 PASSWORD = "correct horse"
 
@@ -159,8 +160,8 @@ def test_argon2id_parameters_meet_owasp_minimums() -> None:
 
 
 async def test_old_parameters_verify_and_are_rehashed_at_login(tmp_path: Path) -> None:
-    from hubbub.engine.sqlite import SqliteStore
-    from hubbub.engine.sqlite_db import SqliteDatabase
+    from hubbub.engine.sqlite.database import SqliteDatabase
+    from hubbub.engine.sqlite.store import SqliteStore
 
     db = SqliteDatabase(tmp_path / "db.sqlite")
     db.open()

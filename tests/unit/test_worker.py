@@ -26,16 +26,17 @@ from prometheus_client import REGISTRY
 from redis_server import RedisServer, free_port
 
 from hubbub.engine.base import Message, Room
-from hubbub.engine.postgres import (
+from hubbub.engine.postgres.store import (
     ROOM_LOCK_NAMESPACE,
     PostgresDatabase,
     PostgresLog,
     PostgresStore,
     room_lock_key,
 )
-from hubbub.engine.redis_log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
-from hubbub.engine.redis_presence import NODES_KEY, RedisPresence
-from hubbub.worker import Worker, WorkerSettings, moving_key, serve
+from hubbub.engine.redis.log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
+from hubbub.engine.redis.presence import NODES_KEY, RedisPresence
+from hubbub.engine.redis.worker import Worker, WorkerSettings, moving_key
+from hubbub.ops.worker import serve
 
 TOP = 2**62
 
@@ -548,7 +549,7 @@ def test_the_command_refuses_to_run_without_both_backends(tmp_path: Path) -> Non
 
 
 def test_worker_flags_have_environment_twins(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hubbub.cli import build_parser
+    from hubbub.ops.cli import build_parser
 
     monkeypatch.setenv("HUBBUB_BATCH", "7")
     monkeypatch.setenv("HUBBUB_SCAN_INTERVAL", "2.5")

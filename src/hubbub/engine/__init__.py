@@ -8,24 +8,35 @@
   failed-login counters (`RedisCounters`, one limit for every node); the
   worker (`hubbub worker`) moves the log into PostgreSQL. `--redis
   redis+cluster://host:port[,host:port...]` runs the same on a Redis Cluster
-  (`hubbub.engine.redis_client`).
+  (`hubbub.engine.redis.client`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from hubbub.config import Config
 from hubbub.engine.base import Bus, Counters, Engine, Log, Presence, Store
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What the engines take from the node's configuration (`server.config.Config`)."""
+
+    database_url: str
+    redis: str | None = None
+    redis_replicas: int = 0
+    node_id: str = "hubbub"
+    heartbeat: float = 15.0
 
 
 class EmbeddedEngine:
     """SQLite for everything durable, in-process fan-out and presence: nothing to install."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: EngineSettings) -> None:
         from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
-        from hubbub.engine.sqlite import SqliteLog, SqliteStore
-        from hubbub.engine.sqlite_db import SqliteDatabase
+        from hubbub.engine.sqlite.database import SqliteDatabase
+        from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
 
         url = config.database_url
         self.db = SqliteDatabase(sqlite_path(url))
@@ -46,11 +57,11 @@ class EmbeddedEngine:
 class PostgresEngine:
     """PostgreSQL for everything durable, in-process fan-out and presence: a single node."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: EngineSettings) -> None:
         # asyncpg is imported here, not at package import: only this engine needs it.
         from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
-        from hubbub.engine.postgres import PostgresLog, PostgresStore
-        from hubbub.engine.postgres_db import PostgresDatabase
+        from hubbub.engine.postgres.database import PostgresDatabase
+        from hubbub.engine.postgres.store import PostgresLog, PostgresStore
 
         self.db = PostgresDatabase(config.database_url)
         memory_bus = MemoryBus()
@@ -70,15 +81,15 @@ class PostgresEngine:
 class RedisEngine:
     """Many symmetric nodes on Redis and PostgreSQL (see the module docstring)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: EngineSettings) -> None:
         from hubbub.engine.distributed import DistributedLog
-        from hubbub.engine.postgres import PostgresLog, PostgresStore
-        from hubbub.engine.postgres_db import PostgresDatabase
-        from hubbub.engine.redis_bus import RedisBus
-        from hubbub.engine.redis_client import connect
-        from hubbub.engine.redis_counters import RedisCounters
-        from hubbub.engine.redis_log import RedisLog
-        from hubbub.engine.redis_presence import RedisPresence
+        from hubbub.engine.postgres.database import PostgresDatabase
+        from hubbub.engine.postgres.store import PostgresLog, PostgresStore
+        from hubbub.engine.redis.bus import RedisBus
+        from hubbub.engine.redis.client import connect
+        from hubbub.engine.redis.counters import RedisCounters
+        from hubbub.engine.redis.log import RedisLog
+        from hubbub.engine.redis.presence import RedisPresence
 
         assert config.redis is not None
         self.db = PostgresDatabase(config.database_url)
@@ -127,12 +138,12 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
-def open_engine(config: Config) -> Engine:
+def open_engine(config: EngineSettings) -> Engine:
     """Build the engine the configured URLs name; unknown schemes are rejected."""
     scheme = config.database_url.split(":", 1)[0]
     is_postgres = scheme.split("+", 1)[0] in ("postgresql", "postgres")
     if config.redis:
-        from hubbub.engine.redis_client import check_url
+        from hubbub.engine.redis.client import check_url
 
         check_url(config.redis)
         if not is_postgres:

@@ -1,6 +1,6 @@
 """The seams between the chat rules and the backends: plain records and Protocol classes.
 
-The rules (`hubbub.rooms`) and the gateway depend on these interfaces only; the
+The rules (`hubbub.core.chat`) and the gateway depend on these interfaces only; the
 embedded engine (SQLite + in-process bus) and the distributed one implement them.
 """
 

@@ -18,8 +18,8 @@ import asyncio
 from typing import Protocol
 
 from hubbub.engine.base import Appended, Log, Message
-from hubbub.engine.redis_log import RedisLog
-from hubbub.errors import Conflict
+from hubbub.engine.redis.log import RedisLog
+from hubbub.protocol.errors import Conflict
 
 
 class History(Log, Protocol):

@@ -1,0 +1,434 @@
+"""Async Python SDK for hubbub: HTTP calls, and a WebSocket that reconnects, resumes and resends.
+
+    async with Client("http://127.0.0.1:8080", token=token) as client:
+        await client.join("lobby")
+        await client.send("lobby", "hello")
+        async for event in client.events():
+            ...
+
+Every frame the client sends carries a unique `ref`; replies are matched by it, so any number of
+calls may be in flight at once. When the connection drops (for any reason but `close()` or a 4001),
+the client reconnects with exponential backoff and jitter, says hello again, re-joins its rooms with
+`since` = the last `seq` it saw, and resends every call still waiting for its answer. Sends keep
+their `id`, and the server answers a known `id` with the original ack, so a pending `send()`
+completes exactly once, and the event stream has no gap and no duplicate. Resent sends are paced
+(`resend_rate`) to stay under the server's rate limit; a resent call answered `rate_limited`, and
+any call answered `unavailable` (a draining node), is tried again after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from types import TracebackType
+from typing import Any, Final
+
+import aiohttp
+import orjson
+
+from hubbub.client.http import HttpApi, HubbubError
+from hubbub.client.state import (
+    Call,
+    ConnectionLost,
+    End,
+    Pacer,
+    RoomCursors,
+    parse_frame,
+    parse_welcome,
+)
+
+__all__ = ["Client", "HubbubError"]
+
+_UNAUTHORIZED: Final = 4001
+_HELLO_TIMEOUT: Final = 10.0
+# Our own WebSocket pings find a dead path (no FIN, no RST) that the server pings cannot tell us
+# about: aiohttp closes the connection when a ping gets no pong within half this interval.
+_PING_INTERVAL: Final = 15.0
+# Answers whose `ref` we no longer wait for (the caller gave up) are dropped, not yielded.
+_REPLIES: Final = frozenset({"welcome", "joined", "left", "ack", "history", "pong", "error"})
+
+
+class Client(HttpApi):
+    """A hubbub client: the HTTP API (see `HttpApi`) and one resilient WebSocket connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        reconnect: bool = True,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+        resend_rate: float = 20.0,
+    ) -> None:
+        """`resend_rate`: sends per second (bursts of twice that) when resending a backlog after
+        a reconnect, so the backlog does not run into the server's rate limit (the spec's default
+        is 20); 0 resends at once. A resent send answered `rate_limited` is retried, not failed.
+        """
+        super().__init__(url, token, session)
+        scheme, sep, rest = self.url.partition("://")
+        if scheme not in ("http", "https") or not sep:
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        self.ws_url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.resend_rate = resend_rate
+        self.user: str | None = None
+        self.session_id: str | None = None
+        self.node: str | None = None
+        self.heartbeat: float | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._generation = 0
+        self._ready = False  # connected, rooms re-joined and pending calls resent
+        self._runner: asyncio.Task[None] | None = None
+        self._calls: dict[str, Call] = {}
+        self._refs = itertools.count(1)
+        self._rooms = RoomCursors()
+        self._events: asyncio.Queue[dict[str, Any] | End] = asyncio.Queue()
+        self._ended = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        """True while the WebSocket is up and restored (False while reconnecting)."""
+        return self._ready
+
+    @property
+    def last_seq(self) -> dict[str, int]:
+        """The joined rooms, each with the last `seq` this client has seen there."""
+        return dict(self._rooms.last)
+
+    async def __aenter__(self) -> Client:
+        """Connects the WebSocket when a token is known; otherwise only the HTTP calls work yet."""
+        if self.token is not None:
+            try:
+                await self.connect()
+            except BaseException:
+                await self.close()  # `__aexit__` will not run: release the session here
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the WebSocket and say hello; raises `HubbubError` (`unauthorized` on 4001)."""
+        if self._runner is not None and not self._runner.done():
+            return
+        if self.token is None:
+            raise HubbubError("unauthorized", "no token: log in first")
+        try:
+            ws = await self._open()
+        except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost) as error:
+            raise HubbubError("unavailable", f"cannot connect to {self.ws_url}: {error}") from error
+        if self._ended:
+            self._events, self._ended = asyncio.Queue(), False
+        self._runner = asyncio.create_task(self._run(ws))
+
+    async def close(self) -> None:
+        """Close the connection; waiting calls fail with `closed` and `events()` ends."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        for task in list(self._tasks):
+            task.cancel()
+        if self._ws is not None:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self._ws.close()
+        if not self._ended:
+            self._end(None)
+        self._rooms.last.clear()
+        await self.close_session()
+
+    async def join(self, room: str, since: int | None = None) -> dict[str, Any]:
+        """Join a room; returns the `joined` frame. With `since`, missed messages follow."""
+        frame: dict[str, Any] = {"type": "join", "room": room}
+        if since is not None:
+            frame["since"] = since
+        return await self._call(frame)
+
+    async def leave(self, room: str) -> dict[str, Any]:
+        """Stop receiving a room on this connection (membership stays); returns the `left` frame."""
+        return await self._call({"type": "leave", "room": room})
+
+    async def send(self, room: str, body: str, id: str | None = None) -> dict[str, Any]:
+        """Send a message and wait until it is durable; returns the `ack` frame.
+
+        Without `id` a random one is chosen. Raises `HubbubError` for an `error` answer
+        (`rate_limited` carries `retry_after`).
+        """
+        frame = {"type": "send", "room": room, "id": id or uuid.uuid4().hex, "body": body}
+        return await self._call(frame)
+
+    async def ws_history(
+        self,
+        room: str,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """One page of history over the WebSocket: the `history` frame (`messages`, `more`)."""
+        frame: dict[str, Any] = {"type": "history", "room": room}
+        bounds = {"before": before, "after": after, "limit": limit}
+        frame.update({key: value for key, value in bounds.items() if value is not None})
+        return await self._call(frame)
+
+    async def typing(self, room: str) -> None:
+        """Tell the room this user is typing. Ephemeral: dropped while reconnecting."""
+        self._check_running()
+        if self._ready and self._ws is not None:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await self._ws.send_frame(orjson.dumps({"type": "typing", "room": room}), _TEXT)
+
+    async def ping(self) -> float:
+        """Round trip of an application-level `ping`, in seconds."""
+        started = time.monotonic()
+        await self._call({"type": "ping"})
+        return time.monotonic() - started
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Every unsolicited frame (`message`, `presence`, `typing`, `left`, `error`), in order.
+
+        Also: `{"type": "reconnected", "close_code", "session", "node"}` after each reconnect
+        (`close_code` is that of the lost connection); an `error` frame with a `room` for a room
+        that could not be re-joined; the `joined` frame of a re-join whose `recovered` is false
+        (page the history to fill that gap). A `message` already seen (its `seq` at or below the
+        last one seen in its room) is not yielded again. The iteration ends after `close()`, and
+        raises `HubbubError` when the client ends on its own (4001, or a drop with reconnecting
+        turned off).
+        """
+        while True:
+            item = await self._events.get()
+            if isinstance(item, End):
+                self._events.put_nowait(item)  # every other reader ends too
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def _open(self) -> aiohttp.ClientWebSocketResponse:
+        """Connect and say hello; returns the socket once `welcome` arrived."""
+        ws = await self.session.ws_connect(
+            self.ws_url,
+            autoping=True,
+            heartbeat=_PING_INTERVAL,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+        )
+        try:
+            await ws.send_frame(orjson.dumps({"type": "hello", "token": self.token}), _TEXT)
+            message = await ws.receive(timeout=_HELLO_TIMEOUT)
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                if ws.close_code == _UNAUTHORIZED:
+                    raise HubbubError("unauthorized", "the server closed with 4001")
+                raise ConnectionLost(f"closed during hello ({ws.close_code})")
+            frame = parse_welcome(message.data)
+        except BaseException:
+            await ws.close()
+            raise
+        self.user, self.session_id, self.node = frame["user"], frame["session"], frame["node"]
+        self.heartbeat = float(frame["heartbeat"])
+        return ws
+
+    async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Own the connection: read it, and replace it whenever it drops."""
+        reconnected: dict[str, Any] | None = None
+        try:
+            while True:
+                self._ws = ws
+                self._generation += 1
+                restore = self._spawn(self._restore(self._generation, reconnected))
+                code = await self._read(ws)
+                self._ready = False
+                restore.cancel()
+                await ws.close()
+                for call in list(self._calls.values()):
+                    if not call.resumable and not call.future.done():
+                        call.future.set_exception(ConnectionLost(f"closed with {code}"))
+                if code == _UNAUTHORIZED:
+                    raise HubbubError("unauthorized", "the server closed with 4001")
+                if not self.reconnect:
+                    raise HubbubError("unavailable", f"connection lost (close code {code})")
+                ws = await self._reconnect()
+                reconnected = {"type": "reconnected", "close_code": code}
+        except HubbubError as error:
+            self._end(error)
+        except Exception as error:  # a bug: end loudly rather than leave every call hanging
+            self._end(HubbubError("internal", f"the SDK failed: {error!r}"))
+            raise
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """Dispatch frames until the connection closes; returns the close code."""
+        while True:
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self._dispatch(message.data)
+            elif message.type is not aiohttp.WSMsgType.BINARY:  # CLOSE, CLOSED or ERROR
+                return ws.close_code
+
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
+        for attempt in itertools.count():
+            await asyncio.sleep(self._backoff(attempt))
+            try:
+                return await self._open()
+            except HubbubError as error:
+                if error.code == "unauthorized":
+                    raise
+            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost):
+                pass
+        raise AssertionError("unreachable")
+
+    async def _restore(self, generation: int, reconnected: dict[str, Any] | None) -> None:
+        """Re-join every joined room, then resend every call still waiting, in order."""
+        if reconnected is not None:
+            self._emit({**reconnected, "session": self.session_id, "node": self.node})
+        try:
+            rooms = list(self._rooms.last.items())
+            await asyncio.gather(*(self._rejoin(room, since) for room, since in rooms))
+        except ConnectionLost:
+            return
+        # Calls made meanwhile wait in `_calls`; there is no await between the last look at them
+        # and `_ready`, so none is left behind (those waiting to retry have their own task).
+        loop, pacer = asyncio.get_running_loop(), Pacer(self.resend_rate)
+        while pending := [
+            call
+            for call in self._calls.values()
+            if call.resumable and call.generation != generation and call.retry_at <= loop.time()
+        ]:
+            for call in pending:
+                if call.frame["type"] == "send":
+                    await pacer.take()
+                if self._calls.get(call.frame["ref"]) is call:  # not given up meanwhile
+                    call.resent = True
+                    await self._write(call)
+        self._ready = self._generation == generation
+
+    async def _rejoin(self, room: str, since: int) -> None:
+        frame = {"type": "join", "room": room, "since": since}
+        try:
+            joined = await self._call(frame, resumable=False)
+        except HubbubError as error:
+            if error.code == "unavailable" and self._ws is not None:
+                await self._ws.close()  # the node is draining: reconnect (to another one)
+                raise ConnectionLost("unavailable while re-joining") from error
+            # Banned, or the room vanished, while we were away.
+            self._rooms.last.pop(room, None)
+            self._emit(
+                {"type": "error", "code": error.code, "message": error.message, "room": room}
+            )
+            return
+        if joined.get("recovered") is False:
+            self._emit(joined)
+
+    # -- calls and frames ---------------------------------------------------------------------
+
+    async def _call(self, frame: dict[str, Any], *, resumable: bool = True) -> dict[str, Any]:
+        self._check_running()
+        ref = str(next(self._refs))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        call = Call({**frame, "ref": ref}, future, resumable)
+        self._calls[ref] = call
+        try:
+            if self._ready or not resumable:
+                await self._write(call)
+            return await future
+        finally:
+            del self._calls[ref]
+
+    async def _write(self, call: Call) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        call.generation = self._generation
+        # A failed write is noticed by the reader; the call is then resent after reconnecting.
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+            await ws.send_frame(orjson.dumps(call.frame), _TEXT)
+
+    def _dispatch(self, data: str) -> None:
+        frame = parse_frame(data)
+        if frame is None:
+            return
+        kind, ref = frame.get("type"), frame.get("ref")
+        if ref is not None:
+            call = self._calls.get(ref) if isinstance(ref, str) else None
+            if call is not None and not call.future.done():
+                self._answer(call, frame)
+                return
+            if kind in _REPLIES:
+                return  # an answer nobody waits for any more
+        if self._rooms.fresh(frame):
+            self._emit(frame)
+
+    def _answer(self, call: Call, frame: dict[str, Any]) -> None:
+        kind, room = frame.get("type"), frame.get("room")
+        if kind == "error":
+            error = HubbubError.from_frame(frame)
+            # A draining node, a backend down, or the burst of a resent backlog: try again later.
+            again = error.code == "unavailable" or (error.code == "rate_limited" and call.resent)
+            if again and call.resumable and self.reconnect:
+                call.attempts += 1
+                delay = max(error.retry_after or 0.0, self._backoff(call.attempts))
+                call.generation = -1
+                call.retry_at = asyncio.get_running_loop().time() + delay
+                self._spawn(self._retry_later(call, delay))
+            else:
+                call.future.set_exception(error)
+            return
+        if kind == "joined":
+            self._rooms.joined(call.frame, frame)  # here, before the messages that follow
+        elif kind == "left" and isinstance(room, str):
+            self._rooms.last.pop(room, None)
+        call.future.set_result(frame)
+
+    async def _retry_later(self, call: Call, delay: float) -> None:
+        """Write a call again after a delay (unless it was answered, or resent meanwhile)."""
+        await asyncio.sleep(delay)
+        ref = call.frame["ref"]
+        if self._ready and self._calls.get(ref) is call and call.generation == -1:
+            await self._write(call)
+        # Otherwise it was answered, given up, or resent by `_restore` after a reconnect.
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 32))
+        return random.uniform(delay / 2, delay)
+
+    def _emit(self, event: dict[str, Any] | End) -> None:
+        self._events.put_nowait(event)
+
+    def _end(self, error: HubbubError | None) -> None:
+        """The client stops: fail every waiting call and end `events()`."""
+        self._ready, self._ws, self._ended = False, None, True
+        failure = error or HubbubError("closed", "the client is closed")
+        for call in self._calls.values():
+            if not call.future.done():
+                call.future.set_exception(HubbubError(failure.code, failure.message))
+        self._emit(End(error))
+
+    def _check_running(self) -> None:
+        if self._runner is None or self._runner.done():
+            raise HubbubError("closed", "not connected: call connect() first")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+_TEXT: Final = aiohttp.WSMsgType.TEXT

@@ -1,0 +1,56 @@
+"""The audit log: who did what to whom, from where, and whether it worked.
+
+One JSON line per event on the `hubbub.core.audit` logger (the node's JSON log on stderr, see
+`logs.py`), so operators can route it apart from the rest. Its level is pinned at INFO:
+`--log-level warning` quiets the node, never its audit trail. Fields: `event`, `actor`,
+`target`, `room`, `address`, `user_agent`, `outcome` (`ok`, or the error code that
+refused it), `at` (Unix ms), and where they apply `reason` (why a login failed) and
+`count` (sessions revoked at once). Secrets never appear: no password, no token, no
+token hash (sessions are named by their public id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+AUDIT_LOGGER: Final = "hubbub.core.audit"
+log = logging.getLogger(AUDIT_LOGGER)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who made a request, for throttling and the audit log."""
+
+    address: str = ""
+    user_agent: str = ""
+
+
+def audit(
+    event: str,
+    *,
+    actor: str | None,
+    client: Client | None = None,
+    target: str | None = None,
+    room: str | None = None,
+    outcome: str = "ok",
+    reason: str | None = None,
+    count: int | None = None,
+) -> None:
+    fields: dict[str, object] = {
+        "event": event,
+        "actor": actor,
+        "target": target,
+        "room": room,
+        "address": client.address if client else None,
+        "user_agent": client.user_agent if client else None,
+        "outcome": outcome,
+        "at": int(time.time() * 1000),
+    }
+    if reason is not None:
+        fields["reason"] = reason
+    if count is not None:
+        fields["count"] = count
+    log.info(event, extra=fields)

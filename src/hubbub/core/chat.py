@@ -1,0 +1,370 @@
+"""The chat rules: accounts, tokens, rooms, roles, membership, bans, history, sending.
+
+Backend-free: everything durable goes through the engine interfaces in `engine.base`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from hubbub.core.audit import Client, audit
+from hubbub.core.limits import LoginThrottle
+from hubbub.core.passwords import Passwords
+from hubbub.engine.base import (
+    Appended,
+    Bus,
+    Log,
+    LoginSession,
+    Message,
+    Presence,
+    Role,
+    Room,
+    Store,
+)
+from hubbub.protocol.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from hubbub.protocol.frames import valid_password, valid_room_name, valid_username
+
+STAFF = (Role.OWNER, Role.MODERATOR)
+TOUCH_EVERY_MS = 60_000
+"""A token's `last_used_at` is written at most this often (a write per use would cost an
+fsync per request); it is as fresh as the list of sessions needs."""
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def token_hash(token: str) -> str:
+    """Tokens carry 256 random bits, so a plain SHA-256 is the right way to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def session_view(s: LoginSession, current: str) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "created": s.created_at,
+        "last_used": s.last_used_at,
+        "expires": s.expires_at,
+        "user_agent": s.user_agent,
+        "address": s.address,
+        "current": s.token_hash == current,
+    }
+
+
+def message_view(m: Message) -> dict[str, Any]:
+    return {"room": m.room, "seq": m.seq, "id": m.id, "from": m.sender, "body": m.body, "ts": m.ts}
+
+
+class Chat:
+    """What users may do, and its effects; shared by the HTTP API and the WebSocket gateway."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: Log,
+        bus: Bus,
+        presence: Presence,
+        *,
+        token_ttl: int,
+        hasher: PasswordHasher | None = None,
+        clock: Callable[[], float] = time.time,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self.store = store
+        self.log = log
+        self.bus = bus
+        self.presence = presence
+        self.token_ttl = token_ttl
+        self.passwords = Passwords(hasher)
+        self.clock = clock
+        self.throttle = throttle or LoginThrottle(None, 0, 0)
+        self._tokens: dict[str, tuple[str, int]] = {}  # token hash -> (user, expires_at)
+        self._joining: dict[tuple[str, str], asyncio.Future[bool]] = {}  # memberships being written
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # Accounts and tokens
+
+    async def register(self, username: Any, password: Any) -> dict[str, Any]:
+        if not isinstance(username, str) or not valid_username(username):
+            raise BadRequest("username must be 1 to 32 characters of A-Z a-z 0-9 _ . -")
+        if not isinstance(password, str) or not valid_password(password):
+            raise BadRequest("password must be 8 to 1024 characters")
+        # Hashed before the name is tried: a taken name costs the same time as a free one.
+        hashed = await self.passwords.hash(password)
+        user = await self.store.create_user(username, hashed, self.now_ms())
+        return {"name": user.name}
+
+    async def login(
+        self, username: Any, password: Any, client: Client | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new token for the right password; throttled per address and per account."""
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise BadRequest("username and password must be strings")
+        client = client or Client()
+        # A string that is no username may be a password typed in the wrong field: not logged.
+        actor = username if valid_username(username) else None
+        keys = self.throttle.keys(username, client.address)
+        try:
+            await self.throttle.check(keys)
+        except RateLimited:
+            audit(
+                "login_failed",
+                actor=actor,
+                client=client,
+                outcome="rate_limited",
+                reason="throttled",
+            )
+            raise
+        user = await self.store.get_user(username) if actor else None
+        stored = user.password_hash if user else self.passwords.dummy_hash  # same cost either way
+        if not await self.passwords.verify(stored, password) or user is None:
+            await self.throttle.failed(keys)
+            reason = "unknown_user" if user is None else "bad_password"
+            audit("login_failed", actor=actor, client=client, outcome="unauthorized", reason=reason)
+            raise Unauthorized("wrong username or password")
+        await self.throttle.succeeded(keys)
+        if self.passwords.needs_rehash(stored):
+            await self.store.set_password_hash(user.name, await self.passwords.hash(password))
+            audit("password_rehashed", actor=user.name, client=client)
+        token = secrets.token_urlsafe(32)
+        session_id = secrets.token_urlsafe(12)
+        now = self.now_ms()
+        await self.store.create_token(
+            token_hash(token),
+            user.name,
+            now,
+            now + self.token_ttl * 1000,
+            session_id=session_id,
+            user_agent=client.user_agent,
+            address=client.address,
+        )
+        audit("login", actor=user.name, client=client, target=session_id)
+        return token, {"name": user.name}
+
+    async def authenticate(self, token: Any) -> tuple[str, str]:
+        """The user a token belongs to, and the token's hash; raises Unauthorized."""
+        if not isinstance(token, str) or not token or len(token) > 256 or not token.isascii():
+            raise Unauthorized("missing or malformed token")
+        hashed = token_hash(token)
+        now = self.now_ms()
+        cached = self._tokens.get(hashed)
+        if cached is not None and cached[1] > now:
+            return cached[0], hashed
+        found = await self.store.token_session(hashed, now)
+        if found is None:
+            raise Unauthorized("invalid, expired or revoked token")
+        if now - found.last_used_at >= TOUCH_EVERY_MS:
+            await self.store.touch_token(hashed, now)
+        # Re-checked against the store each minute, and never trusted past its expiry.
+        self._tokens[hashed] = (found.user, min(now + 60_000, found.expires_at))
+        return found.user, hashed
+
+    async def logout(self, hashed: str) -> None:
+        await self.store.delete_token(hashed)
+        self._revoked(hashed)
+
+    def _revoked(self, hashed: str) -> None:
+        """Forget the token here, and close its WebSockets (4001) on every node."""
+        self._tokens.pop(hashed, None)
+        self.bus.publish_token_revoked(hashed)
+
+    def forget_token(self, hashed: str) -> None:
+        self._tokens.pop(hashed, None)
+
+    async def sessions(self, user: str, current: str) -> list[dict[str, Any]]:
+        """The user's live tokens; `current` (a token hash) is the one asking."""
+        return [session_view(s, current) for s in await self.store.sessions(user, self.now_ms())]
+
+    async def revoke_session(self, user: str, session_id: str) -> None:
+        """Revoke one of the user's sessions; NotFound for an unknown id or someone else's."""
+        hashed = None
+        if SESSION_ID.match(session_id):
+            hashed = await self.store.delete_session(user, session_id)
+        if hashed is None:
+            raise NotFound(f"no session {session_id!r}")
+        self._revoked(hashed)
+
+    async def revoke_sessions(self, user: str, keep: str | None) -> int:
+        """Revoke every session of the user but the token `keep` (a hash); how many went."""
+        revoked = await self.store.delete_sessions(user, keep)
+        for hashed in revoked:
+            self._revoked(hashed)
+        return len(revoked)
+
+    # Rooms
+
+    async def create_room(self, user: str, name: Any, topic: Any, private: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or not valid_room_name(name):
+            raise BadRequest("room name must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+        if topic is None:
+            topic = ""
+        if not isinstance(topic, str) or len(topic) > 1000:
+            raise BadRequest("topic must be a string of at most 1000 characters")
+        if private is None:
+            private = False
+        if not isinstance(private, bool):
+            raise BadRequest("private must be a boolean")
+        room = Room(name=name, topic=topic, private=private, owner=user, created_at=self.now_ms())
+        await self.store.create_room(room)
+        return await self.room_view(room)
+
+    async def readable(self, user: str, name: str) -> tuple[Room, Role | None]:
+        """The room and the user's role in it, if the user may see it; else NotFound/Forbidden."""
+        room = await self.store.get_room(name) if valid_room_name(name) else None
+        if room is None:
+            raise NotFound(f"no room {name!r}")
+        role = await self.store.role(name, user)
+        if role is None:
+            if room.private:
+                raise NotFound(f"no room {name!r}")
+            if await self.store.is_banned(name, user):
+                raise Forbidden(f"you are banned from {name!r}")
+        return room, role
+
+    async def staff(self, user: str, name: str) -> tuple[Room, Role]:
+        room, role = await self.readable(user, name)
+        if role not in STAFF:
+            raise Forbidden("only the owner or a moderator may do that")
+        assert role is not None
+        return room, role
+
+    async def room_view(self, room: Room) -> dict[str, Any]:
+        members = await self.store.members(room.name)
+        return {
+            "name": room.name,
+            "topic": room.topic,
+            "private": room.private,
+            "owner": room.owner,
+            "moderators": [name for name, role in members if role is Role.MODERATOR],
+            "members": [name for name, _ in members],
+            "last_seq": await self.log.last_seq(room.name),
+            "created_at": room.created_at,
+        }
+
+    async def get_room(self, user: str, name: str) -> dict[str, Any]:
+        room, _ = await self.readable(user, name)
+        return await self.room_view(room)
+
+    async def list_rooms(self, user: str) -> list[dict[str, Any]]:
+        rooms = await self.store.list_rooms(user)
+        banned = [await self.store.is_banned(r.name, user) for r in rooms]
+        return [await self.room_view(r) for r, b in zip(rooms, banned, strict=True) if not b]
+
+    async def me(self, user: str) -> dict[str, Any]:
+        rooms = await self.store.member_rooms(user)
+        return {"user": {"name": user}, "rooms": [await self.room_view(r) for r in rooms]}
+
+    async def join(self, user: str, name: str) -> Room:
+        """Make sure the user is a member (joining a public room makes them one)."""
+        room, role = await self.readable(user, name)
+        if role is None:
+            # A burst of joins before the first is written would each write the same row:
+            # they share the first one's write instead.
+            key = (name, user.lower())
+            write = self._joining.get(key)
+            if write is None:
+                write = asyncio.ensure_future(self.store.add_member(name, user, self.now_ms()))
+                self._joining[key] = write
+                write.add_done_callback(lambda _: self._joining.pop(key, None))
+            await asyncio.shield(write)  # one joiner giving up does not cancel the others'
+        return room
+
+    async def _target(self, name: str) -> str:
+        target = await self.store.get_user(name) if valid_username(name) else None
+        if target is None:
+            raise NotFound(f"no user {name!r}")
+        return target.name
+
+    async def add_member(self, actor: str, name: str, target_name: str) -> None:
+        room, role = await self.readable(actor, name)
+        target = await self._target(target_name)
+        if target.lower() != actor.lower() and role not in STAFF:
+            raise Forbidden("only the owner or a moderator may add others")
+        if target.lower() == actor.lower() and room.private and role is None:
+            raise NotFound(f"no room {name!r}")
+        if await self.store.is_banned(name, target):
+            raise Forbidden(f"{target} is banned from {name!r}")
+        await self.store.add_member(name, target, self.now_ms())
+
+    async def remove_member(self, actor: str, name: str, target_name: str) -> None:
+        _, role = await self.readable(actor, name)
+        target = await self._target(target_name)
+        self_leave = target.lower() == actor.lower()
+        target_role = await self.store.role(name, target)
+        if target_role is Role.OWNER:
+            raise Forbidden("the owner cannot leave or be removed")
+        if not self_leave:
+            self._check_outranks(role, target_role)
+        if await self.store.remove_member(name, target):
+            self.bus.publish_removed(name, target, "left" if self_leave else "kicked")
+
+    @staticmethod
+    def _check_outranks(role: Role | None, target_role: Role | None) -> None:
+        if role not in STAFF:
+            raise Forbidden("only the owner or a moderator may do that")
+        if target_role in STAFF and role is not Role.OWNER:
+            raise Forbidden("only the owner may do that to a moderator")
+
+    async def ban(self, actor: str, name: str, target_name: str) -> None:
+        _, role = await self.staff(actor, name)
+        target = await self._target(target_name)
+        if target.lower() == actor.lower():
+            raise Forbidden("you cannot ban yourself")
+        target_role = await self.store.role(name, target)
+        if target_role is Role.OWNER:
+            raise Forbidden("the owner cannot be banned")
+        self._check_outranks(role, target_role)
+        await self.store.ban(name, target, actor, self.now_ms())
+        self.bus.publish_removed(name, target, "banned")
+
+    async def unban(self, actor: str, name: str, target_name: str) -> None:
+        await self.staff(actor, name)
+        await self.store.unban(name, await self._target(target_name))
+
+    async def bans(self, actor: str, name: str) -> list[str]:
+        await self.staff(actor, name)
+        return await self.store.bans(name)
+
+    async def promote(self, actor: str, name: str, target_name: str) -> None:
+        await self.set_moderator(actor, name, target_name, True)
+
+    async def demote(self, actor: str, name: str, target_name: str) -> None:
+        await self.set_moderator(actor, name, target_name, False)
+
+    async def set_moderator(self, actor: str, name: str, target_name: str, on: bool) -> None:
+        _, role = await self.readable(actor, name)
+        if role is not Role.OWNER:
+            raise Forbidden("only the owner may promote or demote moderators")
+        target = await self._target(target_name)
+        target_role = await self.store.role(name, target)
+        if target_role is None:
+            raise NotFound(f"{target} is not a member of {name!r}")
+        if target_role is Role.OWNER:
+            raise Forbidden("the owner's role cannot change")
+        await self.store.set_member(
+            name, target, Role.MODERATOR if on else Role.MEMBER, self.now_ms()
+        )
+
+    # Messages and presence
+
+    async def history(
+        self, user: str, name: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        await self.readable(user, name)
+        return await self.log.page(name, before, after, limit)
+
+    async def online(self, user: str, name: str) -> list[str]:
+        await self.readable(user, name)
+        return list(await self.presence.online(name))
+
+    async def send(self, user: str, room: str, msg_id: str, body: str) -> Appended:
+        """Append to the room's log; the gateway checked that this connection joined it."""
+        return await self.log.append(room, user, msg_id, body)

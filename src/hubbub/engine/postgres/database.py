@@ -1,0 +1,105 @@
+"""An asyncpg pool, migrated on open, whose server failures reach callers as `unavailable`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import sqlalchemy.exc
+
+from hubbub import metrics
+from hubbub.engine.migrations import upgrade
+from hubbub.protocol.errors import Unavailable
+
+# Failures of the server or the network, as opposed to errors of the statement itself.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
+    asyncpg.QueryCanceledError,
+)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg takes `postgresql://` or `postgres://`; drop a SQLAlchemy `+driver` suffix."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    return f"postgresql://{rest}"
+
+
+class PostgresDatabase:
+    """A pool of asyncpg connections to one database, migrated to the head revision on open."""
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
+    ) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self.migrate = migrate
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            if self.migrate:
+                await asyncio.to_thread(upgrade, self.url)
+            self._pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.url),
+                min_size=self.min_size,
+                max_size=self.max_size,
+                command_timeout=30,
+                reset=_keep_session,
+            )
+        except sqlalchemy.exc.OperationalError as exc:  # from the migration (psycopg)
+            raise _unavailable(exc.orig or exc) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; failures of the server reach callers as `Unavailable`."""
+        assert self._pool is not None, "database not open"
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            return await conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool as it is (asyncpg has rolled back an open transaction).
+
+    asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL` on every release, a round trip per query. hubbub keeps no session state: no SET,
+    LISTEN, session-level advisory lock (the worker's lock is per transaction) or cursor
+    outside a transaction, so there is nothing to reset."""
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    metrics.BACKEND_ERRORS.labels("postgres").inc()
+    return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")

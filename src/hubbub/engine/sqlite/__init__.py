@@ -1,0 +1,1 @@
+"""The embedded engine's storage: SQLite in WAL mode with group commit."""

@@ -1,0 +1,1 @@
+"""Running hubbub: the command line, `hubbub cluster` and its HAProxy configuration."""

@@ -1,0 +1,1 @@
+"""Defences at the edge of a node: origins and CORS, the client's address, slowloris."""

@@ -1,0 +1,312 @@
+"""HTTP routes: the REST API under /api/v1, health, readiness, metrics and OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hubbub import metrics
+from hubbub.core.audit import audit
+from hubbub.core.chat import Chat, message_view
+from hubbub.core.limits import HttpLimits
+from hubbub.protocol.errors import (
+    BadRequest,
+    Internal,
+    NotFound,
+    ProtocolError,
+    TooLarge,
+    Unauthorized,
+)
+from hubbub.protocol.frames import SEQ_MAX, valid_username
+from hubbub.server.openapi import openapi_document
+from hubbub.server.replies import client_of, error_response, json_response
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CHAT: web.AppKey[Chat] = web.AppKey("chat", Chat)
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining", asyncio.Event)
+STARTED: web.AppKey[asyncio.Event] = web.AppKey("started", asyncio.Event)
+LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits", HttpLimits)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except ProtocolError as exc:
+        response = error_response(exc)
+    except web.HTTPMethodNotAllowed as exc:
+        response = error_response(BadRequest(f"{request.method} is not allowed here"), exc.status)
+        response.headers["Allow"] = exc.headers.get("Allow", "")
+    except web.HTTPNotFound:
+        response = error_response(NotFound(f"no route {request.path}"))
+    except web.HTTPRequestEntityTooLarge as exc:
+        response = error_response(TooLarge("the request body is over 64 KiB"), exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(BadRequest(exc.reason), exc.status)
+    except Exception:
+        incident = secrets.token_hex(6)
+        log.exception("internal error", extra={"incident": incident, "path": request.path})
+        response = error_response(Internal(f"internal error {incident}; it has been logged"))
+    metrics.HTTP_REQUESTS.labels(str(response.status)).inc()
+    return response
+
+
+async def body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+async def user_of(request: web.Request) -> tuple[str, str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send Authorization: Bearer <token>")
+    return await request.app[CHAT].authenticate(token.strip())
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false")
+    return raw in ("true", "1")
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
+def query_int(request: web.Request, name: str, low: int, high: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    # Plain decimal digits only: int() would also take " 7", "+3", "1_0" and other scripts'
+    # digits, which no client means.
+    if not _INTEGER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bound = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise BadRequest(f"{name} must be {bound}")
+    return value
+
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/users")
+async def register(request: web.Request) -> web.Response:
+    data = await body(request)
+    name = data.get("username")
+    actor = name if isinstance(name, str) and valid_username(name) else None
+    try:
+        user = await request.app[CHAT].register(name, data.get("password"))
+    except ProtocolError as exc:
+        audit("register", actor=actor, client=client_of(request), outcome=exc.code)
+        raise
+    audit("register", actor=user["name"], client=client_of(request))
+    return json_response({"user": user}, 201)
+
+
+@routes.post("/api/v1/login")
+async def login(request: web.Request) -> web.Response:
+    data = await body(request)
+    token, user = await request.app[CHAT].login(
+        data.get("username"), data.get("password"), client_of(request)
+    )
+    return json_response({"token": token, "user": user})
+
+
+@routes.post("/api/v1/logout")
+async def logout(request: web.Request) -> web.Response:
+    user, hashed = await user_of(request)
+    await request.app[CHAT].logout(hashed)
+    audit("logout", actor=user, client=client_of(request))
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    return json_response(await request.app[CHAT].me(user))
+
+
+@routes.get("/api/v1/me/sessions")
+async def sessions(request: web.Request) -> web.Response:
+    user, hashed = await user_of(request)
+    return json_response({"sessions": await request.app[CHAT].sessions(user, hashed)})
+
+
+@routes.delete("/api/v1/me/sessions/{id}")
+async def revoke_session(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    session_id = request.match_info["id"]
+    try:
+        await request.app[CHAT].revoke_session(user, session_id)
+    except ProtocolError as exc:
+        audit(
+            "session_revoked",
+            actor=user,
+            client=client_of(request),
+            target=session_id[:64],
+            outcome=exc.code,
+        )
+        raise
+    audit("session_revoked", actor=user, client=client_of(request), target=session_id)
+    return web.Response(status=204)
+
+
+@routes.delete("/api/v1/me/sessions")
+async def revoke_sessions(request: web.Request) -> web.Response:
+    user, hashed = await user_of(request)
+    keep = hashed if query_bool(request, "keep_current") else None
+    count = await request.app[CHAT].revoke_sessions(user, keep)
+    audit(
+        "sessions_revoked_all",
+        actor=user,
+        client=client_of(request),
+        reason="kept current" if keep else None,
+        count=count,
+    )
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/rooms")
+async def create_room(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    data = await body(request)
+    limits = request.app[LIMITS]
+    await limits.check_room_quota(user)
+    room = await request.app[CHAT].create_room(
+        user, data.get("name"), data.get("topic"), data.get("private")
+    )
+    await limits.room_created(user)
+    return json_response({"room": room}, 201)
+
+
+@routes.get("/api/v1/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    return json_response({"rooms": await request.app[CHAT].list_rooms(user)})
+
+
+@routes.get("/api/v1/rooms/{room}")
+async def get_room(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    return json_response(
+        {"room": await request.app[CHAT].get_room(user, request.match_info["room"])}
+    )
+
+
+def _member_route(
+    action: Callable[[Chat, str, str, str], Awaitable[None]], event: str, on_self: bool = True
+) -> Handler:
+    """A `PUT|DELETE /api/v1/rooms/{room}/<kind>/{user}` call answering 204, audited as
+    `event` (unless it acts on the caller and `on_self` is false: joining and leaving)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        user, _ = await user_of(request)
+        room, target = request.match_info["room"], request.match_info["user"]
+        audited = on_self or target.lower() != user.lower()
+        try:
+            await action(request.app[CHAT], user, room, target)
+        except ProtocolError as exc:
+            if audited:
+                audit(
+                    event,
+                    actor=user,
+                    client=client_of(request),
+                    target=target[:64],
+                    room=room[:64],
+                    outcome=exc.code,
+                )
+            raise
+        if audited:
+            audit(event, actor=user, client=client_of(request), target=target, room=room)
+        return web.Response(status=204)
+
+    return handler
+
+
+MEMBER_ROUTES: list[tuple[str, str, Handler]] = [
+    ("PUT", "members", _member_route(Chat.add_member, "invite", on_self=False)),
+    ("DELETE", "members", _member_route(Chat.remove_member, "kick", on_self=False)),
+    ("PUT", "bans", _member_route(Chat.ban, "ban")),
+    ("DELETE", "bans", _member_route(Chat.unban, "unban")),
+    ("PUT", "moderators", _member_route(Chat.promote, "promote")),
+    ("DELETE", "moderators", _member_route(Chat.demote, "demote")),
+]
+
+
+@routes.get("/api/v1/rooms/{room}/bans")
+async def list_bans(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    names = await request.app[CHAT].bans(user, request.match_info["room"])
+    return json_response({"users": names})
+
+
+@routes.get("/api/v1/rooms/{room}/messages")
+async def history(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    request.app[LIMITS].check_history(user)
+    before = query_int(request, "before", 0, SEQ_MAX)
+    after = query_int(request, "after", 0, SEQ_MAX)
+    limit = query_int(request, "limit", 1, 200) or 50
+    messages, more = await request.app[CHAT].history(
+        user, request.match_info["room"], before, after, limit
+    )
+    return json_response({"messages": [message_view(m) for m in messages], "more": more})
+
+
+@routes.get("/api/v1/rooms/{room}/presence")
+async def presence(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    return json_response(
+        {"users": await request.app[CHAT].online(user, request.match_info["room"])}
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAINING].is_set():
+        return json_response({"status": "draining"}, 503)
+    if not request.app[STARTED].is_set():
+        return json_response({"status": "starting"}, 503)
+    return json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+def add_routes(app: web.Application) -> None:
+    app.add_routes(routes)
+    for method, kind, handler in MEMBER_ROUTES:
+        app.router.add_route(method, f"/api/v1/rooms/{{room}}/{kind}/{{user}}", handler)

@@ -1,0 +1,369 @@
+"""One WebSocket session: hello, then frames in, replies and events out (see the spec's tables)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
+
+from hubbub import metrics
+from hubbub.core.chat import Chat, message_view
+from hubbub.core.limits import ConnectionLimits, PenaltyBox
+from hubbub.protocol.errors import (
+    BadRequest,
+    Forbidden,
+    Internal,
+    NotJoined,
+    ProtocolError,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+from hubbub.protocol.frames import (
+    FrameError,
+    Hello,
+    History,
+    Join,
+    Leave,
+    Ping,
+    Send,
+    Typing,
+    encode,
+    parse_frame,
+    ws_text_frame,
+)
+from hubbub.server.config import Config
+from hubbub.server.gateway import Connection, Gateway
+from hubbub.server.replies import client_of, error_response
+
+log = logging.getLogger(__name__)
+# The retry_after of a connection refused for the count of those already open: about the
+# time a client's backoff takes anyway; the count falls only when one of them closes.
+CONNECTIONS_RETRY_AFTER = 5.0
+FLOODING = "flooding"  # the close reason of a connection cut off for flooding
+OVERSIZED = "frame too large"  # ... and of one aiohttp closed with 1009
+FRAMES_PER_TURN = 4  # frames one connection may handle before the event loop turns
+_CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
+
+
+class Session:
+    """Runs one connection from upgrade to close."""
+
+    def __init__(
+        self, chat: Chat, gateway: Gateway, config: Config, draining: asyncio.Event
+    ) -> None:
+        self.chat = chat
+        self.gateway = gateway
+        self.config = config
+        self.draining = draining
+        self.per_address: dict[str, int] = {}  # open WebSockets per client address
+        self.penalties = PenaltyBox(config.abuse_penalty)  # "user:NAME" and addresses
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        """Serve one connection from upgrade to close; 429 before the upgrade when its
+        address already holds `--max-connections-per-address` WebSockets on this node."""
+        address = client_of(request).address
+        most = self.config.max_connections_per_address
+        wait = self.penalties.remaining(address, time.monotonic())
+        if wait:
+            return _refused(wait, f"{address} was cut off for abuse; wait")
+        if most > 0 and self.per_address.get(address, 0) >= most:
+            return _refused(
+                CONNECTIONS_RETRY_AFTER, f"{address} already has {most} connections open"
+            )
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        try:
+            return await self._run(request, address)
+        finally:
+            left = self.per_address[address] - 1
+            if left:
+                self.per_address[address] = left
+            else:
+                del self.per_address[address]
+
+    async def _run(self, request: web.Request, address: str) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.heartbeat,
+            max_msg_size=self.config.max_frame + 1,  # aiohttp refuses a message of exactly this
+            compress=self.config.permessage_deflate,
+            autoping=True,
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        conn = Connection(self.gateway, ws, transport, secrets.token_hex(8))
+        conn.handler = asyncio.current_task()
+        try:
+            serving = await self._hello(conn)
+            # No limits, no state: an idle connection holds as little as it can.
+            config = self.config
+            rate = config.rate_limit
+            limits = (
+                ConnectionLimits(rate, time.monotonic(), config.frame_rate, config.history_rate)
+                if rate > 0
+                else None
+            )
+            # The frame loop is inline, and reads with `receive()` rather than `async for`:
+            # each is one coroutine frame less held by every idle connection.
+            handled = 0
+            while serving:
+                # `receive()` returns frames already read without giving the loop a turn: a
+                # client that writes thousands of frames at once would hold the node for
+                # all of them. Every FRAMES_PER_TURN frames, the others get their turn.
+                handled += 1
+                if handled % FRAMES_PER_TURN == 0:
+                    await asyncio.sleep(0)
+                msg = await ws.receive()
+                if msg.type in _CLOSED:
+                    break
+                metrics.FRAMES_IN.inc()
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        conn.error(BadRequest("binary frames are not accepted; send JSON text"))
+                        continue
+                    _note_oversized(conn, msg)
+                    break
+                now = time.monotonic()
+                try:
+                    frame = parse_frame(msg.data, self.config.max_body)
+                except FrameError as exc:
+                    if self._allowed(conn, limits, False, now, exc.ref):
+                        conn.error(exc.error, exc.ref)
+                    elif conn.closing:
+                        break
+                    continue
+                chatty = isinstance(frame, (Send, Typing))
+                history = isinstance(frame, History)
+                if not self._allowed(conn, limits, chatty, now, frame.ref, history):
+                    if conn.closing:
+                        break
+                    continue
+                if self.draining.is_set():
+                    conn.error(Unavailable("this node is draining; reconnect"), frame.ref)
+                    continue
+                try:
+                    await self._dispatch(conn, frame)
+                except ProtocolError as exc:
+                    conn.error(exc, frame.ref)
+                except Exception:
+                    self._internal(conn, frame.ref)
+                if conn.closing:
+                    break
+        except asyncio.CancelledError:
+            # Connection.close() stops the read this way; any other cancellation propagates.
+            if not conn.closing or _uncancel() > 0:
+                raise
+        except Exception:  # a bug outside any one frame's handling: say so, and close
+            self._internal(conn, None)
+            conn.close(1011, "internal error")
+        finally:
+            self.gateway.unregister(conn)
+            if conn.close_reason in (FLOODING, OVERSIZED):
+                now = time.monotonic()
+                self.penalties.add(address, now)
+                if conn.user:
+                    self.penalties.add(_user_key(conn.user), now)
+        if not ws.closed:
+            await conn.finish()
+        return ws
+
+    async def _hello(self, conn: Connection) -> bool:
+        try:
+            msg = await conn.ws.receive(timeout=self.config.hello_timeout)
+        except TimeoutError:
+            return self._reject(conn, "no hello in time")
+        if msg.type != WSMsgType.TEXT:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                _note_oversized(conn, msg)
+                return False
+            return self._reject(conn, "the first frame must be hello")
+        try:
+            frame = parse_frame(msg.data, self.config.max_body)
+        except FrameError as exc:
+            return self._reject(conn, "the first frame must be a valid hello", exc.ref)
+        if not isinstance(frame, Hello):
+            return self._reject(conn, "the first frame must be hello", frame.ref)
+        try:
+            conn.user, conn.token_hash = await self.chat.authenticate(frame.token)
+        except Unauthorized as exc:
+            return self._reject(conn, exc.message, frame.ref)
+        wait = self.penalties.remaining(_user_key(conn.user), time.monotonic())
+        if wait:
+            conn.error(RateLimited.after(wait, f"{conn.user} was cut off for abuse"), frame.ref)
+            conn.close(1008, "cut off for abuse")
+            return False
+        most = self.config.max_connections_per_user
+        if most > 0 and len(self.gateway.by_user.get(conn.user.lower(), ())) >= most:
+            conn.error(
+                RateLimited(
+                    CONNECTIONS_RETRY_AFTER,
+                    f"{conn.user} already has {most} connections open on this node",
+                ),
+                frame.ref,
+            )
+            conn.close(1008, "too many connections for this user")
+            return False
+        self.gateway.register(conn)
+        conn.reply(
+            {
+                "type": "welcome",
+                "user": conn.user,
+                "session": conn.session,
+                "node": self.config.node_id,
+                "heartbeat": self.config.heartbeat,
+            },
+            frame.ref,
+        )
+        return True
+
+    def _reject(self, conn: Connection, why: str, ref: str | None = None) -> bool:
+        conn.error(Unauthorized(why), ref)
+        conn.close(4001, "unauthorized")
+        return False
+
+    def _allowed(
+        self,
+        conn: Connection,
+        limits: ConnectionLimits | None,
+        chatty: bool,
+        now: float,
+        ref: str | None,
+        history: bool = False,
+    ) -> bool:
+        if limits is None:
+            return True
+        wait = limits.check(chatty, now, history)
+        if not wait:
+            return True
+        if limits.flood.strike(now):
+            conn.error(RateLimited.after(wait, "flooding: closing the connection"), ref)
+            conn.close(1008, FLOODING)
+        else:
+            conn.error(RateLimited.after(wait), ref)
+        return False
+
+    def _internal(self, conn: Connection, ref: str | None) -> None:
+        incident = secrets.token_hex(6)
+        log.exception("internal error", extra={"incident": incident, "session": conn.session})
+        conn.error(Internal(f"internal error {incident}; it has been logged"), ref)
+
+    async def _dispatch(self, conn: Connection, frame: Any) -> None:
+        if isinstance(frame, Send):
+            await self._require_joined(conn, frame.room)
+            self.gateway.spawn(self._send(conn, frame))
+        elif isinstance(frame, Join):
+            await self._join(conn, frame)
+        elif isinstance(frame, Leave):
+            self.gateway.unsubscribe(conn, frame.room)
+            conn.reply({"type": "left", "room": frame.room}, frame.ref)
+        elif isinstance(frame, History):
+            messages, more = await self.chat.history(
+                conn.user, frame.room, frame.before, frame.after, frame.limit
+            )
+            conn.reply(
+                {
+                    "type": "history",
+                    "room": frame.room,
+                    "messages": [message_view(m) for m in messages],
+                    "more": more,
+                },
+                frame.ref,
+            )
+        elif isinstance(frame, Typing):
+            await self._require_joined(conn, frame.room)
+            self.chat.bus.publish_event(
+                frame.room,
+                {"type": "typing", "room": frame.room, "user": conn.user},
+                skip_user=conn.user,
+            )
+        elif isinstance(frame, Ping):
+            conn.reply({"type": "pong"}, frame.ref)
+        elif isinstance(frame, Hello):
+            raise BadRequest("already said hello")
+
+    async def _require_joined(self, conn: Connection, room: str) -> None:
+        if room not in conn.rooms:
+            await self.chat.readable(conn.user, room)  # not_found / forbidden take precedence
+            raise NotJoined(f"join {room!r} on this connection first")
+
+    async def _send(self, conn: Connection, frame: Send) -> None:
+        started = time.perf_counter()
+        try:
+            appended = await self.chat.send(conn.user, frame.room, frame.id, frame.body)
+        except ProtocolError as exc:
+            conn.error(exc, frame.ref)
+            return
+        except Exception:
+            self._internal(conn, frame.ref)
+            return
+        m = appended.message
+        metrics.ACKS.inc()
+        metrics.ACK_LATENCY.observe(time.perf_counter() - started)
+        conn.reply({"type": "ack", "room": m.room, "id": m.id, "seq": m.seq, "ts": m.ts}, frame.ref)
+
+    async def _join(self, conn: Connection, frame: Join) -> None:
+        room = frame.room
+        most = self.config.max_rooms_per_connection
+        if most > 0 and len(conn.rooms) >= most and room not in conn.rooms:
+            raise Forbidden(f"a connection may have at most {most} rooms joined; leave one first")
+        await self.chat.join(conn.user, room)
+        already = room in conn.rooms
+        self.gateway.start_sync(conn, room)
+        try:
+            await self.chat.bus.subscribe(room)  # before the cut: nothing above it is missed
+            last = await self.chat.log.last_seq(room)
+            since = frame.since
+            replay: list[Any] = []
+            recovered = since is None or since == last
+            if since is not None and since < last and last - since <= self.config.replay_cap:
+                replay = await self.chat.log.read(room, since, last)
+                recovered = True
+        except BaseException:
+            self.gateway.unsubscribe(conn, room)
+            raise
+        if room not in conn.rooms:
+            return  # removed from the room (kick, ban) while the replay was read
+        first = not already and await self.chat.presence.add(room, conn.user, conn.session)
+        conn.reply(
+            {
+                "type": "joined",
+                "room": room,
+                "seq": last,
+                "presence": list(await self.chat.presence.online(room)),
+                "recovered": recovered,
+            },
+            frame.ref,
+        )
+        for m in replay:
+            conn.push(ws_text_frame(encode(m.frame())))
+        self.gateway.finish_sync(conn, room, last)
+        if first:
+            self.chat.bus.publish_event(
+                room,
+                {"type": "presence", "room": room, "user": conn.user, "status": "online"},
+                skip_session=conn.session,
+            )
+
+
+def _note_oversized(conn: Connection, msg: WSMessage) -> None:
+    """Mark a connection aiohttp closed with 1009 for a frame over --max-frame."""
+    if isinstance(msg.data, WebSocketError) and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG:
+        conn.close_reason = OVERSIZED
+
+
+def _user_key(user: str) -> str:
+    return "user:" + user.lower()
+
+
+def _refused(wait: float, message: str) -> web.Response:
+    """HTTP 429 before the upgrade (error_response adds Retry-After)."""
+    return error_response(RateLimited.after(wait, message))
+
+
+def _uncancel() -> int:
+    task = asyncio.current_task()
+    return task.uncancel() if task is not None else 0
