@@ -31,6 +31,10 @@ typecheck: $(VENV)/.dev
 test: lint typecheck promtool haproxy chromium
 	$(BIN)/pytest
 
+# The service-free tests (no PostgreSQL, Redis, HAProxy or browser): the fast loop.
+unit: $(VENV)/.dev
+	$(BIN)/pytest -q tests/core
+
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
 # need it; under CI they fail without it). "Already running" is fine.
 postgres:
