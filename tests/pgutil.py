@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from needs import missing
 
-from hubbub.migrations import upgrade
+from hubbub.engine.migrations import upgrade
 
 ADMIN_URL = os.environ.get("HUBBUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = "users, tokens, rooms, memberships, bans, messages, room_seqs"
