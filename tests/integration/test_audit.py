@@ -1,4 +1,4 @@
-"""The audit log (docs/security.md): one JSON line per security event on the `hubbub.core.audit`
+"""The audit log (docs/security.md): one JSON line per security event on the `hubbub.audit`
 logger, with who, whom, where from and the outcome; never a password or a token. The node
 runs at --log-level warning: the audit trail is kept anyway."""
 
@@ -17,7 +17,7 @@ FIELDS = {"event", "actor", "target", "room", "address", "user_agent", "outcome"
 
 def audit_events(node: ServerProcess) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
-    return [entry for entry in lines if entry.get("logger") == "hubbub.core.audit"]
+    return [entry for entry in lines if entry.get("logger") == "hubbub.audit"]
 
 
 async def post(api: Api, path: str, payload: dict[str, Any], via: str) -> int:

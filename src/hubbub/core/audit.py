@@ -1,6 +1,6 @@
 """The audit log: who did what to whom, from where, and whether it worked.
 
-One JSON line per event on the `hubbub.core.audit` logger (the node's JSON log on stderr, see
+One JSON line per event on the `hubbub.audit` logger (the node's JSON log on stderr, see
 `logs.py`), so operators can route it apart from the rest. Its level is pinned at INFO:
 `--log-level warning` quiets the node, never its audit trail. Fields: `event`, `actor`,
 `target`, `room`, `address`, `user_agent`, `outcome` (`ok`, or the error code that
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-AUDIT_LOGGER: Final = "hubbub.core.audit"
+AUDIT_LOGGER: Final = "hubbub.audit"
 log = logging.getLogger(AUDIT_LOGGER)
 
 

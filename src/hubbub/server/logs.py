@@ -43,8 +43,8 @@ def setup(level: str, node: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # The audit trail (`hubbub.core.audit`) is not noise: a quieter --log-level keeps it.
-    logging.getLogger("hubbub.core.audit").setLevel(logging.INFO)
+    # The audit trail (`hubbub.audit`) is not noise: a quieter --log-level keeps it.
+    logging.getLogger("hubbub.audit").setLevel(logging.INFO)
     logging.getLogger("aiohttp.server").addFilter(_ParserRefusals())
 
 
