@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from hubbub.protocol.errors import Conflict
+
 
 class Role(StrEnum):
     OWNER = "owner"
@@ -82,6 +84,16 @@ class Appended:
 
     message: Message
     created: bool
+
+
+def replayed(stored: Message, body: str) -> Appended:
+    """The one idempotency rule, for every engine: a send that repeats a stored message's
+    (room, sender, id) gets that message back, uncreated, when its body is the same, and
+    Conflict when it is not (the id was reused for something else; nothing is stored).
+    """
+    if stored.body != body:
+        raise Conflict(f"id {stored.id!r} was already used with another body")
+    return Appended(stored, created=False)
 
 
 class Store(Protocol):

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from hubbub.engine.base import Appended, Log, Message
+from hubbub.engine.base import Appended, Log, Message, replayed
 from hubbub.engine.redis.log import RedisLog
-from hubbub.protocol.errors import Conflict
 
 
 class History(Log, Protocol):
@@ -93,9 +92,7 @@ class DistributedLog:
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
         stored = await self._lookup.find(room, sender, msg_id)
         if stored is not None:
-            if stored.body != body:
-                raise Conflict(f"id {msg_id!r} was already used with another body")
-            return Appended(stored, created=False)
+            return replayed(stored, body)
         return await self.recent.append(room, sender, msg_id, body)
 
     async def last_seq(self, room: str) -> int:

@@ -20,7 +20,16 @@ from typing import Any
 
 import asyncpg
 
-from hubbub.engine.base import Appended, LoginSession, Message, OnCommit, Role, Room, User
+from hubbub.engine.base import (
+    Appended,
+    LoginSession,
+    Message,
+    OnCommit,
+    Role,
+    Room,
+    User,
+    replayed,
+)
 from hubbub.engine.postgres.database import PostgresDatabase, asyncpg_dsn
 from hubbub.protocol.errors import Conflict
 
@@ -316,10 +325,7 @@ async def _existing(
     )
     if row is None:
         return None
-    existing = _message(row)
-    if existing.body != body:
-        raise Conflict(f"id {msg_id!r} was already used with another body")
-    return Appended(existing, created=False)
+    return replayed(_message(row), body)
 
 
 @dataclass(slots=True, eq=False)

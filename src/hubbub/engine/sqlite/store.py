@@ -7,7 +7,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hubbub.engine.base import Appended, LoginSession, Message, OnCommit, Role, Room, User
+from hubbub.engine.base import (
+    Appended,
+    LoginSession,
+    Message,
+    OnCommit,
+    Role,
+    Room,
+    User,
+    replayed,
+)
 from hubbub.engine.sqlite.database import SqliteDatabase
 from hubbub.protocol.errors import Conflict
 
@@ -326,15 +335,11 @@ class SqliteLog:
             if c.execute(INSERT_MESSAGE, row).rowcount:
                 self._last[room] = seq
                 return Appended(Message(room, seq, msg_id, sender, body, ts), created=True)
-            existing = _message(
-                c.execute(
-                    MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?",
-                    (room, sender_key, msg_id),
-                ).fetchone()
-            )
-            if existing.body != body:
-                raise Conflict(f"id {msg_id!r} was already used with another body")
-            return Appended(existing, created=False)
+            existing = c.execute(
+                MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?",
+                (room, sender_key, msg_id),
+            ).fetchone()
+            return replayed(_message(existing), body)
 
         return await self.db.write(run, self._published, savepoint=False)
 
