@@ -5,25 +5,34 @@ target in turn, the server pinned to one CPU and the load generator
 processes to another, prints a table of figures with hubbub as a ratio of
 the raw aiohttp peer measured in the same run, and writes everything as JSON
 to benchmarks/results/. `make bench` runs it with the defaults; see --help.
+
+`--baseline REV` adds hubbub at another git revision as a target (its tree checked
+out in a temporary worktree and run from there), alternating with this tree inside
+each scenario, and prints this tree as a ratio of it: how a change moved the figures,
+measured side by side on the same machine at the same time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from target import (
     DEFAULT_TARGETS,
+    HUBBUB,
     TARGETS,
     Server,
     cpu_list,
@@ -74,6 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--connections", type=int, default=5000, help="idle connections")
     add("--idle-rooms", type=int, default=10, help="rooms the idle connections join")
     add("--connect-concurrency", type=int, default=100, help="handshakes in flight")
+    add(
+        "--baseline",
+        metavar="REV",
+        help="also run hubbub at this git revision and print this tree as a ratio of it",
+    )
     add("--repeat", type=int, default=1, help="runs per scenario and target; best is reported")
     add("--output", type=Path, default=HERE / "results", help="directory for the JSON")
     add("--keep-data", action="store_true", help="keep the servers' data directories")
@@ -135,9 +149,44 @@ def prepare(target_name: str, data: Path, s: Settings, cpus: list[int]) -> list[
         server.stop()
 
 
+@contextlib.contextmanager
+def revision_target(rev: str) -> Iterator[str]:
+    """hubbub at git revision `rev` as a target: its tree in a temporary worktree, run
+    from its own `src` (ahead of this checkout's on the path); the target's name."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", f"{rev}^{{commit}}"],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+    )
+    if commit.returncode != 0:
+        sys.exit(f"--baseline: no such revision: {rev}")
+    tree = Path(tempfile.mkdtemp(prefix="hubbub-baseline-")) / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--quiet", "--detach", str(tree), commit.stdout.strip()],
+        cwd=HERE,
+        check=True,
+    )
+    name = f"hubbub@{commit.stdout.strip()}"
+    TARGETS[name] = dataclasses.replace(
+        HUBBUB, name=name, env={**HUBBUB.env, "PYTHONPATH": str(tree / "src")}
+    )
+    try:
+        yield name
+    finally:
+        del TARGETS[name]
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=HERE, check=False)
+        shutil.rmtree(tree.parent, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     args = parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        return run(args, stack)
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     settings = settings_from(args)
     scenarios = [n for n in args.scenarios.split(",") if n]
     targets = [t for t in args.targets.split(",") if t]
@@ -157,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now(datetime.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))
+    earlier = None
+    if args.baseline:
+        earlier = stack.enter_context(revision_target(args.baseline))
+        # Right after hubbub: the two trees take turns with nothing in between.
+        at = targets.index("hubbub") + 1 if "hubbub" in targets else 0
+        targets.insert(at, earlier)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         n: {t: [] for t in targets} for n in scenarios
     }
@@ -192,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.repeat > 1:
         print(f"best of {args.repeat} runs per scenario and target")
-    print(render(results, targets, settings))
+    print(render(results, targets, settings, earlier))
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2, default=str))

@@ -107,20 +107,45 @@ def _table(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join([fmt(header), rule, *(fmt(line) for line in lines)])
 
 
-def render(results: dict[str, dict[str, Any]], targets: list[str], s: Settings) -> str:
-    """The table of figures, then notes and warnings."""
+def _ratio(mine: float | None, base: float | None) -> float | None:
+    return mine / base if mine is not None and base else None
+
+
+def render(
+    results: dict[str, dict[str, Any]],
+    targets: list[str],
+    s: Settings,
+    earlier: str | None = None,
+) -> str:
+    """The table of figures, then notes and warnings.
+
+    `earlier` names a target that is hubbub at another revision (`run.py --baseline`):
+    the table then has a column with hubbub as a ratio of it too.
+    """
     compare = SUBJECT in targets and BASELINE in targets
-    header = ["scenario", "metric", *targets, *(["hubbub/raw"] if compare else []), "target", "met"]
+    versus = earlier if earlier in targets and SUBJECT in targets else None
+    header = [
+        "scenario",
+        "metric",
+        *targets,
+        *(["hubbub/raw"] if compare else []),
+        *([f"hubbub/{versus}"] if versus else []),
+        "target",
+        "met",
+    ]
     lines: list[list[str]] = []
     for row in _rows(s):
         if row.scenario not in results:
             continue
         figures = {t: _number(lookup(results[row.scenario].get(t, {}), row.key)) for t in targets}
         cells = [row.scenario, row.label, *(_fmt(figures[t], row) for t in targets)]
-        mine, base = figures.get(SUBJECT), figures.get(BASELINE)
-        ratio = mine / base if mine is not None and base else None
+        mine = figures.get(SUBJECT)
+        ratio = _ratio(mine, figures.get(BASELINE))
         if compare:
             cells.append("-" if ratio is None else f"{ratio:.0%}")
+        if versus:
+            then = _ratio(mine, figures.get(versus))
+            cells.append("-" if then is None else f"{then:.1%}")
         met = ""
         if row.check is not None and mine is not None:
             met = "yes" if row.check(mine, ratio) else "NO"
