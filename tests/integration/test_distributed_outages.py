@@ -1,6 +1,6 @@
 """Outages of the distributed engine's backends and of its worker, seen from real clients.
 
-Each test starts its own PostgreSQL (initdb into a temp dir through `hubbub.ops.cluster`'s
+Each test starts its own PostgreSQL (initdb into a temp dir through `hubbub.ops.processes`'s
 `PrivatePostgres`, so it can be stopped with `pg_ctl stop -m immediate` and started again
 on the same data), a private redis-server (AOF, fsync always), two `hubbub serve` nodes and
 a real `hubbub worker`, and checks the end state where it lives: the acks clients got, the
@@ -29,7 +29,7 @@ from conftest import Api, ServerProcess
 from multinode import Client, messages, send
 from redis_server import REDIS_DURABLE, RedisServer, free_port
 
-from hubbub.ops.cluster import PrivatePostgres
+from hubbub.ops.processes import PrivatePostgres
 
 HEARTBEAT = 1.0
 DEADLINE = 30.0  # seconds any recovery may take before the test fails

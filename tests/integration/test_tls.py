@@ -25,8 +25,9 @@ from conftest import WS, Api, ServerProcess, free_port
 from tools import haproxy_check, require
 from wsutil import recv_until, uid
 
-from hubbub.ops.cluster import Cluster, spawn_haproxy, stop_process
+from hubbub.ops.cluster import Cluster
 from hubbub.ops.haproxy import HAProxyLayout, render_haproxy_config
+from hubbub.ops.processes import spawn_haproxy, stop_process
 from hubbub.server.config import Config
 from hubbub.server.node import tls_context
 

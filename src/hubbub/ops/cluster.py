@@ -4,6 +4,8 @@ The HAProxy configuration comes from one template (`hubbub.ops.haproxy`): `hubbu
 renders it for its nodes on 127.0.0.1, and deploy/haproxy.cfg is the same template rendered
 for production (`hubbub cluster --print-haproxy-config`). The `Cluster` class is the
 importable API the tests and chaos tests use: start, stop, kill and restart single nodes.
+The processes it is made of (nodes, HAProxy, a private PostgreSQL and redis-server) are
+`hubbub.ops.processes`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,8 @@ import argparse
 import contextlib
 import csv
 import io
-import os
-import pwd
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,242 +33,20 @@ from hubbub.ops.haproxy import (
     production_haproxy_config,
     render_haproxy_config,
 )
-
-HUBBUB = [sys.executable, "-m", "hubbub"]
-
-# A node's own drain after its grace: acks in flight (--drain-timeout, 10 s) and closes.
-DRAIN_TIMEOUT = 10.0
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _probe_context() -> ssl.SSLContext:
-    """TLS for probing our own HAProxy on this machine: its certificate names the public
-    host (or is self-signed), so it is not verified; nothing but a status is read."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _http_status(url: str, timeout: float = 1.0) -> int | None:
-    """The status of GET `url`, or None when nothing answers."""
-    context = _probe_context() if url.startswith("https:") else None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, ValueError):
-        return None
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str, log: Path | None) -> None:
-    """Poll `condition` until it holds; fail with `what` (and the log's tail) at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} (waited {timeout:g} s)\n{tail}")
-        time.sleep(0.05)
-
-
-def _spawn(cmd: list[str], log: Path, user: str | None = None) -> subprocess.Popen[bytes]:
-    """Start `cmd` in its own session (Ctrl-C reaches only the cluster), output to `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, user=user
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> int | None:
-    """Send `sig`, then reap; the exit status (None: never started)."""
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(sig)
-    return _reap(proc, timeout)
-
-
-def _reap(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
-    """Wait up to `timeout` for `proc` to exit, then SIGKILL it; its exit status."""
-    if proc is None:
-        return None
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return proc.returncode
-
-
-@dataclass
-class NodeProcess:
-    """One `hubbub serve` subprocess of the cluster, restartable on the same port."""
-
-    name: str
-    port: int
-    data: Path
-    args: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, f"{self.name} was never started"
-        return self.proc.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data / "server.log"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def spawn(self) -> None:
-        cmd = [*HUBBUB, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["--data", str(self.data), "--node-id", self.name, *self.args]
-        self.proc = _spawn(cmd, self.log_path)
-
-    def signal(self, sig: int) -> None:
-        """Send `sig` unless the node has exited (and been reaped: its PID may be reused)."""
-        if self.proc is not None:
-            self.proc.send_signal(sig)
-
-    def not_ready(self) -> bool:
-        """Exited, or /readyz is not 200 (a drain has begun)."""
-        return not self.alive or _http_status(self.url + "/readyz") != 200
-
-    def wait_ready(self, timeout: float) -> None:
-        def ready() -> bool:
-            if not self.alive:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            return _http_status(self.url + "/readyz") == 200
-
-        _wait(ready, timeout, f"{self.name} is not ready", self.log_path)
-
-
-def haproxy_executable() -> str:
-    """HAProxy's path (Debian puts it in /usr/sbin, not always on PATH)."""
-    exe = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
-    if exe is None:
-        raise RuntimeError("hubbub cluster needs HAProxy (apt-get install haproxy)")
-    return exe
-
-
-def spawn_haproxy(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Run HAProxy in the foreground on `config` (stop it by PID with SIGTERM)."""
-    return _spawn([haproxy_executable(), "-db", "-f", str(config)], log)
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
-    """SIGTERM, then SIGKILL after `timeout`; the exit status (None: never started)."""
-    return _stop(proc, signal.SIGTERM, timeout)
-
-
-class PrivateRedis:
-    """A redis-server of the cluster's own: durable (AOF, fsync always), removed at stop."""
-
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="hubbub-redis-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("--private needs redis-server on PATH")
-        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        cmd += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        log = self.directory / "redis.log"
-        self.proc = _spawn(cmd, log)
-        _wait(self._pong, timeout, "redis-server did not start", log)
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        _stop(self.proc, signal.SIGTERM, 15)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the cluster's own: initdb into a temp dir, trust auth, removed
-    at stop. `postgres` runs as our child (not daemonized by pg_ctl) so it stops by PID."""
-
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="hubbub-postgres-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        # initdb and postgres refuse to run as root: use the system's postgres account.
-        self.user = "postgres" if os.geteuid() == 0 else None
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self, timeout: float) -> None:
-        bindir = self.bindir()
-        data = self.directory / "data"
-        log = self.directory / "postgres.log"
-        if self.user is not None:
-            account = pwd.getpwnam(self.user)
-            os.chown(self.directory, account.pw_uid, account.pw_gid)
-        init = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        init += ["--encoding=UTF8", "--no-sync"]
-        if _spawn(init, log, self.user).wait(120) != 0:
-            raise RuntimeError(f"initdb failed:\n{log.read_text()[-3000:]}")
-        cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port)]
-        cmd += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}"]
-        self.proc = _spawn(cmd, log, self.user)
-        _wait(self._accepts, timeout, "PostgreSQL did not start", log)
-
-    def bindir(self) -> Path:
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_version)
-        if found:
-            return found[-1].parent
-        initdb = shutil.which("initdb")
-        if initdb is None:
-            raise RuntimeError("--private needs PostgreSQL's initdb (/usr/lib/postgresql/*/bin)")
-        return Path(initdb).parent
-
-    def _accepts(self) -> bool:
-        import psycopg
-
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError("PostgreSQL exited at start-up")
-        try:
-            with psycopg.connect(self.url, connect_timeout=1):
-                return True
-        except psycopg.OperationalError:
-            return False
-
-    def stop(self) -> None:
-        _stop(self.proc, signal.SIGINT, 30)  # SIGINT: PostgreSQL's "fast" shutdown
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _version(initdb: Path) -> tuple[int, ...]:
-    name = initdb.parent.parent.name
-    return tuple(int(p) for p in name.split(".") if p.isdigit())
+from hubbub.ops.processes import (
+    DRAIN_TIMEOUT,
+    HUBBUB,
+    NodeProcess,
+    PrivatePostgres,
+    PrivateRedis,
+    free_port,
+    http_status,
+    reap,
+    signal_and_reap,
+    spawn,
+    spawn_haproxy,
+    wait_for,
+)
 
 
 def has_command(name: str) -> bool:
@@ -397,7 +173,7 @@ class Cluster:
         cmd = [*HUBBUB, "worker", "--database", database, "--node-id", "worker"]
         cmd += ["--redis", redis] if redis else []
         cmd += ["--host", "127.0.0.1", "--metrics-port", str(self.worker_metrics_port)]
-        self.worker_proc = _spawn(cmd, self.workdir / "worker.log")
+        self.worker_proc = spawn(cmd, self.workdir / "worker.log")
 
     def haproxy_config(self) -> str:
         """This cluster's HAProxy configuration: the production template on 127.0.0.1."""
@@ -425,8 +201,8 @@ class Cluster:
             states = self.haproxy_states()
             return all(states.get(node.name) == "UP" for node in self.nodes)
 
-        _wait(routing, timeout, "HAProxy does not route to every node", log)
-        _wait(lambda: _http_status(self.url + "/healthz") == 200, timeout, "no answer", log)
+        wait_for(routing, timeout, "HAProxy does not route to every node", log)
+        wait_for(lambda: http_status(self.url + "/healthz") == 200, timeout, "no answer", log)
 
     def haproxy_states(self) -> dict[str, str]:
         """Each node's state in HAProxy's backend: UP, DOWN, or a transition like "UP 1/2"
@@ -450,7 +226,7 @@ class Cluster:
     def wait_rotation(self, node: NodeProcess | str, expected: bool, timeout: float = 10.0) -> None:
         """Wait until HAProxy has taken `node` out of rotation (False) or back in (True)."""
         target = self.node(node)
-        _wait(
+        wait_for(
             lambda: self.in_rotation(target) == expected,
             timeout,
             f"{target.name} is {'not ' if expected else ''}in HAProxy's rotation",
@@ -482,7 +258,7 @@ class Cluster:
         """Stop a node if it runs (SIGTERM: a drain), start it on the same port, wait ready."""
         target = self.node(node)
         if target.alive:
-            _stop(target.proc, signal.SIGTERM, self._drain_wait)
+            signal_and_reap(target.proc, signal.SIGTERM, self._drain_wait)
         target.spawn()
         target.wait_ready(timeout)
 
@@ -500,12 +276,12 @@ class Cluster:
             node.signal(signal.SIGTERM)
         for node in draining:  # all leave at once: a second SIGTERM cuts the grace short
             with contextlib.suppress(RuntimeError):
-                _wait(node.not_ready, 2.0, "", None)
+                wait_for(node.not_ready, 2.0, "", None)
             node.signal(signal.SIGTERM)
         for node in self.nodes:
-            _reap(node.proc, self._drain_wait)
-        _stop(self.worker_proc, signal.SIGTERM, 15)
-        _stop(self.haproxy_proc, signal.SIGTERM, 10)
+            reap(node.proc, self._drain_wait)
+        signal_and_reap(self.worker_proc, signal.SIGTERM, 15)
+        signal_and_reap(self.haproxy_proc, signal.SIGTERM, 10)
         for private in (self.private_redis, self.private_postgres):
             if private is not None:
                 private.stop()
