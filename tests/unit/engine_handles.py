@@ -14,9 +14,10 @@ from pgutil import POSTGRES
 
 from hubbub.engine.base import Log, Message, Store
 from hubbub.engine.postgres.archive import insert_messages
+from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
 from hubbub.engine.postgres.log import PostgresLog
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresStore
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.sqlite.database import SqliteDatabase
 from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
 

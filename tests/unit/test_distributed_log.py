@@ -19,8 +19,9 @@ from test_engine_contract import room
 
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog
+from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresStore
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.redis.log import RedisLog, id_key, stream_key
 from hubbub.protocol.errors import Conflict
 

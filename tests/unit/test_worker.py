@@ -28,8 +28,9 @@ from redis_server import RedisServer, free_port
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key
+from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresStore
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.redis.log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
 from hubbub.engine.redis.presence import NODES_KEY, RedisPresence
 from hubbub.engine.redis.worker import Worker, WorkerSettings, moving_key
