@@ -37,6 +37,7 @@ def _forbidden(package: str, banned: tuple[str, ...]) -> list[str]:
 ENGINE_IMPLEMENTATIONS = (
     "hubbub.engine.memory",
     "hubbub.engine.distributed",
+    "hubbub.engine.sql",
     "hubbub.engine.sqlite",
     "hubbub.engine.postgres",
     "hubbub.engine.redis",

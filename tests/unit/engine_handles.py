@@ -13,7 +13,11 @@ from typing import Any, Protocol
 from pgutil import POSTGRES
 
 from hubbub.engine.base import Log, Message, Store
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
+from hubbub.engine.postgres.archive import insert_messages
+from hubbub.engine.postgres.database import PostgresDatabase
+from hubbub.engine.postgres.history import PostgresHistory
+from hubbub.engine.postgres.log import PostgresLog
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.sqlite.database import SqliteDatabase
 from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
 
@@ -90,6 +94,20 @@ ENGINES: dict[str, Callable[[Path], EngineUnderTest]] = {
     "sqlite": lambda tmp: SqliteEngine(tmp / "db.sqlite"),
     "postgres": lambda tmp: PostgresEngine(POSTGRES.empty_url()),
 }
+
+
+async def store_messages(db: PostgresDatabase, messages: list[Message]) -> int:
+    """Insert messages that already have their seqs, as the worker does; rows inserted."""
+    async with db.connection() as conn:
+        return await insert_messages(conn, messages)
+
+
+async def find_sent(
+    history: PostgresHistory, room: str, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], Message]:
+    """`PostgresHistory.find_sent_in_rooms` for (sender key, client id) pairs of one room."""
+    found = await history.find_sent_in_rooms([(room, sender, msg_id) for sender, msg_id in pairs])
+    return {(sender, msg_id): message for (_, sender, msg_id), message in found.items()}
 
 
 class BusRecorder:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from engine_handles import log_contract_tests
+from engine_handles import log_contract_tests, store_messages
 from pgutil import POSTGRES
 from redis.asyncio import Redis
 from redis_server import RedisServer
@@ -19,7 +19,9 @@ from test_engine_contract import room
 
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
+from hubbub.engine.postgres.database import PostgresDatabase
+from hubbub.engine.postgres.history import PostgresHistory
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.redis.log import RedisLog, id_key, stream_key
 from hubbub.protocol.errors import Conflict
 
@@ -32,7 +34,7 @@ KEEP = 3
 class TrimmingLog:
     """The distributed log with a worker pass after every append: persist, then trim."""
 
-    def __init__(self, log: DistributedLog, history: PostgresLog, client: Redis) -> None:
+    def __init__(self, log: DistributedLog, history: PostgresHistory, client: Redis) -> None:
         self.inner = log
         self.history = history
         self.client = client
@@ -50,7 +52,7 @@ class TrimmingLog:
     async def _persist(self, room: str) -> None:
         done = await self.history.persisted_seq(room)
         entries = await self.inner.recent.read(room, done, 2**62)
-        await self.history.insert_messages(entries)
+        await store_messages(self.history.db, entries)
         if entries and entries[-1].seq > KEEP:
             await self.client.xtrim(
                 stream_key(room), minid=entries[-1].seq - KEEP + 1, approximate=False
@@ -82,7 +84,7 @@ class DistributedEngine:
         await self.db.open()
         self.client = self.server.client()
         self.store: Store = PostgresStore(self.db)
-        self.history = PostgresLog(self.db, on_commit=lambda m: None)
+        self.history = PostgresHistory(self.db)
         self.recent = RedisLog(self.client, self.published.append, seed=self.history.persisted_seq)
         self.distributed = DistributedLog(self.recent, self.history)
         self.log: Log = (

@@ -11,7 +11,9 @@ from pgutil import POSTGRES
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.migrations import sqlalchemy_url
-from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore, asyncpg_dsn
+from hubbub.engine.postgres.database import PostgresDatabase, asyncpg_dsn
+from hubbub.engine.postgres.log import PostgresLog
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.protocol.errors import Unavailable
 
 

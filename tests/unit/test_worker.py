@@ -21,18 +21,16 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 import pytest
+from engine_handles import find_sent, store_messages
 from pgutil import TestDatabase
 from prometheus_client import REGISTRY
 from redis_server import RedisServer, free_port
 
 from hubbub.engine.base import Message, Room
-from hubbub.engine.postgres.store import (
-    ROOM_LOCK_NAMESPACE,
-    PostgresDatabase,
-    PostgresLog,
-    PostgresStore,
-    room_lock_key,
-)
+from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key
+from hubbub.engine.postgres.database import PostgresDatabase
+from hubbub.engine.postgres.history import PostgresHistory
+from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.redis.log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
 from hubbub.engine.redis.presence import NODES_KEY, RedisPresence
 from hubbub.engine.redis.worker import Worker, WorkerSettings, moving_key
@@ -72,7 +70,7 @@ class Harness:
         self.db = PostgresDatabase(url, migrate=False)
         self.client = server.client()
         self.log = RedisLog(self.client, lambda message: None)
-        self.history = PostgresLog(self.db, lambda message: None)
+        self.history = PostgresHistory(self.db)
         self.store = PostgresStore(self.db)
         self._closing: list[Callable[[], Awaitable[Any]]] = []
 
@@ -282,7 +280,7 @@ async def test_a_batch_a_dead_worker_committed_but_did_not_settle_is_settled_nex
     # A worker noted batch 1..6, committed it and died before the Redis step; another
     # noted 7..9 and died before its commit.
     await h.client.rpush(moving_key(room), "1:6", "7:9")
-    assert await h.history.insert_messages(sent) == 6
+    assert await store_messages(h.db, sent) == 6
     await h.client.delete(DIRTY_KEY)
 
     assert await (await h.worker(keep=2)).run_pass() == 0  # nothing left to move, but:
@@ -438,17 +436,17 @@ async def test_find_sent_and_persisted_seq_answer_from_postgresql(h: Harness) ->
     room, other = await h.room("looked"), await h.room("elsewhere")
     assert await h.history.persisted_seq(room) == 0
     messages = [Message(room, seq, f"m{seq}", "Alice", f"b{seq}", 1000 + seq) for seq in (1, 2, 3)]
-    assert await h.history.insert_messages(messages) == 3
-    assert await h.history.insert_messages(messages) == 0  # stored seqs are skipped
+    assert await store_messages(h.db, messages) == 3
+    assert await store_messages(h.db, messages) == 0  # stored seqs are skipped
     assert await h.history.persisted_seq(room) == 3
     assert await h.history.persisted_seq(other) == 0
 
-    found = await h.history.find_sent(
-        room, [("alice", "m1"), ("alice", "m3"), ("bob", "m1"), ("alice", "nope")]
+    found = await find_sent(
+        h.history, room, [("alice", "m1"), ("alice", "m3"), ("bob", "m1"), ("alice", "nope")]
     )
     assert found == {("alice", "m1"): messages[0], ("alice", "m3"): messages[2]}
-    assert await h.history.find_sent(other, [("alice", "m1")]) == {}
-    assert await h.history.find_sent(room, []) == {}
+    assert await find_sent(h.history, other, [("alice", "m1")]) == {}
+    assert await find_sent(h.history, room, []) == {}
     assert await h.history.read(room, 1, 3) == messages[1:]
     assert await h.history.page(room, None, None, 2) == (messages[1:], True)
 

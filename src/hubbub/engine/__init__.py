@@ -61,7 +61,8 @@ class PostgresEngine:
         # asyncpg is imported here, not at package import: only this engine needs it.
         from hubbub.engine.memory import MemoryBus, MemoryCounters, MemoryPresence
         from hubbub.engine.postgres.database import PostgresDatabase
-        from hubbub.engine.postgres.store import PostgresLog, PostgresStore
+        from hubbub.engine.postgres.log import PostgresLog
+        from hubbub.engine.postgres.store import PostgresStore
 
         self.db = PostgresDatabase(config.database_url)
         memory_bus = MemoryBus()
@@ -84,7 +85,8 @@ class RedisEngine:
     def __init__(self, config: EngineSettings) -> None:
         from hubbub.engine.distributed import DistributedLog
         from hubbub.engine.postgres.database import PostgresDatabase
-        from hubbub.engine.postgres.store import PostgresLog, PostgresStore
+        from hubbub.engine.postgres.history import PostgresHistory
+        from hubbub.engine.postgres.store import PostgresStore
         from hubbub.engine.redis.bus import RedisBus
         from hubbub.engine.redis.client import connect
         from hubbub.engine.redis.counters import RedisCounters
@@ -97,7 +99,7 @@ class RedisEngine:
         self.client = connect(config.redis, socket_timeout=5.0)
         # Pub/sub blocks for as long as the node lives: no socket timeout there.
         self.subscriber = connect(config.redis)
-        history = PostgresLog(self.db, lambda message: None)
+        history = PostgresHistory(self.db)
         self.recent = RedisLog(
             self.client,
             lambda message: None,  # the script publishes; the bus delivers

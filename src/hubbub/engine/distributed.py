@@ -17,12 +17,18 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from hubbub.engine.base import Appended, Log, Message, replayed
+from hubbub.engine.base import Appended, Message, replayed
 from hubbub.engine.redis.log import RedisLog
 
 
-class History(Log, Protocol):
-    """PostgreSQL-held history (PostgresLog) as this log needs it."""
+class History(Protocol):
+    """PostgreSQL-held history (`PostgresHistory`) as this log reads it; it never appends."""
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]: ...
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]: ...
 
     async def find_sent_in_rooms(
         self, keys: list[tuple[str, str, str]]

@@ -1,10 +1,11 @@
-"""An asyncpg pool, migrated on open, whose server failures reach callers as `unavailable`."""
+"""An asyncpg pool, migrated on open, whose server failures reach callers as `unavailable`;
+and `PostgresAdapter`, the pool as `engine.sql.Database`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ import sqlalchemy.exc
 
 from hubbub import metrics
 from hubbub.engine.migrations import upgrade
+from hubbub.engine.sql import Row, numbered
 from hubbub.protocol.errors import Unavailable
 
 # Failures of the server or the network, as opposed to errors of the statement itself.
@@ -103,3 +105,34 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 def _unavailable(exc: BaseException) -> Unavailable:
     metrics.BACKEND_ERRORS.labels("postgres").inc()
     return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")
+
+
+def touched(status: str) -> int:
+    """Rows touched, from a command status such as `INSERT 0 1` or `DELETE 3`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresAdapter:
+    """`engine.sql.Database` on the pool: `?` statements run as `numbered` ones."""
+
+    duplicate: tuple[type[Exception], ...] = (asyncpg.UniqueViolationError,)
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+
+    async def one(self, sql: str, *args: Any) -> Row | None:
+        return await self.db.fetchrow(numbered(sql), *args)
+
+    async def all(self, sql: str, *args: Any) -> Sequence[Row]:
+        return await self.db.fetch(numbered(sql), *args)
+
+    async def run(self, sql: str, *args: Any) -> int:
+        return touched(await self.db.execute(numbered(sql), *args))
+
+    async def returning(self, sql: str, *args: Any) -> Sequence[Row]:
+        return await self.db.fetch(numbered(sql), *args)
+
+    async def transaction(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        async with self.db.connection() as conn, conn.transaction():
+            for statement, args in statements:
+                await conn.execute(numbered(statement), *args)

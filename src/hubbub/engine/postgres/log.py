@@ -1,0 +1,185 @@
+"""The message log of the PostgreSQL engine: appends and reads of `messages`, one node or many.
+
+Seqs come from one counter row per room (`room_seqs`), incremented in the transaction
+that inserts the message: the row lock, held until commit, serializes a room's appends
+across every connection of every node, so seqs are gapless and commit in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from hubbub.engine import sql
+from hubbub.engine.base import Appended, Message, OnCommit, replayed
+from hubbub.engine.postgres.database import PostgresAdapter, PostgresDatabase
+
+log = logging.getLogger(__name__)
+
+SENT_MESSAGE = sql.numbered(sql.SENT_MESSAGE)
+
+# One statement takes the room's counter row (locked until commit) and inserts the
+# message with the new seq. If the idempotency key was taken meanwhile, nothing is
+# inserted and no row comes back: the caller rolls back, undoing the increment.
+APPEND = """
+WITH next AS (
+    INSERT INTO room_seqs AS s (room, last_seq) VALUES ($1, 1)
+    ON CONFLICT (room) DO UPDATE SET last_seq = s.last_seq + 1
+    RETURNING last_seq
+)
+INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts)
+SELECT $1, next.last_seq, $2, $3, $4, $5, $6 FROM next
+ON CONFLICT (room, sender_key, client_id) DO NOTHING
+RETURNING seq
+"""
+
+
+async def _existing(
+    conn: asyncpg.pool.PoolConnectionProxy, room: str, sender: str, msg_id: str, body: str
+) -> Appended | None:
+    """The message stored under this idempotency key; Conflict if its body differs."""
+    row = await conn.fetchrow(SENT_MESSAGE, room, sender.lower(), msg_id)
+    if row is None:
+        return None
+    return replayed(sql.message(row), body)
+
+
+@dataclass(slots=True, eq=False)
+class _InFlight:
+    """An append of this process that holds a seq and is committing."""
+
+    seq: int
+    settled: bool = False
+    message: Message | None = None  # None if it did not commit
+    published: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(slots=True, eq=False)
+class _Turn:
+    """One append's place in its room's FIFO lock, held while it takes its seq."""
+
+    lock: asyncio.Lock
+    held: bool = False
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+
+class PostgresLog:
+    """Per-room gapless logs in the `messages` table, shared by every node.
+
+    `on_commit` sees this process's own appends in seq order per room. Appends are
+    registered in `_in_flight` while they hold the room's counter lock, so registration
+    order is seq order; after a commit, the room's settled appends are published from
+    the front of its queue up to the first one still committing.
+    """
+
+    def __init__(
+        self, db: PostgresDatabase, on_commit: OnCommit, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.sql = PostgresAdapter(db)
+        self.on_commit = on_commit
+        self.clock = clock
+        self._in_flight: dict[str, deque[_InFlight]] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, appends using it
+
+    async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
+        # A room's appends take seqs in call order (a connection's sends are in order):
+        # each waits for its turn (a FIFO lock per room) and passes it on once it has a seq.
+        lock, users = self._turns.get(room) or (asyncio.Lock(), 0)
+        self._turns[room] = (lock, users + 1)
+        turn = _Turn(lock)
+        try:
+            await lock.acquire()
+            turn.held = True
+            return await self._append(room, sender, msg_id, body, turn)
+        finally:
+            turn.release()
+            users = self._turns[room][1] - 1
+            self._turns[room] = (lock, users)
+            if not users:
+                del self._turns[room]
+
+    async def _append(
+        self, room: str, sender: str, msg_id: str, body: str, turn: _Turn
+    ) -> Appended:
+        async with self.db.connection() as conn:
+            known = await _existing(conn, room, sender, msg_id, body)
+            if known is not None:
+                return known
+            ts = int(self.clock() * 1000)
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                seq = await conn.fetchval(APPEND, room, msg_id, sender.lower(), sender, body, ts)
+            except BaseException:
+                turn.release()
+                await tx.rollback()
+                raise
+            if seq is None:  # a concurrent append with this key committed first
+                turn.release()
+                await tx.rollback()
+                known = await _existing(conn, room, sender, msg_id, body)
+                assert known is not None, "the idempotency key was taken, so the row exists"
+                return known
+            entry = self._register(room, seq)
+            turn.release()
+            message = Message(room, seq, msg_id, sender, body, ts)
+            try:
+                await tx.commit()
+            except BaseException:
+                self._settle(room, entry, None)
+                raise
+            self._settle(room, entry, message)
+        await asyncio.shield(entry.published)
+        return Appended(message, created=True)
+
+    def _register(self, room: str, seq: int) -> _InFlight:
+        entry = _InFlight(seq)
+        self._in_flight.setdefault(room, deque()).append(entry)
+        return entry
+
+    def _settle(self, room: str, entry: _InFlight, message: Message | None) -> None:
+        entry.settled = True
+        entry.message = message
+        queue = self._in_flight[room]
+        while queue and queue[0].settled:
+            done = queue.popleft()
+            if done.message is not None:
+                try:
+                    self.on_commit(done.message)
+                except Exception:
+                    log.exception("post-commit hook failed")
+            done.published.set_result(None)
+        if not queue:
+            del self._in_flight[room]
+
+    async def last_seq(self, room: str) -> int:
+        row = await self.db.fetchrow("SELECT last_seq FROM room_seqs WHERE room = $1", room)
+        last = int(row[0]) if row else 0
+        # Every seq up to `last` is committed; wait until this process's own ones among
+        # them were published, so a join can use `last` as its cut (see Log.last_seq).
+        # Other nodes publish their own appends; a gap they leave is filled from the log.
+        waiting = [e.published for e in self._in_flight.get(room, ()) if e.seq <= last]
+        if waiting:
+            await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+        return last
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        return await sql.read(self.sql, room, after, upto)
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        return await sql.page(self.sql, room, before, after, limit)
