@@ -131,9 +131,6 @@ class RedisBus:
     def attach(self, listener: BusListener) -> None:
         self.listeners.append(listener)
 
-    def publish_message(self, message: Message) -> None:
-        """Nothing to do: the append script published the message when it logged it."""
-
     def publish_event(
         self,
         room: str,
