@@ -20,7 +20,8 @@ from test_engine_contract import room
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog
 from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
-from hubbub.engine.redis.log import RedisLog, id_key, stream_key
+from hubbub.engine.redis.log import RedisLog
+from hubbub.engine.redis.schema import id_key, stream_key
 from hubbub.protocol.errors import Conflict
 
 LOG_CONTRACT = log_contract_tests()

@@ -21,10 +21,9 @@ from redis.crc import key_slot
 from redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.base import Log, Message, Store
-from hubbub.engine.redis.log import (
+from hubbub.engine.redis.log import MAX_BATCH, RedisLog
+from hubbub.engine.redis.schema import (
     DIRTY_KEY,
-    MAX_BATCH,
-    RedisLog,
     channel,
     decode_message,
     decode_published,
