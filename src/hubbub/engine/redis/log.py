@@ -21,6 +21,9 @@ to the set `hubbub:dirty`, which tells the worker where to look. A counter that 
 (a new room, or a Redis that lost its data) is seeded from the database when a `seed`
 callback is given, so seqs never restart below what history already holds. History below
 the stream's trim point is the database's job; `read` and `page` here see only the stream.
+
+A known id: the script returns the stored message untouched and `engine.base.replayed`,
+the rule every engine applies, answers it (that message, or Conflict for another body).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
-from hubbub.engine.base import Appended, Message, OnCommit
+from hubbub.engine.base import Appended, Message, OnCommit, replayed
 from hubbub.engine.redis.client import (
     CLUSTER_UNAVAILABLE,
     RedisClient,
@@ -53,7 +56,7 @@ from hubbub.engine.redis.schema import (
     seq_key,
     stream_key,
 )
-from hubbub.protocol.errors import Conflict, Unavailable
+from hubbub.protocol.errors import Unavailable
 
 MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
 
@@ -156,14 +159,13 @@ class RedisLog:
         command = ("EVALSHA", self.script_sha, len(keys), *keys, *args, self.publish_command)
 
         def finish(reply: list[Any]) -> Appended:
-            if reply[0] == -1:
-                raise Conflict(f"id {msg_id!r} was already used with another body")
             if reply[0] == -2:  # still missing after the writer seeded it
                 raise Unavailable(f"the seq counter of room {room!r} could not be seeded")
-            appended = Appended(decode_published(reply[1]), created=reply[0] == 1)
-            if appended.created:
-                self.on_commit(appended.message)
-            return appended
+            message = decode_published(reply[1])
+            if reply[0] == 0:  # the id is known: the stored message
+                return replayed(message, body)
+            self.on_commit(message)
+            return Appended(message, created=True)
 
         result: Appended = await self._submit(command, finish, is_append=True, room=room)
         return result

@@ -190,19 +190,15 @@ def revoked_payload(token_hash: str) -> bytes:
 # KEYS: 1 seq counter, 2 stream, 3 idempotency record.
 # ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
 # 6 channel, 7 PUBLISH | SPUBLISH.
-# Returns {1, payload} when it created the message, {0, payload} for a repeat (the stored
-# message: same seq and ts), {-1} for a known id with another body, {-2} when the counter
-# is missing and must be seeded from the database (nothing is written in either case).
+# Returns {1, payload} when it created the message, {0, payload} when the id is known (the
+# stored message: the caller applies `engine.base.replayed` to it), {-2} when the counter
+# is missing and must be seeded from the database (nothing is written then).
 # The record has no TTL: the worker gives it one once the message is in the database.
 # The stream is written first: if XADD fails (say, a counter behind the stream) the script
 # stops before any other write, so a failure never leaves a seq without its message.
 APPEND_SCRIPT: Final = """
 local stored = redis.call('GET', KEYS[3])
-if stored then
-  local m = cmsgpack.unpack(stored)
-  if m[5] ~= ARGV[4] then return {-1} end
-  return {0, stored}
-end
+if stored then return {0, stored} end
 local last = redis.call('GET', KEYS[1])
 if not last then
   if ARGV[5] == '1' then return {-2} end
