@@ -28,7 +28,7 @@ from test_distributed_outages import (
     wait_until,
 )
 
-from hubbub.engine.redis.log import channel
+from hubbub.engine.redis.schema import channel
 
 Labels = frozenset[tuple[str, str]]
 

@@ -26,7 +26,7 @@ from pgutil import TestDatabase
 from redis.cluster import ClusterNode, RedisCluster
 from redis_cluster import RedisCluster as PrivateCluster
 
-from hubbub.engine.redis.log import seq_key, stream_key
+from hubbub.engine.redis.schema import seq_key, stream_key
 
 HEARTBEAT = 1.0
 KEEP = 10  # the worker's --keep: entries a trimmed stream still holds

@@ -22,7 +22,8 @@ from hubbub.engine.distributed import DistributedLog
 from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
 from hubbub.engine.postgres.store import PostgresStore
-from hubbub.engine.redis.log import RedisLog, id_key, stream_key
+from hubbub.engine.redis.log import RedisLog
+from hubbub.engine.redis.schema import id_key, stream_key
 from hubbub.protocol.errors import Conflict
 
 LOG_CONTRACT = log_contract_tests()

@@ -99,7 +99,7 @@ async def test_bus_delivers_messages_to_every_listener_in_publish_order() -> Non
         bus.attach(listener)
     sent = [message(seq) for seq in range(1, 51)]
     for m in sent:
-        bus.publish_message(m)
+        bus.deliver(m)
     for listener in listeners:
         assert listener.seen == [("message", m) for m in sent]
 
@@ -108,7 +108,7 @@ async def test_bus_delivers_synchronously() -> None:
     bus = MemoryBus()
     listener = BusRecorder()
     bus.attach(listener)
-    bus.publish_message(message(1))
+    bus.deliver(message(1))
     assert listener.seen == [("message", message(1))]
 
 
@@ -117,10 +117,10 @@ async def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
     listener = BusRecorder()
     bus.attach(listener)
     typing = {"type": "typing", "room": "lobby", "user": "bob"}
-    bus.publish_message(message(1))
+    bus.deliver(message(1))
     bus.publish_event("lobby", typing, skip_user="bob")
     bus.publish_removed("lobby", "carol", "kicked")
-    bus.publish_message(message(2))
+    bus.deliver(message(2))
     bus.publish_token_revoked("abc123")
     bus.publish_event("lobby", typing, skip_session="s9")
     assert listener.seen == [
@@ -135,7 +135,7 @@ async def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
 
 async def test_bus_without_listeners_drops_what_is_published() -> None:
     bus = MemoryBus()
-    bus.publish_message(message(1))
+    bus.deliver(message(1))
     bus.publish_event("lobby", {"type": "typing"})
     bus.publish_removed("lobby", "alice", "left")
     bus.publish_token_revoked("x")

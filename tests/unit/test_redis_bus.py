@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from redis_server import RedisServer
 
 from hubbub.engine.base import Message
-from hubbub.engine.redis.bus import RedisBus, room_of
-from hubbub.engine.redis.log import RedisLog, channel, seq_key, stream_key
+from hubbub.engine.redis.bus import RedisBus
+from hubbub.engine.redis.log import RedisLog
+from hubbub.engine.redis.schema import channel, room_of, seq_key, stream_key
 from hubbub.protocol.errors import Unavailable
 
 

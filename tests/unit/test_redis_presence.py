@@ -20,15 +20,8 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis_server import REDIS_DURABLE, RedisServer
 
-from hubbub.engine.redis.presence import (
-    NODES_KEY,
-    RedisPresence,
-    count_key,
-    name_key,
-    node_set_key,
-    rooms_key,
-    sweep_dead_nodes,
-)
+from hubbub.engine.redis.presence import RedisPresence, sweep_dead_nodes
+from hubbub.engine.redis.schema import NODES_KEY, count_key, name_key, node_set_key, rooms_key
 from hubbub.protocol.errors import Unavailable
 
 INTERVAL = 0.2  # heartbeat seconds: a dead node is offline everywhere within 0.6 s

@@ -31,9 +31,17 @@ from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key
 from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
 from hubbub.engine.postgres.store import PostgresStore
-from hubbub.engine.redis.log import DIRTY_KEY, RedisLog, channel, id_key, stream_key
-from hubbub.engine.redis.presence import NODES_KEY, RedisPresence
-from hubbub.engine.redis.worker import Worker, WorkerSettings, moving_key
+from hubbub.engine.redis.log import RedisLog
+from hubbub.engine.redis.presence import RedisPresence
+from hubbub.engine.redis.schema import (
+    DIRTY_KEY,
+    NODES_KEY,
+    channel,
+    id_key,
+    moving_key,
+    stream_key,
+)
+from hubbub.engine.redis.worker import Worker, WorkerSettings
 from hubbub.ops.worker import serve
 
 TOP = 2**62

@@ -44,7 +44,7 @@ class EmbeddedEngine:
         self.bus: Bus = memory_bus
         self.presence: Presence = MemoryPresence()
         self.store: Store = SqliteStore(self.db)
-        self.log: Log = SqliteLog(self.db, memory_bus.publish_message)
+        self.log: Log = SqliteLog(self.db, memory_bus.deliver)
         self.counters: Counters = MemoryCounters()
 
     async def start(self) -> None:
@@ -69,7 +69,7 @@ class PostgresEngine:
         self.bus: Bus = memory_bus
         self.presence: Presence = MemoryPresence()
         self.store: Store = PostgresStore(self.db)
-        self.log: Log = PostgresLog(self.db, memory_bus.publish_message)
+        self.log: Log = PostgresLog(self.db, memory_bus.deliver)
         self.counters: Counters = MemoryCounters()
 
     async def start(self) -> None:

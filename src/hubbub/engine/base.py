@@ -193,7 +193,12 @@ class BusListener(Protocol):
 
 
 class Bus(Protocol):
-    """Fan-out to every node: messages in seq order, ephemeral events, and control notices."""
+    """Fan-out to every node: messages in seq order, ephemeral events, and control notices.
+
+    Messages are published by `Log.append`, never through the bus: each engine wires its
+    log to its bus (the embedded ones pass the in-process bus's delivery as the log's
+    `OnCommit`; on Redis the append script publishes). The bus delivers them to listeners.
+    """
 
     def attach(self, listener: BusListener) -> None: ...
     async def subscribe(self, room: str) -> None:
@@ -204,7 +209,6 @@ class Bus(Protocol):
         """Stop bringing `room` to this node (none of its connections is joined there)."""
         ...
 
-    def publish_message(self, message: Message) -> None: ...
     def publish_event(
         self,
         room: str,
@@ -262,3 +266,4 @@ class Engine(Protocol):
 
 
 OnCommit = Callable[[Message], None]
+"""What a log calls with each message it created, in seq order, right after storing it."""

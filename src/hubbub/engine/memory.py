@@ -25,7 +25,9 @@ class MemoryBus:
     def unsubscribe(self, room: str) -> None:
         """Nothing to do (see `subscribe`)."""
 
-    def publish_message(self, message: Message) -> None:
+    def deliver(self, message: Message) -> None:
+        """Hand a logged message to every listener: the log's `OnCommit` (not part of `Bus`:
+        messages are published by `Log.append`)."""
         for listener in self._listeners:
             listener.on_message(message)
 

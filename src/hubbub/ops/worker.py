@@ -11,7 +11,7 @@ import signal
 from typing import Any, Final
 
 from hubbub import metrics
-from hubbub.engine.postgres.store import PostgresDatabase
+from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.redis.client import connect
 from hubbub.engine.redis.worker import MAX_BACKOFF, Worker, WorkerSettings
 from hubbub.protocol.errors import Unavailable

@@ -1,10 +1,11 @@
 """Fan-out across nodes on Redis pub/sub, with per-room gap detection.
 
-Each room has one sharded channel (`redis_log.channel`, `{room}` hash tag, SPUBLISH /
+Each room has one sharded channel (`schema.channel`, `{room}` hash tag, SPUBLISH /
 SSUBSCRIBE), so on Redis Cluster a room's messages travel through the shard that holds
 the room's log. The append script publishes every message itself; this class publishes
 the rest: ephemeral events (typing, presence) and removal notices on the room's channel,
-token revocations on one plain channel every node subscribes to.
+token revocations on one plain channel every node subscribes to (the payloads:
+`engine.redis.schema`).
 
 A node subscribes to a room while at least one of its connections is joined there.
 Pub/sub is at-most-once (a publish during a reconnect is simply gone), so each room keeps
@@ -30,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
@@ -42,16 +43,21 @@ from hubbub.engine.redis.client import (
     Subscriber,
     open_pubsub,
 )
-from hubbub.engine.redis.log import channel, seq_key
+from hubbub.engine.redis.schema import (
+    CONTROL_CHANNEL,
+    KIND_EVENT,
+    KIND_REMOVED,
+    KIND_REVOKED,
+    channel,
+    event_payload,
+    removed_payload,
+    revoked_payload,
+    room_of,
+    seq_key,
+)
 from hubbub.protocol.errors import Unavailable
 
 log = logging.getLogger(__name__)
-
-CONTROL_CHANNEL: Final = "hubbub:control"  # token revocations: every node listens
-KIND_EVENT: Final = 1
-KIND_REMOVED: Final = 2
-KIND_REVOKED: Final = 3
-_PREFIX, _SUFFIX = "hubbub:{", "}:messages"
 
 Reader = Callable[[str, int, int], Awaitable[list[Message]]]
 """Reads a room's messages with after < seq <= upto from the log (gap fills)."""
@@ -59,20 +65,7 @@ Reader = Callable[[str, int, int], Awaitable[list[Message]]]
 Send = Callable[..., Awaitable[Any]]
 """Sends one Redis command, in order with the node's appends (`RedisLog.send`)."""
 
-_encoder = msgspec.msgpack.Encoder()
 _decode = msgspec.msgpack.Decoder().decode
-
-
-def event_payload(
-    room: str, frame: dict[str, Any], skip_user: str | None = None, skip_session: str | None = None
-) -> bytes:
-    """What `publish_event` sends on the room's channel (also for publishers without a bus)."""
-    return _encoder.encode([KIND_EVENT, room, frame, skip_user or "", skip_session or ""])
-
-
-def room_of(channel_name: bytes | str) -> str:
-    name = channel_name.decode() if isinstance(channel_name, bytes) else channel_name
-    return name[len(_PREFIX) : -len(_SUFFIX)]
 
 
 class _Feed:
@@ -131,9 +124,6 @@ class RedisBus:
     def attach(self, listener: BusListener) -> None:
         self.listeners.append(listener)
 
-    def publish_message(self, message: Message) -> None:
-        """Nothing to do: the append script published the message when it logged it."""
-
     def publish_event(
         self,
         room: str,
@@ -145,12 +135,10 @@ class RedisBus:
         self._publish("SPUBLISH", channel(room), payload)
 
     def publish_removed(self, room: str, user: str, reason: str) -> None:
-        self._publish(
-            "SPUBLISH", channel(room), _encoder.encode([KIND_REMOVED, room, user, reason])
-        )
+        self._publish("SPUBLISH", channel(room), removed_payload(room, user, reason))
 
     def publish_token_revoked(self, token_hash: str) -> None:
-        self._publish("PUBLISH", CONTROL_CHANNEL, _encoder.encode([KIND_REVOKED, token_hash]))
+        self._publish("PUBLISH", CONTROL_CHANNEL, revoked_payload(token_hash))
 
     async def subscribe(self, room: str) -> None:
         """Listen to `room` and wait until its feed is synced (see the module docstring)."""

@@ -1,20 +1,8 @@
 """Each room's durable log on Redis: one Lua script per send (idempotency, seq, stream, publish).
 
-Layout, per room (every key carries the room as the hash tag `{room}`, so on Redis Cluster
-a room's keys, and its sharded channel, live in one slot and the script may touch them all):
-
-    hubbub:{room}:seq                     the room's last seq (a counter)
-    hubbub:{room}:log                     a Stream; entry ids are `<seq>-0`, fields
-                                          room, seq, id, from, body, ts
-    hubbub:{room}:id:<n>:<sender>:<id>    idempotency record of (room, sender, id) (`n` is
-                                          the length of the lower-cased sender), with a TTL;
-                                          its value is the message's publication payload
-    hubbub:{room}:messages                pub/sub channel (PUBLISH, or SPUBLISH on Cluster)
-    hubbub:{room}:moving                  the worker's notes of batches it is moving into
-                                          PostgreSQL (`low:high` seq ranges; redis.worker)
-
-A publication payload is the msgpack array [room, seq, id, from, body, ts]
-(`decode_published`); a stream entry is decoded by `decode_message`.
+Every key of a room carries the room as the hash tag `{room}` (the layout, the payloads
+and the script: `engine.redis.schema`), so on Redis Cluster a room's keys, and its
+sharded channel, live in one slot and the script may touch them all.
 
 Guarantees. The script runs atomically, so a seq is assigned, logged, recorded for
 idempotency and published together or not at all; with `appendonly yes` and
@@ -33,112 +21,44 @@ to the set `hubbub:dirty`, which tells the worker where to look. A counter that 
 (a new room, or a Redis that lost its data) is seeded from the database when a `seed`
 callback is given, so seqs never restart below what history already holds. History below
 the stream's trim point is the database's job; `read` and `page` here see only the stream.
+
+A known id: the script returns the stored message untouched and `engine.base.replayed`,
+the rule every engine applies, answers it (that message, or Conflict for another body).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub import metrics
-from hubbub.engine.base import Appended, Message, OnCommit
+from hubbub.engine.base import Appended, Message, OnCommit, replayed
 from hubbub.engine.redis.client import (
     CLUSTER_UNAVAILABLE,
     RedisClient,
     client_options,
     is_cluster,
 )
-from hubbub.protocol.errors import Conflict, Unavailable
+from hubbub.engine.redis.schema import (
+    APPEND_SCRIPT,
+    DIRTY_KEY,
+    SCRIPT_SHA,
+    channel,
+    decode_message,
+    decode_published,
+    id_key,
+    seq_key,
+    stream_key,
+)
+from hubbub.protocol.errors import Unavailable
 
-DAY: Final = 24 * 3600
-DIRTY_KEY: Final = "hubbub:dirty"  # rooms with appends the worker may not have moved yet
 MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
-
-# KEYS: 1 seq counter, 2 stream, 3 idempotency record.
-# ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
-# 6 channel, 7 PUBLISH | SPUBLISH.
-# Returns {1, payload} when it created the message, {0, payload} for a repeat (the stored
-# message: same seq and ts), {-1} for a known id with another body, {-2} when the counter
-# is missing and must be seeded from the database (nothing is written in either case).
-# The record has no TTL: the worker gives it one once the message is in the database.
-# The stream is written first: if XADD fails (say, a counter behind the stream) the script
-# stops before any other write, so a failure never leaves a seq without its message.
-APPEND_SCRIPT: Final = """
-local stored = redis.call('GET', KEYS[3])
-if stored then
-  local m = cmsgpack.unpack(stored)
-  if m[5] ~= ARGV[4] then return {-1} end
-  return {0, stored}
-end
-local last = redis.call('GET', KEYS[1])
-if not last then
-  if ARGV[5] == '1' then return {-2} end
-  last = '0'
-end
-local seq = tonumber(last) + 1
-local now = redis.call('TIME')
-local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'room', ARGV[1],
-  'seq', string.format('%d', seq), 'id', ARGV[2], 'from', ARGV[3], 'body', ARGV[4],
-  'ts', string.format('%d', ts))
-redis.call('INCR', KEYS[1])
-local payload = cmsgpack.pack({ARGV[1], seq, ARGV[2], ARGV[3], ARGV[4], ts})
-redis.call('SET', KEYS[3], payload)
-redis.call(ARGV[7], ARGV[6], payload)
-return {1, payload}
-"""
-
-
-def room_prefix(room: str) -> str:
-    """What every Redis key and channel of a room starts with: the room is the hash tag."""
-    return f"hubbub:{{{room}}}"
-
-
-def seq_key(room: str) -> str:
-    return f"{room_prefix(room)}:seq"
-
-
-def stream_key(room: str) -> str:
-    return f"{room_prefix(room)}:log"
-
-
-def channel(room: str) -> str:
-    return f"{room_prefix(room)}:messages"
-
-
-def id_key(room: str, sender: str, msg_id: str) -> str:
-    # The length prefix keeps (sender, id) pairs apart whatever characters they contain.
-    key = sender.lower()
-    return f"{room_prefix(room)}:id:{len(key)}:{key}:{msg_id}"
-
-
-_published = msgspec.msgpack.Decoder(tuple[str, int, str, str, str, int])
-
-
-def decode_published(payload: bytes) -> Message:
-    """The message of a publication on a room's channel (also the idempotency record)."""
-    room, seq, msg_id, sender, body, ts = _published.decode(payload)
-    return Message(room=room, seq=seq, id=msg_id, sender=sender, body=body, ts=ts)
-
-
-def decode_message(fields: Mapping[bytes, bytes]) -> Message:
-    """The message of one stream entry's fields (as XRANGE / XREADGROUP return them)."""
-    return Message(
-        room=fields[b"room"].decode(),
-        seq=int(fields[b"seq"]),
-        id=fields[b"id"].decode(),
-        sender=fields[b"from"].decode(),
-        body=fields[b"body"].decode(),
-        ts=int(fields[b"ts"]),
-    )
-
 
 _UNAVAILABLE_ERRORS: Final = (
     RedisConnectionError,
@@ -220,7 +140,7 @@ class RedisLog:
         self.publish_command = "SPUBLISH" if sharded_pubsub else "PUBLISH"
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        self.script = client.register_script(APPEND_SCRIPT)
+        self.script_sha = SCRIPT_SHA[APPEND_SCRIPT]
         self.round_trips = 0  # pipelines sent: observable batching
         self._queue: list[_Job] = []
         self._writer: asyncio.Task[None] | None = None
@@ -236,17 +156,16 @@ class RedisLog:
         keys = (seq_key(room), stream_key(room), id_key(room, sender, msg_id))
         must_seed = "1" if self.seed is not None else "0"
         args = (room, msg_id, sender, body, must_seed, channel(room))
-        command = ("EVALSHA", self.script.sha, len(keys), *keys, *args, self.publish_command)
+        command = ("EVALSHA", self.script_sha, len(keys), *keys, *args, self.publish_command)
 
         def finish(reply: list[Any]) -> Appended:
-            if reply[0] == -1:
-                raise Conflict(f"id {msg_id!r} was already used with another body")
             if reply[0] == -2:  # still missing after the writer seeded it
                 raise Unavailable(f"the seq counter of room {room!r} could not be seeded")
-            appended = Appended(decode_published(reply[1]), created=reply[0] == 1)
-            if appended.created:
-                self.on_commit(appended.message)
-            return appended
+            message = decode_published(reply[1])
+            if reply[0] == 0:  # the id is known: the stored message
+                return replayed(message, body)
+            self.on_commit(message)
+            return Appended(message, created=True)
 
         result: Appended = await self._submit(command, finish, is_append=True, room=room)
         return result

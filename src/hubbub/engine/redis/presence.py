@@ -2,20 +2,11 @@
 
 Each node counts its own sessions (room -> user key -> display name and sessions) and tells
 Redis only when a user's first session in a room appears on the node or the last one goes.
-Redis holds, per room (every key carries the room as the hash tag `{room}`, as in
-`redis_log`, so on Redis Cluster a room's presence lives in one slot and each script
-touches one room only):
-
-    hubbub:{room}:pnode:<incarnation>   SET of user keys present through that node incarnation
-    hubbub:{room}:pcount                HASH user key -> number of incarnations holding the user
-    hubbub:{room}:pname                 HASH user key -> display name (while the count is > 0)
-
-and, per node incarnation:
-
-    hubbub:nodes                        HASH incarnation -> expiry (Unix ms, Redis server time);
-                                        a negative value -T marks a sweep in progress, whose
-                                        lease ends at T
-    hubbub:node:{<incarnation>}:rooms   SET of the rooms where the incarnation has entries
+Redis holds, per room, the user keys each node incarnation has there, a count of
+incarnations per user and the display names; per incarnation, the rooms where it has
+entries; and one hash of every incarnation's heartbeat expiry, `hubbub:nodes` (every key and
+script: `engine.redis.schema`; a room's keys carry the room as the hash tag `{room}`, so on
+Redis Cluster a room's presence lives in one slot and each script touches one room only).
 
 A user key is the lower-cased name (names are case-insensitive); the display name is kept.
 A user is online in a room while its count is above zero; the scripts that change a count
@@ -67,11 +58,10 @@ any number of nodes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -79,12 +69,25 @@ from redis.exceptions import NoScriptError, RedisError
 
 from hubbub import metrics
 from hubbub.engine.redis.client import REDIS_UNREACHABLE, RedisClient, client_options
-from hubbub.engine.redis.log import room_prefix
+from hubbub.engine.redis.schema import (
+    ADD_SCRIPT,
+    BEAT_SCRIPT,
+    CLAIM_SCRIPT,
+    DROP_SCRIPT,
+    NODES_KEY,
+    PRESENCE_WRITER_SCRIPTS,
+    RELEASE_SCRIPT,
+    REMOVE_SCRIPT,
+    SYNC_SCRIPT,
+    evalsha,
+    name_key,
+    presence_keys,
+    rooms_key,
+)
 from hubbub.protocol.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-NODES_KEY: Final = "hubbub:nodes"
 SWEEP_LEASE_MS: Final = 30_000  # how long a claimed sweep stays claimed if its sweeper dies
 MAX_BATCH: Final = 1024  # commands per writer pipeline
 DROP_BATCH: Final = 256  # rooms per sweep pipeline
@@ -92,171 +95,9 @@ DROP_BATCH: Final = 256  # rooms per sweep pipeline
 PublishEvent = Callable[[str, dict[str, Any]], None]
 """Publishes an event frame to a room on every node (the bus's `publish_event`)."""
 
-_NOW_MS: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: 1 node set, 2 counts, 3 names. ARGV: 1 user key, 2 display name.
-# Returns 1 when this made the user online in the room (count 0 -> 1), else 0.
-ADD_SCRIPT: Final = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[2], ARGV[1], 1) == 1 then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# KEYS, ARGV: as ADD_SCRIPT (the display name unused). Returns 1 when the count reached 0,
-# or when the node's entry was already gone (Redis lost it, or a sweep took it) and no node
-# counts the user: then no `offline` may have been published, and a repeated one is harmless
-# where a missing one would leave the user online on every other node.
-REMOVE_SCRIPT: Final = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
-  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 1 end
-  return 0
-end
-if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# Removes one user key from the node set; returns its display name if the count reached 0.
-_LEAVE: Final = """
-local function leave(u)
-  redis.call('SREM', KEYS[1], u)
-  if redis.call('HINCRBY', KEYS[2], u, -1) <= 0 then
-    local name = redis.call('HGET', KEYS[3], u) or u
-    redis.call('HDEL', KEYS[2], u)
-    redis.call('HDEL', KEYS[3], u)
-    return name
-  end
-  return nil
-end
-"""
-
-# KEYS: as ADD_SCRIPT. Removes every user of the node set; returns the display names whose
-# count reached 0 (so of concurrent drops only the one that removed an entry reports it).
-DROP_SCRIPT: Final = (
-    _LEAVE
-    + """
-local gone = {}
-for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local name = leave(u)
-  if name then table.insert(gone, name) end
-end
-redis.call('DEL', KEYS[1])
-return gone
-"""
-)
-
-# KEYS: as ADD_SCRIPT. ARGV: user key, display name, user key, display name, ...
-# Makes the node set exactly the given users; returns {names now online, names now offline}.
-SYNC_SCRIPT: Final = (
-    _LEAVE
-    + """
-local want = {}
-for i = 1, #ARGV, 2 do want[ARGV[i]] = true end
-local online, offline = {}, {}
-for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if not want[u] then
-    local name = leave(u)
-    if name then table.insert(offline, name) end
-  end
-end
-for i = 1, #ARGV, 2 do
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
-    if redis.call('HINCRBY', KEYS[2], ARGV[i], 1) == 1 then
-      redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-      table.insert(online, ARGV[i + 1])
-    end
-  end
-end
-return {online, offline}
-"""
-)
-
-# KEYS: 1 nodes. ARGV: 1 incarnation, 2 ttl ms, 3 '1' to register, '0' to refresh.
-# A refresh succeeds (1) only while the entry is live; an entry that is missing, expired or
-# claimed by a sweeper answers 0 and is left alone.
-BEAT_SCRIPT: Final = (
-    _NOW_MS
-    + """
-if ARGV[3] ~= '1' then
-  local v = redis.call('HGET', KEYS[1], ARGV[1])
-  if not v or tonumber(v) < now then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', now + tonumber(ARGV[2])))
-return 1
-"""
-)
-
-# KEYS: 1 nodes. ARGV: 1 incarnation, 2 lease ms. Claims an expired entry, or one whose
-# sweep lease ran out, for one sweeper: returns the claim's marker (negative), else 0.
-CLAIM_SCRIPT: Final = (
-    _NOW_MS
-    + """
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return 0 end
-v = tonumber(v)
-if v >= now or (v < 0 and -v >= now) then return 0 end
-local marker = -(now + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', marker))
-return marker
-"""
-)
-
-# KEYS: 1 nodes. ARGV: 1 incarnation, 2 marker. Deletes the entry if the claim still holds.
-RELEASE_SCRIPT: Final = """
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and tonumber(v) == tonumber(ARGV[2]) then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
-_WRITER_SCRIPTS: Final = (ADD_SCRIPT, REMOVE_SCRIPT, SYNC_SCRIPT, BEAT_SCRIPT)
-
-
-def node_set_key(room: str, incarnation: str) -> str:
-    return f"{room_prefix(room)}:pnode:{incarnation}"
-
-
-def count_key(room: str) -> str:
-    return f"{room_prefix(room)}:pcount"
-
-
-def name_key(room: str) -> str:
-    return f"{room_prefix(room)}:pname"
-
-
-def rooms_key(incarnation: str) -> str:
-    return f"hubbub:node:{{{incarnation}}}:rooms"
-
-
-def room_keys(room: str, incarnation: str) -> tuple[str, str, str]:
-    """The keys every presence script of a room takes, in order (one hash slot)."""
-    return node_set_key(room, incarnation), count_key(room), name_key(room)
-
 
 def presence_frame(room: str, user: str, status: str) -> dict[str, Any]:
     return {"type": "presence", "room": room, "user": user, "status": status}
-
-
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-
-
-_SHA: Final = {script: _sha(script) for script in (*_WRITER_SCRIPTS, DROP_SCRIPT)}
-
-
-def _evalsha(script: str, keys: Iterable[str], *args: str) -> tuple[Any, ...]:
-    keys = tuple(keys)
-    return ("EVALSHA", _SHA[script], len(keys), *keys, *args)
 
 
 def _decode(value: bytes | str) -> str:
@@ -293,7 +134,7 @@ async def drop_incarnation(
         chunk = rooms[start : start + DROP_BATCH]
         async with client.pipeline(transaction=False) as pipe:
             for room in chunk:
-                pipe.execute_command(*_evalsha(DROP_SCRIPT, room_keys(room, incarnation)))
+                pipe.execute_command(*evalsha(DROP_SCRIPT, presence_keys(room, incarnation)))
             replies: list[list[bytes]] = await pipe.execute()
         for room, names in zip(chunk, replies, strict=True):
             for name in names:
@@ -416,11 +257,11 @@ class RedisPresence:
             here.sessions.add(session)
             return False
         users[key] = _Here(user, {session})
-        keys = room_keys(room, self.incarnation)
+        keys = presence_keys(room, self.incarnation)
         replies = await self._write(
             "add",
             ("SADD", rooms_key(self.incarnation), room),  # first: sweeps find the room
-            _evalsha(ADD_SCRIPT, keys, key, user),
+            evalsha(ADD_SCRIPT, keys, key, user),
         )
         return replies is not None and replies[1] == 1
 
@@ -434,7 +275,7 @@ class RedisPresence:
         if here.sessions:
             return False
         del users[key]
-        commands = [_evalsha(REMOVE_SCRIPT, room_keys(room, self.incarnation), key, here.name)]
+        commands = [evalsha(REMOVE_SCRIPT, presence_keys(room, self.incarnation), key, here.name)]
         if not users:
             del self._rooms[room]
             commands.append(("SREM", rooms_key(self.incarnation), room))
@@ -459,7 +300,7 @@ class RedisPresence:
                 if not self._stale:
                     replies = await self._submit(
                         [
-                            _evalsha(
+                            evalsha(
                                 BEAT_SCRIPT, [NODES_KEY], self.incarnation, f"{self._ttl_ms}", "0"
                             )
                         ]
@@ -495,13 +336,13 @@ class RedisPresence:
         incarnation = self.incarnation
         rooms = {room: list(users.items()) for room, users in self._rooms.items() if users}
         commands: list[tuple[Any, ...]] = [
-            _evalsha(BEAT_SCRIPT, [NODES_KEY], incarnation, f"{self._ttl_ms}", "1")
+            evalsha(BEAT_SCRIPT, [NODES_KEY], incarnation, f"{self._ttl_ms}", "1")
         ]
         if rooms:
             commands.append(("SADD", rooms_key(incarnation), *rooms))
         for room, users in rooms.items():
             pairs = [part for key, here in users for part in (key, here.name)]
-            commands.append(_evalsha(SYNC_SCRIPT, room_keys(room, incarnation), *pairs))
+            commands.append(evalsha(SYNC_SCRIPT, presence_keys(room, incarnation), *pairs))
         replies = await self._submit(commands)
         for reply in replies:
             if isinstance(reply, BaseException):
@@ -575,7 +416,7 @@ class RedisPresence:
         replies = await self._pipeline(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            for script in _WRITER_SCRIPTS:
+            for script in PRESENCE_WRITER_SCRIPTS:
                 await self.client.script_load(script)
             again = await self._pipeline([commands[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):

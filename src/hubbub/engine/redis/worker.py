@@ -57,18 +57,20 @@ from redis.exceptions import RedisError
 
 from hubbub import metrics
 from hubbub.engine.base import Message
-from hubbub.engine.postgres.store import PostgresArchive, PostgresDatabase
-from hubbub.engine.redis.bus import event_payload
+from hubbub.engine.postgres.archive import PostgresArchive
+from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.redis.client import RedisClient
-from hubbub.engine.redis.log import (
+from hubbub.engine.redis.presence import sweep_dead_nodes
+from hubbub.engine.redis.schema import (
     DIRTY_KEY,
     channel,
     decode_message,
+    event_payload,
     id_key,
+    moving_key,
     seq_key,
     stream_key,
 )
-from hubbub.engine.redis.presence import sweep_dead_nodes
 from hubbub.protocol.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -77,11 +79,6 @@ DIRTY_CHUNK: Final = 256  # rooms popped from the dirty set per pass
 SCAN_CHUNK: Final = 500  # rooms per query and per Redis pipeline of a full scan
 BATCHES_PER_VISIT: Final = 16  # then a busy room goes back to the dirty set: others get a turn
 MAX_BACKOFF: Final = 5.0
-
-
-def moving_key(room: str) -> str:
-    """The room's list of batches being moved: `low:high` seq ranges (see the docstring)."""
-    return f"hubbub:{{{room}}}:moving"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,403 @@
+"""The distributed engine's Redis layout in one place: every key and channel, what their
+values hold, and every Lua script. The other modules of `engine.redis` build keys, pack
+payloads and run scripts only through this one.
+
+Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node id>:<token>`,
+`<user>` a lower-cased user name):
+
+    key                                   type     written by                  TTL
+    hubbub:{<room>}:seq                   string   APPEND_SCRIPT (INCR);       none
+                                                   RedisLog seeds a missing
+                                                   one (SET NX)
+    hubbub:{<room>}:log                   stream   APPEND_SCRIPT (XADD);       none (the
+                                                   the worker trims it         worker XTRIMs)
+    hubbub:{<room>}:id:<n>:<user>:<id>    string   APPEND_SCRIPT               none until the
+                                                                               worker's EXPIRE
+    hubbub:{<room>}:moving                list     the worker                  none
+    hubbub:{<room>}:pnode:<inc>           set      presence scripts            none (a sweep
+                                                                               deletes it)
+    hubbub:{<room>}:pcount                hash     presence scripts            none
+    hubbub:{<room>}:pname                 hash     presence scripts            none
+    hubbub:node:{<inc>}:rooms             set      RedisPresence               none (a sweep
+                                                                               deletes it)
+    hubbub:nodes                          hash     BEAT / CLAIM / RELEASE;     none
+                                                   HDEL on retirement
+    hubbub:dirty                          set      RedisLog (SADD per batch);  none
+                                                   the worker (SPOP, SADD)
+    hubbub:{login}:<key>                  string   COUNTERS_HIT_SCRIPT;        the counter's
+                                                   RedisCounters (DEL)         window (PEXPIRE)
+
+    channel                               published by (SPUBLISH: sharded pub/sub)
+    hubbub:{<room>}:messages              APPEND_SCRIPT (messages; PUBLISH when RedisLog is
+                                          built without `sharded_pubsub`), RedisBus (events,
+                                          removals), the worker (swept nodes' presence events)
+    hubbub:control                        RedisBus, by PUBLISH (token revocations)
+
+- `seq`: the room's last seq. `log`: entry ids are `<seq>-0`, fields room, seq, id, from,
+  body, ts (`decode_message`). `id:<n>:<user>:<id>`: the idempotency record of (room,
+  sender, id); `n` is the length of the lower-cased sender, which keeps (sender, id) pairs
+  apart whatever characters they contain; its value is the message's publication payload.
+  The worker gives it a TTL (`--idempotency-ttl`) once the message is in PostgreSQL.
+- `moving`: the worker's notes of batches it is moving into PostgreSQL, `low:high` seq
+  ranges (`engine.redis.worker`).
+- `pnode:<inc>`: the user keys present in the room through that node incarnation;
+  `pcount`: user key -> number of incarnations holding the user; `pname`: user key ->
+  display name, while the count is above zero. `hubbub:node:{<inc>}:rooms`: the rooms
+  where the incarnation has entries (`engine.redis.presence`).
+- `hubbub:nodes`: incarnation -> expiry (Unix ms, Redis server time); a negative value -T
+  marks a sweep in progress whose lease ends at T.
+- `hubbub:dirty`: rooms with appends the worker may not have moved yet.
+- `hubbub:{login}:<key>`: windowed counters (login throttling, room quota); they expire
+  a window after their first hit (`engine.redis.counters`).
+
+Cluster slots. Every key and channel of a room carries the room as the hash tag `{room}`,
+so on Redis Cluster a room's log, records, presence and sharded channel live in one slot
+and one script may touch them all. The counters share the tag `{login}` (one slot: a
+script reads or bumps several at once); an incarnation's room set carries the
+incarnation. `hubbub:nodes` and `hubbub:dirty` are single keys, each in its own slot.
+
+Payloads. On a room's channel a message is the msgpack array [room, seq, id, from, body,
+ts] (packed by APPEND_SCRIPT, which stores the same bytes as the idempotency record:
+`decode_published`); every other publication is a msgpack array headed by an integer
+kind: [KIND_EVENT, room, frame, skip user or "", skip session or ""] (`event_payload`),
+[KIND_REMOVED, room, user, reason] (`removed_payload`), and on `hubbub:control`
+[KIND_REVOKED, token hash] (`revoked_payload`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from hubbub.engine.base import Message
+
+# Keys and channels
+
+DIRTY_KEY: Final = "hubbub:dirty"
+NODES_KEY: Final = "hubbub:nodes"
+CONTROL_CHANNEL: Final = "hubbub:control"
+COUNTER_PREFIX: Final = "hubbub:{login}:"
+_CHANNEL_PREFIX, _CHANNEL_SUFFIX = "hubbub:{", "}:messages"
+
+
+def room_prefix(room: str) -> str:
+    """What every key and channel of a room starts with: the room is the hash tag."""
+    return f"hubbub:{{{room}}}"
+
+
+def seq_key(room: str) -> str:
+    return f"{room_prefix(room)}:seq"
+
+
+def stream_key(room: str) -> str:
+    return f"{room_prefix(room)}:log"
+
+
+def id_key(room: str, sender: str, msg_id: str) -> str:
+    key = sender.lower()
+    return f"{room_prefix(room)}:id:{len(key)}:{key}:{msg_id}"
+
+
+def moving_key(room: str) -> str:
+    return f"{room_prefix(room)}:moving"
+
+
+def channel(room: str) -> str:
+    return f"{room_prefix(room)}:messages"
+
+
+def room_of(channel_name: bytes | str) -> str:
+    """The room of a room's channel name (the inverse of `channel`)."""
+    name = channel_name.decode() if isinstance(channel_name, bytes) else channel_name
+    return name[len(_CHANNEL_PREFIX) : -len(_CHANNEL_SUFFIX)]
+
+
+def node_set_key(room: str, incarnation: str) -> str:
+    return f"{room_prefix(room)}:pnode:{incarnation}"
+
+
+def count_key(room: str) -> str:
+    return f"{room_prefix(room)}:pcount"
+
+
+def name_key(room: str) -> str:
+    return f"{room_prefix(room)}:pname"
+
+
+def presence_keys(room: str, incarnation: str) -> tuple[str, str, str]:
+    """The keys every presence script of a room takes, in order (one hash slot)."""
+    return node_set_key(room, incarnation), count_key(room), name_key(room)
+
+
+def rooms_key(incarnation: str) -> str:
+    return f"hubbub:node:{{{incarnation}}}:rooms"
+
+
+def counter_key(key: str) -> str:
+    return COUNTER_PREFIX + key
+
+
+# Payloads
+
+KIND_EVENT: Final = 1
+KIND_REMOVED: Final = 2
+KIND_REVOKED: Final = 3
+
+_encode = msgspec.msgpack.Encoder().encode
+_published = msgspec.msgpack.Decoder(tuple[str, int, str, str, str, int])
+
+
+def decode_published(payload: bytes) -> Message:
+    """The message of a publication on a room's channel (also the idempotency record)."""
+    room, seq, msg_id, sender, body, ts = _published.decode(payload)
+    return Message(room=room, seq=seq, id=msg_id, sender=sender, body=body, ts=ts)
+
+
+def decode_message(fields: Mapping[bytes, bytes]) -> Message:
+    """The message of one stream entry's fields (as XRANGE / XREADGROUP return them)."""
+    return Message(
+        room=fields[b"room"].decode(),
+        seq=int(fields[b"seq"]),
+        id=fields[b"id"].decode(),
+        sender=fields[b"from"].decode(),
+        body=fields[b"body"].decode(),
+        ts=int(fields[b"ts"]),
+    )
+
+
+def event_payload(
+    room: str, frame: dict[str, Any], skip_user: str | None = None, skip_session: str | None = None
+) -> bytes:
+    """An event frame for a room's channel (typing, presence)."""
+    return _encode([KIND_EVENT, room, frame, skip_user or "", skip_session or ""])
+
+
+def removed_payload(room: str, user: str, reason: str) -> bytes:
+    """A removal notice (kick, ban, leave) for a room's channel."""
+    return _encode([KIND_REMOVED, room, user, reason])
+
+
+def revoked_payload(token_hash: str) -> bytes:
+    """A token revocation for `CONTROL_CHANNEL`."""
+    return _encode([KIND_REVOKED, token_hash])
+
+
+# Scripts of the log (engine.redis.log)
+
+# KEYS: 1 seq counter, 2 stream, 3 idempotency record.
+# ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
+# 6 channel, 7 PUBLISH | SPUBLISH.
+# Returns {1, payload} when it created the message, {0, payload} when the id is known (the
+# stored message: the caller applies `engine.base.replayed` to it), {-2} when the counter
+# is missing and must be seeded from the database (nothing is written then).
+# The record has no TTL: the worker gives it one once the message is in the database.
+# The stream is written first: if XADD fails (say, a counter behind the stream) the script
+# stops before any other write, so a failure never leaves a seq without its message.
+APPEND_SCRIPT: Final = """
+local stored = redis.call('GET', KEYS[3])
+if stored then return {0, stored} end
+local last = redis.call('GET', KEYS[1])
+if not last then
+  if ARGV[5] == '1' then return {-2} end
+  last = '0'
+end
+local seq = tonumber(last) + 1
+local now = redis.call('TIME')
+local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'room', ARGV[1],
+  'seq', string.format('%d', seq), 'id', ARGV[2], 'from', ARGV[3], 'body', ARGV[4],
+  'ts', string.format('%d', ts))
+redis.call('INCR', KEYS[1])
+local payload = cmsgpack.pack({ARGV[1], seq, ARGV[2], ARGV[3], ARGV[4], ts})
+redis.call('SET', KEYS[3], payload)
+redis.call(ARGV[7], ARGV[6], payload)
+return {1, payload}
+"""
+
+# Scripts of presence (engine.redis.presence)
+
+_NOW_MS: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: 1 node set, 2 counts, 3 names (`presence_keys`). ARGV: 1 user key, 2 display name.
+# Returns 1 when this made the user online in the room (count 0 -> 1), else 0.
+ADD_SCRIPT: Final = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[2], ARGV[1], 1) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS, ARGV: as ADD_SCRIPT (the display name unused). Returns 1 when the count reached 0,
+# or when the node's entry was already gone (Redis lost it, or a sweep took it) and no node
+# counts the user: then no `offline` may have been published, and a repeated one is harmless
+# where a missing one would leave the user online on every other node.
+REMOVE_SCRIPT: Final = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 1 end
+  return 0
+end
+if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Removes one user key from the node set; returns its display name if the count reached 0.
+_LEAVE: Final = """
+local function leave(u)
+  redis.call('SREM', KEYS[1], u)
+  if redis.call('HINCRBY', KEYS[2], u, -1) <= 0 then
+    local name = redis.call('HGET', KEYS[3], u) or u
+    redis.call('HDEL', KEYS[2], u)
+    redis.call('HDEL', KEYS[3], u)
+    return name
+  end
+  return nil
+end
+"""
+
+# KEYS: as ADD_SCRIPT. Removes every user of the node set; returns the display names whose
+# count reached 0 (so of concurrent drops only the one that removed an entry reports it).
+DROP_SCRIPT: Final = (
+    _LEAVE
+    + """
+local gone = {}
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local name = leave(u)
+  if name then table.insert(gone, name) end
+end
+redis.call('DEL', KEYS[1])
+return gone
+"""
+)
+
+# KEYS: as ADD_SCRIPT. ARGV: user key, display name, user key, display name, ...
+# Makes the node set exactly the given users; returns {names now online, names now offline}.
+SYNC_SCRIPT: Final = (
+    _LEAVE
+    + """
+local want = {}
+for i = 1, #ARGV, 2 do want[ARGV[i]] = true end
+local online, offline = {}, {}
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not want[u] then
+    local name = leave(u)
+    if name then table.insert(offline, name) end
+  end
+end
+for i = 1, #ARGV, 2 do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    if redis.call('HINCRBY', KEYS[2], ARGV[i], 1) == 1 then
+      redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+      table.insert(online, ARGV[i + 1])
+    end
+  end
+end
+return {online, offline}
+"""
+)
+
+# KEYS: 1 nodes. ARGV: 1 incarnation, 2 ttl ms, 3 '1' to register, '0' to refresh.
+# A refresh succeeds (1) only while the entry is live; an entry that is missing, expired or
+# claimed by a sweeper answers 0 and is left alone.
+BEAT_SCRIPT: Final = (
+    _NOW_MS
+    + """
+if ARGV[3] ~= '1' then
+  local v = redis.call('HGET', KEYS[1], ARGV[1])
+  if not v or tonumber(v) < now then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', now + tonumber(ARGV[2])))
+return 1
+"""
+)
+
+# KEYS: 1 nodes. ARGV: 1 incarnation, 2 lease ms. Claims an expired entry, or one whose
+# sweep lease ran out, for one sweeper: returns the claim's marker (negative), else 0.
+CLAIM_SCRIPT: Final = (
+    _NOW_MS
+    + """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+v = tonumber(v)
+if v >= now or (v < 0 and -v >= now) then return 0 end
+local marker = -(now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', marker))
+return marker
+"""
+)
+
+# KEYS: 1 nodes. ARGV: 1 incarnation, 2 marker. Deletes the entry if the claim still holds.
+RELEASE_SCRIPT: Final = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and tonumber(v) == tonumber(ARGV[2]) then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+PRESENCE_WRITER_SCRIPTS: Final = (ADD_SCRIPT, REMOVE_SCRIPT, SYNC_SCRIPT, BEAT_SCRIPT)
+"""The scripts a node's presence writer runs by EVALSHA (reloaded together if lost)."""
+
+# Scripts of the counters (engine.redis.counters)
+
+# KEYS: the counters. Returns count, ms left, count, ms left, ... (0, 0 for a missing key).
+COUNTERS_GET_SCRIPT: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  local left = redis.call('PTTL', key)
+  if left < 0 then left = 0 end
+  out[2 * i - 1] = n
+  out[2 * i] = left
+end
+return out
+"""
+
+# KEYS: the counters. ARGV: 1 window in ms. INCR, then PEXPIRE when the count is 1, in one
+# script: a key is never left without its expiry.
+COUNTERS_HIT_SCRIPT: Final = """
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+return 0
+"""
+
+# Running scripts
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+SCRIPT_SHA: Final = {
+    script: _sha1(script)
+    for script in (
+        APPEND_SCRIPT,
+        *PRESENCE_WRITER_SCRIPTS,
+        DROP_SCRIPT,
+        CLAIM_SCRIPT,
+        RELEASE_SCRIPT,
+        COUNTERS_GET_SCRIPT,
+        COUNTERS_HIT_SCRIPT,
+    )
+}
+"""Each script's SHA1, the name EVALSHA runs it by."""
+
+
+def evalsha(script: str, keys: Iterable[str], *args: str) -> tuple[Any, ...]:
+    """The EVALSHA command of a script for a pipeline (`execute_command(*command)`)."""
+    keys = tuple(keys)
+    return ("EVALSHA", SCRIPT_SHA[script], len(keys), *keys, *args)
