@@ -82,3 +82,8 @@ class Unavailable(ProtocolError):
 class Internal(ProtocolError):
     code = "internal"
     status = 500
+
+
+def token_revoked() -> Unauthorized:
+    """What each open connection of a revoked token is told before its 4001 close."""
+    return Unauthorized("this token was revoked (logged out)")

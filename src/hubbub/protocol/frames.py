@@ -1,4 +1,5 @@
-"""Wire frames as typed structs: parsing and validating client frames, encoding server frames.
+"""Wire frames as typed structs: parsing and validating client frames, encoding server frames
+(built by `events`).
 
 No I/O here: bytes or text in, structs or errors out, so the whole protocol can be
 tested without sockets.
@@ -178,13 +179,6 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
 def encode(frame: dict[str, Any]) -> bytes:
     """The one place server frames become JSON."""
     return orjson.dumps(frame)
-
-
-def error_frame(error: ProtocolError, ref: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", **error.payload()}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -244,7 +244,9 @@ def room_keys(room: str, incarnation: str) -> tuple[str, str, str]:
 
 
 def presence_frame(room: str, user: str, status: str) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "user": user, "status": status}
+    from hubbub.protocol.events import presence_frame as frame
+
+    return frame(room, user, status)
 
 
 def _sha(script: str) -> str:
