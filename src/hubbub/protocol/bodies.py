@@ -1,5 +1,6 @@
 """HTTP bodies as msgspec structs: the requests, validated once at the edge, and the
-replies, which the OpenAPI document describes (server/openapi.py builds it from these).
+replies, which the OpenAPI document describes (server/openapi.py builds it from these);
+each reply struct has the builder of its body next to it.
 
 A request body is read as a JSON object, then converted to its struct in one call. A
 body that breaks a rule is answered with the rule of its first bad field, fields taken
@@ -14,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Final, TypeVar
 import msgspec
 import orjson
 
-from hubbub.protocol.errors import ERROR_CODES, BadRequest
+from hubbub.protocol.errors import ERROR_CODES, BadRequest, ProtocolError
 from hubbub.protocol.frames import PASSWORD_MAX, PASSWORD_MIN, ROOM_RE, USERNAME_RE
 
 TOPIC_MAX: Final = 1000
@@ -191,3 +192,44 @@ class ErrorReply(msgspec.Struct):
     """Every error: `{"error": {code, message}}`."""
 
     error: ErrorDetail
+
+
+# Reply builders: the bodies the structs above describe, as dicts for the JSON encoder
+# (`Json` is an object of docs/protocol.md, "Objects", as core builds it).
+Json = dict[str, Any]
+
+
+def user_reply(user: Json) -> Json:
+    return {"user": user}
+
+
+def login_reply(token: str, user: Json) -> Json:
+    return {"token": token, "user": user}
+
+
+def sessions_reply(sessions: list[Json]) -> Json:
+    return {"sessions": sessions}
+
+
+def room_reply(room: Json) -> Json:
+    return {"room": room}
+
+
+def rooms_reply(rooms: list[Json]) -> Json:
+    return {"rooms": rooms}
+
+
+def users_reply(users: list[str]) -> Json:
+    return {"users": users}
+
+
+def history_reply(messages: list[Json], more: bool) -> Json:
+    return {"messages": messages, "more": more}
+
+
+def status_reply(status: str) -> Json:
+    return {"status": status}
+
+
+def error_reply(error: ProtocolError) -> Json:
+    return {"error": error.payload()}

@@ -15,6 +15,7 @@ from hubbub import metrics
 from hubbub.core.audit import audit
 from hubbub.core.chat import Chat, message_view
 from hubbub.core.limits import HttpLimits
+from hubbub.protocol import bodies
 from hubbub.protocol.bodies import Credentials, NewRoom, Registration, convert, json_object
 from hubbub.protocol.errors import (
     BadRequest,
@@ -110,14 +111,14 @@ async def register(request: web.Request) -> web.Response:
         audit("register", actor=actor, client=client_of(request), outcome=exc.code)
         raise
     audit("register", actor=user["name"], client=client_of(request))
-    return json_response({"user": user}, 201)
+    return json_response(bodies.user_reply(user), 201)
 
 
 @routes.post("/api/v1/login")
 async def login(request: web.Request) -> web.Response:
     creds = convert(json_object(await request.read()), Credentials)
     token, user = await request.app[CHAT].login(creds.username, creds.password, client_of(request))
-    return json_response({"token": token, "user": user})
+    return json_response(bodies.login_reply(token, user))
 
 
 @routes.post("/api/v1/logout")
@@ -137,7 +138,7 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/v1/me/sessions")
 async def sessions(request: web.Request) -> web.Response:
     user, hashed = await user_of(request)
-    return json_response({"sessions": await request.app[CHAT].sessions(user, hashed)})
+    return json_response(bodies.sessions_reply(await request.app[CHAT].sessions(user, hashed)))
 
 
 @routes.delete("/api/v1/me/sessions/{id}")
@@ -184,21 +185,20 @@ async def create_room(request: web.Request) -> web.Response:
     new = convert(data, NewRoom)
     room = await request.app[CHAT].create_room(user, new.name, new.topic, new.private)
     await limits.room_created(user)
-    return json_response({"room": room}, 201)
+    return json_response(bodies.room_reply(room), 201)
 
 
 @routes.get("/api/v1/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response({"rooms": await request.app[CHAT].list_rooms(user)})
+    return json_response(bodies.rooms_reply(await request.app[CHAT].list_rooms(user)))
 
 
 @routes.get("/api/v1/rooms/{room}")
 async def get_room(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response(
-        {"room": await request.app[CHAT].get_room(user, request.match_info["room"])}
-    )
+    room = await request.app[CHAT].get_room(user, request.match_info["room"])
+    return json_response(bodies.room_reply(room))
 
 
 def _member_route(
@@ -245,7 +245,7 @@ MEMBER_ROUTES: list[tuple[str, str, Handler]] = [
 async def list_bans(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
     names = await request.app[CHAT].bans(user, request.match_info["room"])
-    return json_response({"users": names})
+    return json_response(bodies.users_reply(names))
 
 
 @routes.get("/api/v1/rooms/{room}/messages")
@@ -260,29 +260,28 @@ async def history(request: web.Request) -> web.Response:
     messages, more = await request.app[CHAT].history(
         user, request.match_info["room"], before, after, limit
     )
-    return json_response({"messages": [message_view(m) for m in messages], "more": more})
+    return json_response(bodies.history_reply([message_view(m) for m in messages], more))
 
 
 @routes.get("/api/v1/rooms/{room}/presence")
 async def presence(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response(
-        {"users": await request.app[CHAT].online(user, request.match_info["room"])}
-    )
+    online = await request.app[CHAT].online(user, request.match_info["room"])
+    return json_response(bodies.users_reply(online))
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(bodies.status_reply("ok"))
 
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAINING].is_set():
-        return json_response({"status": "draining"}, 503)
+        return json_response(bodies.status_reply("draining"), 503)
     if not request.app[STARTED].is_set():
-        return json_response({"status": "starting"}, 503)
-    return json_response({"status": "ready"})
+        return json_response(bodies.status_reply("starting"), 503)
+    return json_response(bodies.status_reply("ready"))
 
 
 @routes.get("/metrics")
