@@ -25,24 +25,13 @@ from typing import Any, NamedTuple
 import aiohttp
 import pytest
 
+from hubbub.protocol.errors import ERROR_CODES as PROTOCOL_ERROR_CODES
+
 ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
 REEXPORTED = ("unique", "ServerProcess", "Api", "WS", "free_port")
 
 # The error codes of the spec's error table: the only codes an error body may carry.
-ERROR_CODES = frozenset(
-    {
-        "bad_request",
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "not_joined",
-        "too_large",
-        "rate_limited",
-        "conflict",
-        "unavailable",
-        "internal",
-    }
-)
+ERROR_CODES = frozenset(PROTOCOL_ERROR_CODES)
 
 
 def _root_conftest(config: pytest.Config) -> ModuleType:

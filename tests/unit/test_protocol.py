@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hubbub.protocol.errors import BadRequest, Conflict, RateLimited
+from hubbub.protocol.events import error_frame
 from hubbub.protocol.frames import (
     FrameError,
     Hello,
@@ -18,7 +19,6 @@ from hubbub.protocol.frames import (
     Send,
     Typing,
     encode,
-    error_frame,
     parse_frame,
     valid_password,
     valid_room_name,

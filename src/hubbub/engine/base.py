@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from hubbub.protocol.errors import Conflict
+from hubbub.protocol.events import message_frame
 
 
 class Role(StrEnum):
@@ -67,15 +68,7 @@ class Message:
     ts: int
 
     def frame(self) -> dict[str, Any]:
-        return {
-            "type": "message",
-            "room": self.room,
-            "seq": self.seq,
-            "id": self.id,
-            "from": self.sender,
-            "body": self.body,
-            "ts": self.ts,
-        }
+        return message_frame(self.room, self.seq, self.id, self.sender, self.body, self.ts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,3 +82,24 @@ class Unavailable(ProtocolError):
 class Internal(ProtocolError):
     code = "internal"
     status = 500
+
+
+def token_revoked() -> Unauthorized:
+    """What each open connection of a revoked token is told before its 4001 close."""
+    return Unauthorized("this token was revoked (logged out)")
+
+
+# The protocol's error table, in its order: the only codes an error carries.
+ERRORS: tuple[type[ProtocolError], ...] = (
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    NotJoined,
+    TooLarge,
+    RateLimited,
+    Conflict,
+    Unavailable,
+    Internal,
+)
+ERROR_CODES: tuple[str, ...] = tuple(error.code for error in ERRORS)

@@ -1,4 +1,5 @@
-"""Wire frames as typed structs: parsing and validating client frames, encoding server frames.
+"""Wire frames as typed structs: parsing and validating client frames, encoding server frames
+(built by `events`).
 
 No I/O here: bytes or text in, structs or errors out, so the whole protocol can be
 tested without sockets.
@@ -22,13 +23,14 @@ ROOM_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 PASSWORD_MIN: Final = 8
 PASSWORD_MAX: Final = 1024
 HISTORY_DEFAULT_LIMIT: Final = 50
+HISTORY_MAX_LIMIT: Final = 200
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_RE.pattern)]
 MessageId = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9_.:-]{1,64}\Z")]
 SEQ_MAX: Final = 2**63 - 1  # what the databases store
 Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=HISTORY_MAX_LIMIT)]
 Body = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -178,13 +180,6 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
 def encode(frame: dict[str, Any]) -> bytes:
     """The one place server frames become JSON."""
     return orjson.dumps(frame)
-
-
-def error_frame(error: ProtocolError, ref: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", **error.payload()}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from hubbub import metrics
 from hubbub.engine.base import Message, Presence
-from hubbub.protocol.errors import ProtocolError, Unauthorized
-from hubbub.protocol.frames import encode, error_frame, ws_text_frame
+from hubbub.protocol.errors import ProtocolError, token_revoked
+from hubbub.protocol.events import error_frame, left_frame
+from hubbub.protocol.frames import encode, ws_text_frame
 
 log = logging.getLogger(__name__)
 
@@ -364,11 +365,11 @@ class Gateway:
     def on_removed(self, room: str, user: str, reason: str) -> None:
         for conn in list(self.by_user.get(user.lower(), ())):
             if self.unsubscribe(conn, room):
-                conn.reply({"type": "left", "room": room, "reason": reason})
+                conn.reply(left_frame(room, reason))
 
     def on_token_revoked(self, token_hash: str) -> None:
         for conn in list(self.by_token.get(token_hash, ())):
-            conn.error(Unauthorized("this token was revoked (logged out)"))
+            conn.error(token_revoked())
             conn.close(4001, "unauthorized")
 
     def connections(self) -> Iterable[Connection]:

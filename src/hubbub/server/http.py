@@ -7,9 +7,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -17,6 +15,8 @@ from hubbub import metrics
 from hubbub.core.audit import audit
 from hubbub.core.chat import Chat, message_view
 from hubbub.core.limits import HttpLimits
+from hubbub.protocol import bodies
+from hubbub.protocol.bodies import Credentials, NewRoom, Registration, convert, json_object
 from hubbub.protocol.errors import (
     BadRequest,
     Internal,
@@ -25,7 +25,7 @@ from hubbub.protocol.errors import (
     TooLarge,
     Unauthorized,
 )
-from hubbub.protocol.frames import SEQ_MAX, valid_username
+from hubbub.protocol.frames import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, SEQ_MAX, valid_username
 from hubbub.server.openapi import openapi_document
 from hubbub.server.replies import client_of, error_response, json_response
 
@@ -61,17 +61,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(Internal(f"internal error {incident}; it has been logged"))
     metrics.HTTP_REQUESTS.labels(str(response.status)).inc()
     return response
-
-
-async def body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
 
 
 async def user_of(request: web.Request) -> tuple[str, str]:
@@ -112,25 +101,24 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/users")
 async def register(request: web.Request) -> web.Response:
-    data = await body(request)
+    data = json_object(await request.read())
     name = data.get("username")
     actor = name if isinstance(name, str) and valid_username(name) else None
     try:
-        user = await request.app[CHAT].register(name, data.get("password"))
+        new = convert(data, Registration)
+        user = await request.app[CHAT].register(new.username, new.password)
     except ProtocolError as exc:
         audit("register", actor=actor, client=client_of(request), outcome=exc.code)
         raise
     audit("register", actor=user["name"], client=client_of(request))
-    return json_response({"user": user}, 201)
+    return json_response(bodies.user_reply(user), 201)
 
 
 @routes.post("/api/v1/login")
 async def login(request: web.Request) -> web.Response:
-    data = await body(request)
-    token, user = await request.app[CHAT].login(
-        data.get("username"), data.get("password"), client_of(request)
-    )
-    return json_response({"token": token, "user": user})
+    creds = convert(json_object(await request.read()), Credentials)
+    token, user = await request.app[CHAT].login(creds.username, creds.password, client_of(request))
+    return json_response(bodies.login_reply(token, user))
 
 
 @routes.post("/api/v1/logout")
@@ -150,7 +138,7 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/v1/me/sessions")
 async def sessions(request: web.Request) -> web.Response:
     user, hashed = await user_of(request)
-    return json_response({"sessions": await request.app[CHAT].sessions(user, hashed)})
+    return json_response(bodies.sessions_reply(await request.app[CHAT].sessions(user, hashed)))
 
 
 @routes.delete("/api/v1/me/sessions/{id}")
@@ -190,28 +178,27 @@ async def revoke_sessions(request: web.Request) -> web.Response:
 @routes.post("/api/v1/rooms")
 async def create_room(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    data = await body(request)
+    data = json_object(await request.read())
     limits = request.app[LIMITS]
+    # The quota comes before the fields: an account over it hears rate_limited, whatever it sent.
     await limits.check_room_quota(user)
-    room = await request.app[CHAT].create_room(
-        user, data.get("name"), data.get("topic"), data.get("private")
-    )
+    new = convert(data, NewRoom)
+    room = await request.app[CHAT].create_room(user, new.name, new.topic, new.private)
     await limits.room_created(user)
-    return json_response({"room": room}, 201)
+    return json_response(bodies.room_reply(room), 201)
 
 
 @routes.get("/api/v1/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response({"rooms": await request.app[CHAT].list_rooms(user)})
+    return json_response(bodies.rooms_reply(await request.app[CHAT].list_rooms(user)))
 
 
 @routes.get("/api/v1/rooms/{room}")
 async def get_room(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response(
-        {"room": await request.app[CHAT].get_room(user, request.match_info["room"])}
-    )
+    room = await request.app[CHAT].get_room(user, request.match_info["room"])
+    return json_response(bodies.room_reply(room))
 
 
 def _member_route(
@@ -258,7 +245,7 @@ MEMBER_ROUTES: list[tuple[str, str, Handler]] = [
 async def list_bans(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
     names = await request.app[CHAT].bans(user, request.match_info["room"])
-    return json_response({"users": names})
+    return json_response(bodies.users_reply(names))
 
 
 @routes.get("/api/v1/rooms/{room}/messages")
@@ -267,33 +254,34 @@ async def history(request: web.Request) -> web.Response:
     request.app[LIMITS].check_history(user)
     before = query_int(request, "before", 0, SEQ_MAX)
     after = query_int(request, "after", 0, SEQ_MAX)
-    limit = query_int(request, "limit", 1, 200) or 50
+    limit = query_int(request, "limit", 1, HISTORY_MAX_LIMIT)
+    if limit is None:
+        limit = HISTORY_DEFAULT_LIMIT
     messages, more = await request.app[CHAT].history(
         user, request.match_info["room"], before, after, limit
     )
-    return json_response({"messages": [message_view(m) for m in messages], "more": more})
+    return json_response(bodies.history_reply([message_view(m) for m in messages], more))
 
 
 @routes.get("/api/v1/rooms/{room}/presence")
 async def presence(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response(
-        {"users": await request.app[CHAT].online(user, request.match_info["room"])}
-    )
+    online = await request.app[CHAT].online(user, request.match_info["room"])
+    return json_response(bodies.users_reply(online))
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(bodies.status_reply("ok"))
 
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAINING].is_set():
-        return json_response({"status": "draining"}, 503)
+        return json_response(bodies.status_reply("draining"), 503)
     if not request.app[STARTED].is_set():
-        return json_response({"status": "starting"}, 503)
-    return json_response({"status": "ready"})
+        return json_response(bodies.status_reply("starting"), 503)
+    return json_response(bodies.status_reply("ready"))
 
 
 @routes.get("/metrics")

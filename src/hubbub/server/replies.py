@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from hubbub.core.audit import Client
+from hubbub.protocol.bodies import error_reply
 from hubbub.protocol.errors import ProtocolError, RateLimited
 from hubbub.server.edge.clientaddr import TrustedProxies
 
@@ -20,7 +21,7 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def error_response(error: ProtocolError, status: int | None = None) -> web.Response:
-    response = json_response({"error": error.payload()}, status or error.status)
+    response = json_response(error_reply(error), status or error.status)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return response

@@ -97,7 +97,9 @@ PublishEvent = Callable[[str, dict[str, Any]], None]
 
 
 def presence_frame(room: str, user: str, status: str) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "user": user, "status": status}
+    from hubbub.protocol.events import presence_frame as frame
+
+    return frame(room, user, status)
 
 
 def _decode(value: bytes | str) -> str:

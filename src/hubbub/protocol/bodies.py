@@ -1,0 +1,235 @@
+"""HTTP bodies as msgspec structs: the requests, validated once at the edge, and the
+replies, which the OpenAPI document describes (server/openapi.py builds it from these);
+each reply struct has the builder of its body next to it.
+
+A request body is read as a JSON object, then converted to its struct in one call. A
+body that breaks a rule is answered with the rule of its first bad field, fields taken
+in the order the struct declares them (the order the spec lists them), whatever order
+the client wrote them in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Final, TypeVar
+
+import msgspec
+import orjson
+
+from hubbub.protocol.errors import ERROR_CODES, BadRequest, ProtocolError
+from hubbub.protocol.frames import PASSWORD_MAX, PASSWORD_MIN, ROOM_RE, USERNAME_RE
+
+TOPIC_MAX: Final = 1000
+
+NOT_AN_OBJECT: Final = "the body must be a JSON object"
+USERNAME_RULE: Final = "username must be 1 to 32 characters of A-Z a-z 0-9 _ . -"
+PASSWORD_RULE: Final = f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+LOGIN_RULE: Final = "username and password must be strings"
+ROOM_NAME_RULE: Final = "room name must match ^[a-z0-9][a-z0-9_-]{0,63}$"
+TOPIC_RULE: Final = f"topic must be a string of at most {TOPIC_MAX} characters"
+PRIVATE_RULE: Final = "private must be a boolean"
+
+Username = Annotated[str, msgspec.Meta(pattern=USERNAME_RE.pattern)]
+Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_RE.pattern)]
+Topic = Annotated[str, msgspec.Meta(max_length=TOPIC_MAX)]
+
+
+class RequestBody(msgspec.Struct):
+    """A JSON request body; `rules` names the rule each field breaks when it is bad."""
+
+    rules: ClassVar[dict[str, str]]
+
+
+class Registration(RequestBody):
+    """`POST /api/v1/users`."""
+
+    username: Username
+    password: Password
+
+    rules = {"username": USERNAME_RULE, "password": PASSWORD_RULE}
+
+
+class Credentials(RequestBody):
+    """`POST /api/v1/login`: any strings (a wrong one is a failed login, 401)."""
+
+    username: str
+    password: str
+
+    rules = {"username": LOGIN_RULE, "password": LOGIN_RULE}
+
+
+class NewRoom(RequestBody):
+    """`POST /api/v1/rooms`: null is taken as absent (no topic, not private)."""
+
+    name: RoomName
+    topic: Topic | None = None
+    private: bool | None = None
+
+    rules = {"name": ROOM_NAME_RULE, "topic": TOPIC_RULE, "private": PRIVATE_RULE}
+
+
+B = TypeVar("B", bound=RequestBody)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; BadRequest for anything else."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(NOT_AN_OBJECT) from None
+    if not isinstance(data, dict):
+        raise BadRequest(NOT_AN_OBJECT)
+    return data
+
+
+def convert(data: dict[str, Any], kind: type[B]) -> B:
+    """`data` as a `kind`; BadRequest with the rule of the first bad field."""
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError:
+        raise BadRequest(_first_broken_rule(data, kind)) from None
+
+
+def _first_broken_rule(data: dict[str, Any], kind: type[RequestBody]) -> str:
+    for field in msgspec.structs.fields(kind):
+        if field.encode_name not in data:
+            if field.required:
+                return kind.rules[field.name]
+            continue
+        try:
+            msgspec.convert(data[field.encode_name], field.type)
+        except msgspec.ValidationError:
+            return kind.rules[field.name]
+    raise AssertionError(f"{kind.__name__} refused a body whose every field is valid")
+
+
+# Replies: what the server answers (docs/protocol.md, "Objects").
+
+
+class User(msgspec.Struct):
+    name: str
+
+
+class Room(msgspec.Struct):
+    name: str
+    topic: str
+    private: bool
+    owner: str
+    moderators: list[str]
+    members: list[str]
+    last_seq: int
+    created_at: int
+
+
+class Message(msgspec.Struct):
+    room: str
+    seq: int
+    id: str
+    sender: str = msgspec.field(name="from")
+    body: str
+    ts: int
+
+
+class Session(msgspec.Struct):
+    id: str
+    created: int
+    last_used: int
+    expires: int
+    user_agent: str
+    address: str
+    current: bool
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
+class UserReply(msgspec.Struct):
+    user: User
+
+
+class LoginReply(msgspec.Struct):
+    token: str
+    user: User
+
+
+class MeReply(msgspec.Struct):
+    user: User
+    rooms: list[Room]
+
+
+class SessionsReply(msgspec.Struct):
+    sessions: list[Session]
+
+
+class RoomReply(msgspec.Struct):
+    room: Room
+
+
+class RoomsReply(msgspec.Struct):
+    rooms: list[Room]
+
+
+class UsersReply(msgspec.Struct):
+    users: list[str]
+
+
+class HistoryReply(msgspec.Struct):
+    messages: list[Message]
+    more: bool
+
+
+ErrorCode = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(ERROR_CODES)})]
+
+
+class ErrorDetail(msgspec.Struct):
+    code: ErrorCode
+    message: str
+    retry_after: float | msgspec.UnsetType = msgspec.UNSET  # rate_limited only
+
+
+class ErrorReply(msgspec.Struct):
+    """Every error: `{"error": {code, message}}`."""
+
+    error: ErrorDetail
+
+
+# Reply builders: the bodies the structs above describe, as dicts for the JSON encoder
+# (`Json` is an object of docs/protocol.md, "Objects", as core builds it).
+Json = dict[str, Any]
+
+
+def user_reply(user: Json) -> Json:
+    return {"user": user}
+
+
+def login_reply(token: str, user: Json) -> Json:
+    return {"token": token, "user": user}
+
+
+def sessions_reply(sessions: list[Json]) -> Json:
+    return {"sessions": sessions}
+
+
+def room_reply(room: Json) -> Json:
+    return {"room": room}
+
+
+def rooms_reply(rooms: list[Json]) -> Json:
+    return {"rooms": rooms}
+
+
+def users_reply(users: list[str]) -> Json:
+    return {"users": users}
+
+
+def history_reply(messages: list[Json], more: bool) -> Json:
+    return {"messages": messages, "more": more}
+
+
+def status_reply(status: str) -> Json:
+    return {"status": status}
+
+
+def error_reply(error: ProtocolError) -> Json:
+    return {"error": error.payload()}
