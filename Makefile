@@ -1,4 +1,4 @@
-# hubbub: make run | make test | make bench
+# hubbub: make run | make test | make unit | make bench
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,9 +31,11 @@ typecheck: $(VENV)/.dev
 test: lint typecheck promtool haproxy chromium
 	$(BIN)/pytest
 
-# The service-free tests (no PostgreSQL, Redis, HAProxy or browser): the fast loop.
+# The service-free tiers (no PostgreSQL, Redis, HAProxy or browser): the fast loop, under a
+# minute. Only the tier directories that exist are passed.
+UNIT_TIERS := $(wildcard tests/core tests/server)
 unit: $(VENV)/.dev
-	$(BIN)/pytest -q tests/core
+	$(BIN)/pytest -q $(UNIT_TIERS)
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
 # need it; under CI they fail without it). "Already running" is fine.
@@ -43,7 +45,7 @@ postgres:
 	for i in $$(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 0.5; done; \
 		echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
 
-# promtool checks deploy/prometheus (tests/unit/test_monitoring_files.py; under CI they fail
+# promtool checks deploy/prometheus (tests/core/test_monitoring_files.py; under CI they fail
 # without it). Only the promtool binary is taken from Debian's prometheus package, into the
 # venv: no Prometheus server is installed or started. Nothing happens when one is on PATH.
 promtool: $(VENV)/.dev

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import WebSocketRoute, expect
-from webui import (
+from support.webui import (
     bodies,
     create_room,
     join_by_name,

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerProcess, unique
+from support.api import unique
+from support.server import ServerProcess
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Input

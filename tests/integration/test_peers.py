@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ServerProcess
-from redis_server import RedisServer
+from support.redis_server import RedisServer
+from support.server import ServerProcess
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 LIBRARIES = {

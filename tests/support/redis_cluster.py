@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from needs import missing
-from redis_server import REDIS_DURABLE, RedisServer, require_redis_server
+from support.needs import missing
+from support.redis_server import REDIS_DURABLE, RedisServer, require_redis_server
 
 
 def unsupported(problem: str) -> None:

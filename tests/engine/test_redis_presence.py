@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.crc import key_slot
-from redis_server import REDIS_DURABLE, RedisServer
+from support.redis_server import REDIS_DURABLE, RedisServer
 
 from hubbub.engine.redis.presence import (
     NODES_KEY,

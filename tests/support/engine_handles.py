@@ -10,12 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pgutil import POSTGRES
-
-from hubbub.engine.base import Log, Message, Store
+from hubbub.engine.base import Log, Message, Room, Store
 from hubbub.engine.postgres.store import PostgresDatabase, PostgresLog, PostgresStore
 from hubbub.engine.sqlite.database import SqliteDatabase
 from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
+from support.pgutil import POSTGRES
 
 
 class EngineUnderTest(Protocol):
@@ -69,7 +68,7 @@ class PostgresEngine:
         self.published: list[Message] = []
 
     async def start(self) -> None:
-        # The session's database is migrated once when created (see tests/pgutil.py).
+        # The session's database is migrated once when created (see support/pgutil.py).
         self.db = PostgresDatabase(self.url, migrate=False)
         await self.db.open()
         self.store: Store = PostgresStore(self.db)
@@ -90,6 +89,22 @@ ENGINES: dict[str, Callable[[Path], EngineUnderTest]] = {
     "sqlite": lambda tmp: SqliteEngine(tmp / "db.sqlite"),
     "postgres": lambda tmp: PostgresEngine(POSTGRES.empty_url()),
 }
+
+
+async def user(engine: EngineUnderTest, name: str) -> None:
+    """The user `name` exists (with a placeholder hash)."""
+    if await engine.store.get_user(name) is None:
+        await engine.store.create_user(name, f"hash-of-{name}", 1)
+
+
+async def room(
+    engine: EngineUnderTest, name: str = "lobby", owner: str = "alice", private: bool = False
+) -> Room:
+    """A new room `name` owned by `owner` (created as a user if need be)."""
+    await user(engine, owner)
+    created = Room(name=name, topic=f"about {name}", private=private, owner=owner, created_at=7)
+    await engine.store.create_room(created)
+    return created
 
 
 class BusRecorder:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from needs import missing
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+from support.needs import missing
 
 from hubbub import __version__, metrics
 

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 import pytest
-from pgutil import TestDatabase
 from prometheus_client import REGISTRY
-from redis_server import RedisServer, free_port
+from support.pgutil import TestDatabase
+from support.redis_server import RedisServer, free_port
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.postgres.store import (
