@@ -8,7 +8,6 @@ anything is.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.needs import modules
 from support.server import ServerProcess, free_port
 
 from hubbub.bench import UNLIMITED_ENV, output, phases
@@ -227,12 +227,7 @@ def test_an_unknown_scenario_is_exit_code_2() -> None:
 
 
 def test_plot_writes_png_files(node: Any, tmp_path: Path, unique: Any) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("matplotlib is not installed (pip install 'hubbub[bench]')")
+    modules("matplotlib", hint="pip install 'hubbub[bench]'")
     plots = tmp_path / "plots"
     code, out, _ = bench(
         node.url,
@@ -257,7 +252,7 @@ def socketio_app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """tests/support/bench_socketio_app.py on a free port; its base URL."""
-    pytest.importorskip("socketio")
+    modules("socketio", hint="pip install 'hubbub[dev]'")
     port = free_port()
     log = (tmp_path_factory.mktemp("socketio") / "app.log").open("wb")
     proc = subprocess.Popen(

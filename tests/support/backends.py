@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from hubbub.ops.cluster import PrivatePostgres
 from support.api import Api
 from support.multinode import Client, send
+from support.needs import executable
 from support.redis_server import REDIS_DURABLE, RedisServer, free_port
 from support.server import ServerProcess
 
@@ -37,12 +36,9 @@ DEADLINE = 30.0  # seconds any recovery may take before the test fails
 
 def require_pg_ctl() -> None:
     """PostgreSQL's server binaries; without them skip, or fail when CI is set."""
-    if any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or shutil.which("pg_ctl"):
+    if any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
         return
-    message = "PostgreSQL's server binaries (initdb, pg_ctl) are not installed"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (required when CI is set)")
-    pytest.skip(message)
+    executable("pg_ctl", "PostgreSQL's server binaries: apt-get install postgresql")
 
 
 class OwnPostgres:
