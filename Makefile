@@ -1,4 +1,4 @@
-# hubbub: make run | make test | make unit | make bench
+# hubbub: make run | make test | make unit | make screenshots | make bench
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench bench-peers clean postgres promtool haproxy chromium
+.PHONY: run test lint typecheck unit screenshots bench bench-peers clean postgres promtool haproxy chromium
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test: lint typecheck promtool haproxy chromium
 UNIT_TIERS := $(wildcard tests/core tests/server)
 unit: $(VENV)/.dev
 	$(BIN)/pytest -q $(UNIT_TIERS)
+
+# The pictures in README.md and docs/ (docs/img/webapp.png, docs/img/terminal.svg), made by
+# the two tests that take them; an ordinary test run saves them in a temporary directory.
+SCREENSHOT_TESTS := \
+	tests/e2e/test_web.py::test_two_users_chat_live_with_presence_typing_and_history \
+	tests/integration/test_chat_tui.py::test_screenshot_of_a_conversation
+screenshots: $(VENV)/.dev chromium
+	$(BIN)/pytest -q --screenshots docs/img $(SCREENSHOT_TESTS)
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
 # need it; under CI they fail without it). "Already running" is fine.

@@ -18,6 +18,28 @@ from support.server import SERVER_ENGINES, SHARED_ENV, ServerProcess
 from support.ws import WS
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        default=None,
+        help="write the docs' screenshots (webapp.png, terminal.svg) into DIR "
+        "(`make screenshots` passes docs/img); by default they go to a temporary directory",
+    )
+
+
+@pytest.fixture
+def screenshot_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a test saves the screenshot the docs show: `--screenshots DIR`, else tmp_path
+    (so a plain test run leaves docs/img alone)."""
+    option: str | None = request.config.getoption("--screenshots")
+    if option is None:
+        return tmp_path
+    directory = Path(option).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start servers with extra env/args; all are stopped at the end of the test."""
