@@ -1,4 +1,4 @@
-# hubbub: make run | make test | make bench
+# hubbub: make run | make test | make unit | make screenshots | make bench
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit bench bench-peers clean postgres promtool haproxy chromium
+.PHONY: run test lint typecheck unit screenshots bench bench-peers clean postgres promtool haproxy chromium
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,19 @@ typecheck: $(VENV)/.dev
 test: lint typecheck promtool haproxy chromium
 	$(BIN)/pytest
 
-# The service-free tests (no PostgreSQL, Redis, HAProxy or browser): the fast loop.
+# The service-free tiers (no PostgreSQL, Redis, HAProxy or browser): the fast loop, under a
+# minute. Only the tier directories that exist are passed.
+UNIT_TIERS := $(wildcard tests/core tests/server)
 unit: $(VENV)/.dev
-	$(BIN)/pytest -q tests/core
+	$(BIN)/pytest -q $(UNIT_TIERS)
+
+# The pictures in README.md and docs/ (docs/img/webapp.png, docs/img/terminal.svg), made by
+# the two tests that take them; an ordinary test run saves them in a temporary directory.
+SCREENSHOT_TESTS := \
+	tests/e2e/test_web.py::test_two_users_chat_live_with_presence_typing_and_history \
+	tests/integration/test_chat_tui.py::test_screenshot_of_a_conversation
+screenshots: $(VENV)/.dev chromium
+	$(BIN)/pytest -q --screenshots docs/img $(SCREENSHOT_TESTS)
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
 # need it; under CI they fail without it). "Already running" is fine.
@@ -43,7 +53,7 @@ postgres:
 	for i in $$(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 0.5; done; \
 		echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
 
-# promtool checks deploy/prometheus (tests/unit/test_monitoring_files.py; under CI they fail
+# promtool checks deploy/prometheus (tests/core/test_monitoring_files.py; under CI they fail
 # without it). Only the promtool binary is taken from Debian's prometheus package, into the
 # venv: no Prometheus server is installed or started. Nothing happens when one is on PATH.
 promtool: $(VENV)/.dev

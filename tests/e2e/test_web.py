@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import WebSocketRoute, expect
-from webui import (
+from support.browser import DESKTOP
+from support.webui import (
     bodies,
     create_room,
     join_by_name,
@@ -27,7 +28,7 @@ from webui import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "webapp.png"
+SCREENSHOT = "webapp.png"  # in `screenshot_dir`: docs/img under `make screenshots`
 
 
 CONVERSATION = [
@@ -44,7 +45,7 @@ CONVERSATION = [
 
 
 async def test_two_users_chat_live_with_presence_typing_and_history(
-    server_factory: Callable[..., Any], open_page: Any
+    server_factory: Callable[..., Any], open_page: Any, screenshot_dir: Path
 ) -> None:
     srv = server_factory()
     alice = await open_page(srv.url)
@@ -96,8 +97,12 @@ async def test_two_users_chat_live_with_presence_typing_and_history(
     await expect(alice.get_by_test_id("unread-random")).to_have_text("1")
     await expect(alice.get_by_test_id("presence-bob")).to_be_visible()
     await alice.evaluate("document.activeElement.blur()")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    await alice.screenshot(path=str(SCREENSHOT))
+    picture = screenshot_dir / SCREENSHOT
+    await alice.screenshot(path=str(picture))
+    png = picture.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", png[:8]
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (DESKTOP["width"], DESKTOP["height"])
 
 
 async def test_kill_and_restart_reconnects_resumes_and_sends_the_offline_queue_once(

@@ -11,19 +11,19 @@ The fuzz server runs with every per-connection and per-user limit off
 (`HUBBUB_RATE_LIMIT=0` and friends): the fuzz sends hundreds of frames and requests a
 second from one connection and one user, and a `rate_limited` answer would hide the
 answer to the frame under test. The limits have their own tests
-(tests/integration/test_ws_errors.py, tests/unit/test_ratelimit.py).
+(tests/integration/test_ws_errors.py, tests/core/test_ratelimit.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
-from fuzzutil import World, check_healthy, server_errors
+from support.fuzzutil import World, check_healthy, server_errors
+from support.server import ServerProcess
 
 # Limits off (see the module docstring), and a short heartbeat is not wanted: a fuzz
 # example must never race a server ping.
@@ -42,11 +42,10 @@ FUZZ_ENV = {
 
 @pytest.fixture(scope="module")
 def fuzz_server(
-    root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """A `hubbub serve` (SQLite) for this test module alone, limits off."""
-    server_class = root_conftest.ServerProcess
-    srv = server_class(tmp_path_factory.mktemp("fuzz"), dict(FUZZ_ENV))
+    srv = ServerProcess(tmp_path_factory.mktemp("fuzz"), dict(FUZZ_ENV))
     srv.start()
     try:
         yield srv

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 import aiohttp
 import yarl
-from fuzzutil import World, check_http_answer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.fuzzutil import World, check_http_answer
 
 SETTINGS = settings(
     max_examples=400,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from fuzzutil import World
+from support.fuzzutil import World
 
 from hubbub.server.openapi import openapi_document
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fuzzutil import SERVER_FRAME_TYPES, World, check_error_payload, name, open_ws, request
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.fuzzutil import SERVER_FRAME_TYPES, World, check_error_payload, name, open_ws, request
 
 # A failing example holding a 64 KiB body is reported, not turned into a warning error.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")

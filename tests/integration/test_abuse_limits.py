@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from conftest import WS, Api
+from support.api import Api
+from support.ws import WS
 
 Frame = dict[str, Any]
 

@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from conftest import Api, ServerProcess
+from support.api import Api
+from support.server import ServerProcess
 
 PASSWORD = "correct horse"
 SECRET = "hunter2-never-logged"

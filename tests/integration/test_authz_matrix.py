@@ -32,11 +32,11 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
+from support.server import ServerProcess
 
 # --- the table -----------------------------------------------------------------------------------
 #
@@ -219,7 +219,7 @@ async def build(base: str) -> World:
 
 @pytest.fixture(scope="module")
 def matrix_server(
-    tmp_path_factory: pytest.TempPathFactory, root_conftest: ModuleType
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     env = {
         "HUBBUB_RATE_LIMIT": "0",
@@ -229,7 +229,7 @@ def matrix_server(
         "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
         "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
     }
-    srv = root_conftest.ServerProcess(tmp_path_factory.mktemp("authz"), env)
+    srv = ServerProcess(tmp_path_factory.mktemp("authz"), env)
     srv.start()
     try:
         yield srv

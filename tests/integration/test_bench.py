@@ -8,7 +8,6 @@ anything is.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,25 +16,26 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from support.needs import modules
+from support.server import ServerProcess, free_port
 
 from hubbub.bench import UNLIMITED_ENV, output, phases
 from hubbub.bench.measure import Window
 
 HERE = Path(__file__).resolve().parent
-SOCKETIO_APP = HERE.parent / "bench_socketio_app.py"
+SOCKETIO_APP = HERE.parent / "support" / "bench_socketio_app.py"
 BENCH_TIMEOUT = 60
 SMALL = ["--workers", "1", "--users", "2", "--rooms", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def node(root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One hubbub node without its per-client limits (the bench sends fast, from one
     address, with few users)."""
-    srv = root_conftest.ServerProcess(tmp_path_factory.mktemp("bench-node"), env=UNLIMITED_ENV)
+    srv = ServerProcess(tmp_path_factory.mktemp("bench-node"), env=UNLIMITED_ENV)
     srv.start()
     yield srv
     srv.stop()
@@ -227,12 +227,7 @@ def test_an_unknown_scenario_is_exit_code_2() -> None:
 
 
 def test_plot_writes_png_files(node: Any, tmp_path: Path, unique: Any) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("matplotlib is not installed (pip install 'hubbub[bench]')")
+    modules("matplotlib", hint="pip install 'hubbub[bench]'")
     plots = tmp_path / "plots"
     code, out, _ = bench(
         node.url,
@@ -254,11 +249,11 @@ def test_plot_writes_png_files(node: Any, tmp_path: Path, unique: Any) -> None:
 
 @pytest.fixture(scope="module")
 def socketio_app(
-    root_conftest: ModuleType, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    """tests/bench_socketio_app.py on a free port; its base URL."""
-    pytest.importorskip("socketio")
-    port = root_conftest.free_port()
+    """tests/support/bench_socketio_app.py on a free port; its base URL."""
+    modules("socketio", hint="pip install 'hubbub[dev]'")
+    port = free_port()
     log = (tmp_path_factory.mktemp("socketio") / "app.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, str(SOCKETIO_APP), "--port", str(port)], stdout=log, stderr=log

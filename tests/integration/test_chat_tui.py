@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerProcess, unique
+from support.api import unique
+from support.server import ServerProcess
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -25,7 +26,7 @@ from hubbub.tui.widgets import Line
 PASSWORD = "correct horse"
 SIZE = (100, 30)
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.5}
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "terminal.svg"
+SCREENSHOT = "terminal.svg"  # in `screenshot_dir`: docs/img under `make screenshots`
 
 
 @pytest.fixture(scope="module")
@@ -348,9 +349,10 @@ async def test_reconnects_after_a_server_restart_and_catches_up(
 
 
 async def test_screenshot_of_a_conversation(
-    chat_server: ServerProcess, people: Callable[..., Any]
+    chat_server: ServerProcess, people: Callable[..., Any], screenshot_dir: Path
 ) -> None:
-    """docs/img/terminal.svg: fixed names and words (only this test uses them)."""
+    """docs/img/terminal.svg (`make screenshots`): fixed names and words (only this test
+    uses them)."""
     bob, carol = await people("bob"), await people("carol")
     await bob.create_room("general", topic="everything and nothing")
     await bob.create_room("ops")
@@ -378,8 +380,11 @@ async def test_screenshot_of_a_conversation(
         await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
         await pilot.pause()
         picture = app.export_screenshot(title="hubbub chat")
-        if not SCREENSHOT.exists() or unstable(SCREENSHOT.read_text()) != unstable(picture):
-            SCREENSHOT.write_text(picture)  # rewritten only when more than the clock changed
+    assert picture.startswith("<svg") and ">hubbub&#160;chat<" in picture, picture[:200]
+    saved = screenshot_dir / SCREENSHOT
+    if not saved.exists() or unstable(saved.read_text()) != unstable(picture):
+        saved.write_text(picture)  # rewritten only when more than the clock changed
+    assert unstable(saved.read_text()) == unstable(picture)
 
 
 def unstable(svg: str) -> str:

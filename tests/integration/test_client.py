@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from conftest import ServerProcess, unique
+from support.api import unique
+from support.server import ServerProcess
 
 from hubbub.client import Client, HubbubError
 

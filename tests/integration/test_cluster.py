@@ -21,11 +21,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import WS, Api, free_port
-from pgutil import TestDatabase
-from redis_server import REDIS_DURABLE, RedisServer
-from tools import haproxy_check, require
-from wsutil import barrier, join, messages, recv_until, uid
+from support.api import Api
+from support.pgutil import TestDatabase
+from support.redis_server import REDIS_DURABLE, RedisServer
+from support.server import free_port
+from support.tools import haproxy_check, require
+from support.ws import WS
+from support.wsutil import barrier, join, messages, recv_until, uid
 
 from hubbub.ops.cluster import Cluster
 from hubbub.ops.haproxy import (

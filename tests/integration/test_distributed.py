@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Api, ServerProcess
-from multinode import Client, messages, send
-from pgutil import TestDatabase
-from redis_server import REDIS_DURABLE, RedisServer
+from support.api import Api
+from support.multinode import Client, messages, send
+from support.pgutil import TestDatabase
+from support.redis_server import REDIS_DURABLE, RedisServer
+from support.server import ServerProcess
 
 HEARTBEAT = 1.0  # seconds: presence of a dead node must expire within 3 of these
 

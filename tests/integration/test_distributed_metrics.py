@@ -16,10 +16,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Api, ServerProcess
-from multinode import Client, messages, send
 from prometheus_client.parser import text_string_to_metric_families
-from test_distributed_outages import (
+from support.api import Api
+from support.backends import (
     DEADLINE,
     Backends,
     running_backends,
@@ -27,6 +26,8 @@ from test_distributed_outages import (
     unread_messages,
     wait_until,
 )
+from support.multinode import Client, messages, send
+from support.server import ServerProcess
 
 from hubbub.engine.redis.schema import channel
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from conftest import Api
-from hostile import SLOWLORIS
-from latency import Members, p99, rss
+from support.api import Api
+from support.hostile import SLOWLORIS
+from support.latency import Members, p99, rss
 
 from hubbub.bench.procstat import cpu_seconds
 from hubbub.server.edge.slowloris import SWEEP
@@ -51,7 +51,7 @@ TOLERANCE = 2.0
 RSS_BOUND = 48 * 1024 * 1024  # the never-reading client's 4 MiB send buffer and slack
 HEADER_TIMEOUT = 0.5
 KINDS = ("flood", "never-reads", "joins", "huge-frame", "slowloris")
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the `support` package is
 
 
 async def connect(
@@ -97,18 +97,19 @@ async def send_and_track(
 async def attacking(
     kind: str, port: int, token: str, room: str, address: str
 ) -> AsyncIterator[dict[str, Any]]:
-    """One attack in its own process (tests/integration/hostile.py) while the body runs; the
+    """One attack in its own process (tests/support/hostile.py) while the body runs; the
     dict it yields is filled with the attack's report once it has stopped."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(HERE / "hostile.py"),
+        "-m",
+        "support.hostile",
         kind,
         str(port),
         token,
         room,
         address,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
     )
     assert proc.stdout is not None
     report: dict[str, Any] = {}

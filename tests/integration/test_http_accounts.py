@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.api import Api
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 PASSWORD = "correct horse"
@@ -122,9 +123,9 @@ async def test_register_accepts_usernames_at_the_edges_of_the_pattern(api, uniqu
         assert body["user"]["name"] == name
 
 
-async def test_register_accepts_one_character_usernames(http, server_factory, root_conftest):
+async def test_register_accepts_one_character_usernames(http, server_factory):
     # A dedicated server, so that no other test can have taken these short names.
-    fresh = root_conftest.Api(http, server_factory().url)
+    fresh = Api(http, server_factory().url)
     for name in ("9", "Z", "_", "-"):
         status, body = await register(fresh, name)
         assert status == 201, (name, body)

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-
-from hubbub.protocol.errors import ERROR_CODES
+from support.api import ERROR_CODES
 
 # Every /api/v1 route of the spec's HTTP table (plus the docs' moderators and bans list).
 API_ROUTES = {

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import Api, ServerProcess
+from support.api import Api
+from support.server import ServerProcess
 
 PASSWORD = "correct horse"
 LIMIT = 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Api
+from support.api import Api
 
 
 async def test_logs_are_json_lines_with_the_node_id_and_no_secrets(http, server_factory, connect):

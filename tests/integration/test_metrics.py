@@ -11,10 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import WS, Api
-from pgutil import TestDatabase
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+from support.api import Api
+from support.pgutil import TestDatabase
+from support.ws import WS
 
 from hubbub import metrics
 

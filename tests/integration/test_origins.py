@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import WS, Api, ServerProcess, check_error
+from support.api import Api, check_error
+from support.server import ServerProcess
+from support.ws import WS
 
 LISTED = "https://app.example"
 FOREIGN = "https://evil.example"

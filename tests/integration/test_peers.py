@@ -12,8 +12,6 @@ when CI is set.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,8 +20,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ServerProcess
-from redis_server import RedisServer
+from support.needs import modules
+from support.redis_server import RedisServer
+from support.server import ServerProcess
 
 PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
 LIBRARIES = {
@@ -37,15 +36,10 @@ LIBRARIES = {
 }
 
 
-def require(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        message = (
-            f"peer libraries missing: {', '.join(missing)} (benchmarks/peers/requirements.txt)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; required when CI is set")
-        pytest.skip(message)
+def require(*libraries: str) -> None:
+    """The peer libraries are installed (benchmarks/peers/requirements.txt); else skip, or
+    fail when CI is set."""
+    modules(*libraries, hint="benchmarks/peers/requirements.txt")
 
 
 class Peer(ServerProcess):

@@ -20,11 +20,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Api, ServerProcess, unique
-from multinode import Client
-from pgutil import TestDatabase
 from redis.cluster import ClusterNode, RedisCluster
-from redis_cluster import RedisCluster as PrivateCluster
+from support.api import Api, unique
+from support.multinode import Client
+from support.pgutil import TestDatabase
+from support.redis_cluster import RedisCluster as PrivateCluster
+from support.server import ServerProcess
 
 from hubbub.engine.redis.schema import seq_key, stream_key
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Api, ServerProcess
-from multinode import Client, messages
-from pgutil import TestDatabase
-from redis_server import RedisServer
+from support.api import Api
+from support.multinode import Client, messages
+from support.pgutil import TestDatabase
+from support.redis_server import RedisServer
+from support.server import ServerProcess
 
 CONNECTIONS = 24  # the chance that the kernel puts all of them on one process is 2 ** -23
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, ServerProcess
-from pgutil import TestDatabase
-from redis_server import RedisServer
+from support.api import Api
+from support.pgutil import TestDatabase
+from support.redis_server import RedisServer
+from support.server import ServerProcess
 
 PASSWORD = "correct horse"
 

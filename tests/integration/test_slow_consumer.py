@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import Api
-from latency import (
+from support.api import Api
+from support.latency import (
     Members,
     SlowConsumer,
     drop_replies,

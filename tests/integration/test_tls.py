@@ -21,9 +21,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import WS, Api, ServerProcess, free_port
-from tools import haproxy_check, require
-from wsutil import recv_until, uid
+from support.api import Api
+from support.server import ServerProcess, free_port
+from support.tools import haproxy_check, require
+from support.ws import WS
+from support.wsutil import recv_until, uid
 
 from hubbub.ops.cluster import Cluster
 from hubbub.ops.haproxy import HAProxyLayout, render_haproxy_config

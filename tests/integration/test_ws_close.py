@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from wsutil import (
+from support.wsutil import (
     api_at,
     assert_usable,
     close_code,

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
-from wsutil import api_at, close_code, history_all, join, recv_until, request, send_msg
+from support.wsutil import api_at, close_code, history_all, join, recv_until, request, send_msg
 
 ACK_KEYS = ("room", "id", "seq", "ts")
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from wsutil import (
+from support.wsutil import (
     api_at,
     assert_usable,
     expect_error,

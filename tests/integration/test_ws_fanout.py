@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Api
-from wsutil import join, messages, uid
+from support.api import Api
+from support.wsutil import join, messages, uid
 
 
 async def test_members_dropping_during_fan_out_do_not_stall_delivery_to_the_rest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wsutil import (
+from support.wsutil import (
     assert_usable,
     barrier,
     join,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wsutil import (
+from support.wsutil import (
     api_at,
     assert_quiet,
     assert_usable,

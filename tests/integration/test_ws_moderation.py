@@ -3,7 +3,7 @@ receiving the room."""
 
 from __future__ import annotations
 
-from wsutil import (
+from support.wsutil import (
     assert_usable,
     barrier,
     expect_error,

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from wsutil import api_at, history_all, join, module_server, recv_until, user
+from support.wsutil import api_at, history_all, join, module_server, recv_until, user
 
 
 @pytest.fixture(scope="module")

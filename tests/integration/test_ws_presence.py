@@ -8,7 +8,16 @@ import json
 from typing import Any
 
 import aiohttp
-from wsutil import api_at, assert_quiet, barrier, join, recv_until, request, send_and_see, user
+from support.wsutil import (
+    api_at,
+    assert_quiet,
+    barrier,
+    join,
+    recv_until,
+    request,
+    send_and_see,
+    user,
+)
 
 
 def presence_of(user: str, status: str | None = None):

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from wsutil import (
+from support.wsutil import (
     api_at,
     barrier,
     join,

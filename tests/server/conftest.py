@@ -6,14 +6,14 @@ subprocess, no PostgreSQL, no Redis."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
-from serverutil import PASSWORD
+from support.inprocess import PASSWORD, Signup
 
 from hubbub.core import passwords
 from hubbub.engine.sqlite import database
@@ -51,9 +51,6 @@ async def node(
 async def client(node: Node) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(node.app)) as client:
         yield client
-
-
-Signup = Callable[[str], Awaitable[str]]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
-from conftest import Signup
 from prometheus_client import REGISTRY
+from support.inprocess import Signup
 
 from hubbub.engine.base import Message
 from hubbub.engine.memory import MemoryPresence

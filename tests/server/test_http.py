@@ -8,8 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import Signup
-from serverutil import PASSWORD, bearer, error_of
+from support.inprocess import PASSWORD, Signup, bearer, error_of
 
 from hubbub.protocol import bodies
 from hubbub.protocol.errors import ERROR_CODES

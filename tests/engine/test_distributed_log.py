@@ -11,11 +11,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from engine_handles import log_contract_tests, store_messages
-from pgutil import POSTGRES
 from redis.asyncio import Redis
-from redis_server import RedisServer
-from test_engine_contract import room
+from support.engine_handles import log_contract_tests, room, store_messages
+from support.pgutil import POSTGRES
+from support.redis_server import RedisServer
 
 from hubbub.engine.base import Appended, Log, Message, Store
 from hubbub.engine.distributed import DistributedLog

@@ -1,4 +1,4 @@
-"""Unit-test fixtures: the `engine` fixture runs a test once per engine in `ENGINES`;
+"""Fixtures of the engine tests: the `engine` fixture runs a test once per engine in `ENGINES`;
 a private redis-server per test module, emptied for each test that takes `client`."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from engine_handles import ENGINES, EngineUnderTest
-from pgutil import POSTGRES
 from redis.asyncio import Redis
-from redis_server import RedisServer
+from support.engine_handles import ENGINES, EngineUnderTest
+from support.pgutil import POSTGRES
+from support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from needs import missing
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+from support.needs import executable
 
 from hubbub import __version__, metrics
 
@@ -174,11 +173,7 @@ def test_alert_rules_are_the_documented_set_with_severity_and_annotations() -> N
 
 def promtool() -> str:
     """The promtool executable (PATH, or the venv where `make promtool` puts it)."""
-    venv_bin = str(Path(sys.executable).parent)
-    found = shutil.which("promtool") or shutil.which("promtool", path=venv_bin)
-    if found is None:
-        missing("promtool is not installed (make promtool)")
-    return found
+    return executable("promtool", "make promtool", extra_path=str(Path(sys.executable).parent))
 
 
 def run_promtool(*args: str) -> str:

@@ -1,4 +1,4 @@
-"""Plain helpers for the WebSocket integration tests (they work on the conftest `WS` client).
+"""Plain helpers for the WebSocket integration tests (they work on the `support.ws.WS` client).
 
 Every wait here is a read with a deadline: a helper returns as soon as the awaited frame
 arrives and fails with the frames it saw when the deadline passes.

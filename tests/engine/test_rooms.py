@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from engine_handles import BusRecorder, EngineUnderTest
+from support.engine_handles import BusRecorder, EngineUnderTest
 
 from hubbub.core.chat import Chat, token_hash
 from hubbub.engine.base import Role

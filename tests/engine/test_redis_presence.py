@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.crc import key_slot
-from redis_server import REDIS_DURABLE, RedisServer
+from support.redis_server import REDIS_DURABLE, RedisServer
 
 from hubbub.engine.redis.presence import RedisPresence, sweep_dead_nodes
 from hubbub.engine.redis.schema import NODES_KEY, count_key, name_key, node_set_key, rooms_key

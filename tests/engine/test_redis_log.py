@@ -14,11 +14,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from engine_handles import log_contract_tests
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
-from redis_server import RedisServer, require_redis_server
+from support.engine_handles import log_contract_tests
+from support.redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.base import Log, Message, Store
 from hubbub.engine.redis.log import MAX_BATCH, RedisLog

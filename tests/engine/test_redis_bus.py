@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from redis_server import RedisServer
+from support.redis_server import RedisServer
 
 from hubbub.engine.base import Message
 from hubbub.engine.redis.bus import RedisBus

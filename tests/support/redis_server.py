@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from needs import executable
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from support.needs import executable
 
 
 def require_redis_server() -> str:

@@ -1,12 +1,16 @@
-"""Helpers for the in-process server tests."""
+"""Helpers for the in-process server tests (tests/server)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import ClientResponse
 
 PASSWORD = "correct horse battery"
+
+# The `signup` fixture: registers a user by name and returns its token.
+Signup = Callable[[str], Awaitable[str]]
 
 
 def bearer(token: str) -> dict[str, str]:

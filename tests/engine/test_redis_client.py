@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
-from redis_server import RedisServer, require_redis_server
+from support.redis_server import RedisServer, require_redis_server
 
 from hubbub.engine.redis import client as redis_client
 

@@ -9,7 +9,8 @@ import contextlib
 from typing import Any
 
 import aiohttp
-from conftest import WS
+
+from support.ws import WS
 
 _ENDED = (
     aiohttp.WSMsgType.CLOSE,

@@ -1,4 +1,4 @@
-"""The Store and Log contract, run against every engine (see `engine_handles.ENGINES`)."""
+"""The Store and Log contract, run against every engine (see `support.engine_handles.ENGINES`)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,10 @@ import itertools
 import time
 
 import pytest
-from engine_handles import EngineUnderTest
+from support.engine_handles import EngineUnderTest, room, user
 
 from hubbub.engine.base import LoginSession, Message, Role, Room
 from hubbub.protocol.errors import Conflict
-
-
-async def user(engine: EngineUnderTest, name: str) -> None:
-    if await engine.store.get_user(name) is None:
-        await engine.store.create_user(name, f"hash-of-{name}", 1)
-
-
-async def room(
-    engine: EngineUnderTest, name: str = "lobby", owner: str = "alice", private: bool = False
-) -> Room:
-    await user(engine, owner)
-    created = Room(name=name, topic=f"about {name}", private=private, owner=owner, created_at=7)
-    await engine.store.create_room(created)
-    return created
 
 
 async def fill(engine: EngineUnderTest, name: str, count: int, sender: str = "alice") -> None:

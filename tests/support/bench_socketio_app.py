@@ -6,7 +6,7 @@ the user name), `join`, `leave` and `send` events answered with `welcome`,
 would send (`type` included). No persistence. Pings every half second, so a
 client that does not answer them is dropped within the test.
 
-Run: python tests/bench_socketio_app.py --port 8099
+Run: python tests/support/bench_socketio_app.py --port 8099
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The hostile clients of tests/integration/test_hostile_clients.py, as a process of its own.
 
-    python hostile.py KIND PORT TOKEN ROOM ADDRESS
+    PYTHONPATH=tests python -m support.hostile KIND PORT TOKEN ROOM ADDRESS
 
 runs one kind of attack (flood, never-reads, joins, huge-frame, slowloris) against the
 node on 127.0.0.1:PORT until SIGTERM, as the user of TOKEN from ADDRESS (sent as
@@ -23,7 +23,8 @@ import sys
 
 import aiohttp
 import orjson
-from latency import SlowConsumer, masked_text, parse_frames
+
+from support.latency import SlowConsumer, masked_text, parse_frames
 
 HEADER_BYTE_EVERY = 0.1  # seconds between the slowloris' header bytes
 SLOWLORIS = 100

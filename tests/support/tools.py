@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from needs import executable
+from support.needs import executable
 
 
 def require(tool: str) -> str:

@@ -3,29 +3,19 @@ its own temp directory, joined with `redis-cli --cluster create`, stopped by the
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from needs import missing
-from redis_server import REDIS_DURABLE, RedisServer, require_redis_server
-
-
-def unsupported(problem: str) -> None:
-    """Skip the test, or fail it when CI is set: CI must never pass by not testing."""
-    missing(problem)
+from support.needs import executable, missing
+from support.redis_server import REDIS_DURABLE, RedisServer, require_redis_server
 
 
 def require_cluster_cli() -> str:
     """redis-cli, which creates the cluster; and redis-server itself."""
     require_redis_server()
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        unsupported("redis-cli is not installed (needed to create a Redis Cluster)")
-    assert cli is not None
-    return cli
+    return executable("redis-cli", "it creates the Redis Cluster: apt-get install redis-tools")
 
 
 def _info(port: int, section: str) -> str:
@@ -91,10 +81,10 @@ class RedisCluster:
             server.start()
         except RuntimeError:
             if "cluster" in server.log().lower():
-                unsupported(f"redis-server has no cluster support:\n{server.log()[-500:]}")
+                missing(f"redis-server has no cluster support:\n{server.log()[-500:]}")
             raise
         if "cluster support disabled" in _info(server.port, "INFO"):
-            unsupported("redis-server has no cluster support")
+            missing("redis-server has no cluster support")
 
     def _wait_ok(self, timeout: float) -> None:
         """Until every node says `cluster_state:ok` and knows every master."""

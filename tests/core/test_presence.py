@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine_handles import BusRecorder
+from support.engine_handles import BusRecorder
 
 from hubbub.engine.base import Message
 from hubbub.engine.memory import MemoryBus, MemoryPresence

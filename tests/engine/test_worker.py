@@ -21,10 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 import pytest
-from engine_handles import find_sent, store_messages
-from pgutil import TestDatabase
 from prometheus_client import REGISTRY
-from redis_server import RedisServer, free_port
+from support.engine_handles import find_sent, store_messages
+from support.pgutil import TestDatabase
+from support.redis_server import RedisServer, free_port
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from pgutil import POSTGRES
+from support.pgutil import POSTGRES
 
 from hubbub.engine.base import Message, Room
 from hubbub.engine.migrations import sqlalchemy_url

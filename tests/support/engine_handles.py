@@ -10,9 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pgutil import POSTGRES
-
-from hubbub.engine.base import Log, Message, Store
+from hubbub.engine.base import Log, Message, Room, Store
 from hubbub.engine.postgres.archive import insert_messages
 from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
@@ -20,6 +18,7 @@ from hubbub.engine.postgres.log import PostgresLog
 from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.sqlite.database import SqliteDatabase
 from hubbub.engine.sqlite.store import SqliteLog, SqliteStore
+from support.pgutil import POSTGRES
 
 
 class EngineUnderTest(Protocol):
@@ -73,7 +72,7 @@ class PostgresEngine:
         self.published: list[Message] = []
 
     async def start(self) -> None:
-        # The session's database is migrated once when created (see tests/pgutil.py).
+        # The session's database is migrated once when created (see support/pgutil.py).
         self.db = PostgresDatabase(self.url, migrate=False)
         await self.db.open()
         self.store: Store = PostgresStore(self.db)
@@ -108,6 +107,22 @@ async def find_sent(
     """`PostgresHistory.find_sent_in_rooms` for (sender key, client id) pairs of one room."""
     found = await history.find_sent_in_rooms([(room, sender, msg_id) for sender, msg_id in pairs])
     return {(sender, msg_id): message for (_, sender, msg_id), message in found.items()}
+
+
+async def user(engine: EngineUnderTest, name: str) -> None:
+    """The user `name` exists (with a placeholder hash)."""
+    if await engine.store.get_user(name) is None:
+        await engine.store.create_user(name, f"hash-of-{name}", 1)
+
+
+async def room(
+    engine: EngineUnderTest, name: str = "lobby", owner: str = "alice", private: bool = False
+) -> Room:
+    """A new room `name` owned by `owner` (created as a user if need be)."""
+    await user(engine, owner)
+    created = Room(name=name, topic=f"about {name}", private=private, owner=owner, created_at=7)
+    await engine.store.create_room(created)
+    return created
 
 
 class BusRecorder:

@@ -1,6 +1,6 @@
 """Throwaway PostgreSQL databases for a test session: created on first use, dropped at the end.
 
-`POSTGRES` is the unit tests' database (the engine contract suite empties it per test);
+`POSTGRES` is the engine tests' database (the engine contract suite empties it per test);
 tests/conftest.py makes another one for the shared `hubbub serve --database` server.
 
 The server is the local one (`HUBBUB_TEST_POSTGRES`, default
@@ -16,9 +16,9 @@ import secrets
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from needs import missing
 
 from hubbub.engine.migrations import upgrade
+from support.needs import missing
 
 ADMIN_URL = os.environ.get("HUBBUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = "users, tokens, rooms, memberships, bans, messages, room_seqs"
