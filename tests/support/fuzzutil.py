@@ -13,20 +13,13 @@ from typing import Any
 
 import aiohttp
 
-# The spec's error table, with the HTTP status of each code. `not_joined` never reaches
-# HTTP (it is about a WebSocket's subscriptions); 405 is the wrong-method answer, a
-# `bad_request` body (docs/protocol.md, "HTTP details").
+from hubbub.protocol.errors import ERRORS, BadRequest
+
+# The spec's error table (hubbub.protocol.errors), with the HTTP status of each code.
+# 405 is the wrong-method answer, a `bad_request` body (docs/protocol.md, "HTTP details").
 ERROR_STATUS: dict[str, frozenset[int]] = {
-    "bad_request": frozenset({400, 405}),
-    "unauthorized": frozenset({401}),
-    "forbidden": frozenset({403}),
-    "not_found": frozenset({404}),
-    "not_joined": frozenset({409}),
-    "too_large": frozenset({413}),
-    "rate_limited": frozenset({429}),
-    "conflict": frozenset({409}),
-    "unavailable": frozenset({503}),
-    "internal": frozenset({500}),
+    error.code: frozenset({error.status, 405} if error is BadRequest else {error.status})
+    for error in ERRORS
 }
 SERVER_FRAME_TYPES = frozenset(
     {"welcome", "joined", "left", "ack", "history", "pong", "message", "presence", "typing"}
