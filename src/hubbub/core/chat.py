@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from hubbub.core.audit import Client, audit
 from hubbub.core.limits import LoginThrottle
 from hubbub.core.passwords import Passwords
+from hubbub.core.tokens import TokenCache
 from hubbub.engine.base import (
     Appended,
     Bus,
@@ -84,7 +85,7 @@ class Chat:
         self.passwords = Passwords(hasher)
         self.clock = clock
         self.throttle = throttle or LoginThrottle(None, 0, 0)
-        self._tokens: dict[str, tuple[str, int]] = {}  # token hash -> (user, expires_at)
+        self._tokens = TokenCache()
         self._joining: dict[tuple[str, str], asyncio.Future[bool]] = {}  # memberships being written
 
     def now_ms(self) -> int:
@@ -155,16 +156,15 @@ class Chat:
             raise Unauthorized("missing or malformed token")
         hashed = token_hash(token)
         now = self.now_ms()
-        cached = self._tokens.get(hashed)
-        if cached is not None and cached[1] > now:
-            return cached[0], hashed
+        cached = self._tokens.get(hashed, now)
+        if cached is not None:
+            return cached, hashed
         found = await self.store.token_session(hashed, now)
         if found is None:
             raise Unauthorized("invalid, expired or revoked token")
         if now - found.last_used_at >= TOUCH_EVERY_MS:
             await self.store.touch_token(hashed, now)
-        # Re-checked against the store each minute, and never trusted past its expiry.
-        self._tokens[hashed] = (found.user, min(now + 60_000, found.expires_at))
+        self._tokens.put(hashed, found.user, found.expires_at, now)
         return found.user, hashed
 
     async def logout(self, hashed: str) -> None:
@@ -173,11 +173,12 @@ class Chat:
 
     def _revoked(self, hashed: str) -> None:
         """Forget the token here, and close its WebSockets (4001) on every node."""
-        self._tokens.pop(hashed, None)
+        self._tokens.forget(hashed)
         self.bus.publish_token_revoked(hashed)
 
     def forget_token(self, hashed: str) -> None:
-        self._tokens.pop(hashed, None)
+        """Drop a token revoked on another node (or this one) from this node's cache."""
+        self._tokens.forget(hashed)
 
     async def sessions(self, user: str, current: str) -> list[dict[str, Any]]:
         """The user's live tokens; `current` (a token hash) is the one asking."""
