@@ -25,6 +25,8 @@ async def test_logs_are_json_lines_with_the_node_id_and_no_secrets(http, server_
     entries = [json.loads(line) for line in lines]
     assert all(e["node"] == "node-under-test" for e in entries), entries
     assert {"listening", "draining", "stopped"} <= {e["msg"] for e in entries}
+    # A WebSocket is named by its `connection` id in logs; `session` means a login only.
+    assert not [e for e in entries if "session" in e], entries
     text = srv.log()
     assert token not in text
     assert password not in text

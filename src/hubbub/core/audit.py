@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Final
+
+from hubbub.protocol.errors import ProtocolError
 
 AUDIT_LOGGER: Final = "hubbub.audit"
 log = logging.getLogger(AUDIT_LOGGER)
@@ -54,3 +58,38 @@ def audit(
     if count is not None:
         fields["count"] = count
     log.info(event, extra=fields)
+
+
+@contextmanager
+def audited(
+    event: str,
+    actor: str,
+    client: Client | None,
+    *,
+    target: str | None = None,
+    room: str | None = None,
+) -> Iterator[None]:
+    """Audit `event` with its outcome: `ok`, or the code of the error that refused it (the
+    names of a refused call are cut at 64 characters: they may be anything a client sent)."""
+    try:
+        yield
+    except ProtocolError as exc:
+        audit(
+            event,
+            actor=actor,
+            client=client,
+            target=target[:64] if target is not None else None,
+            room=room[:64] if room is not None else None,
+            outcome=exc.code,
+        )
+        raise
+    audit(event, actor=actor, client=client, target=target, room=room)
+
+
+def audited_unless_self(
+    event: str, actor: str, client: Client | None, target: str, room: str
+) -> AbstractContextManager[None]:
+    """Audited when the actor acts on another user; joining or leaving oneself is not."""
+    if target.lower() == actor.lower():
+        return nullcontext()
+    return audited(event, actor, client, target=target, room=room)

@@ -1,6 +1,8 @@
 """The chat rules: accounts, tokens, rooms, roles, membership, bans, history, sending.
 
 Backend-free: everything durable goes through the engine interfaces in `engine.base`.
+Security events are audited here, where the rule decides (`core.audit`): callers pass
+the `Client` a request came from.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from hubbub.core.audit import Client, audit
+from hubbub.core.audit import Client, audit, audited, audited_unless_self
 from hubbub.core.limits import LoginThrottle
 from hubbub.core.passwords import Passwords
+from hubbub.core.tokens import TokenCache
 from hubbub.engine.base import (
     Appended,
     Bus,
@@ -29,8 +32,16 @@ from hubbub.engine.base import (
     Room,
     Store,
 )
-from hubbub.protocol.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
-from hubbub.protocol.frames import valid_password, valid_room_name, valid_username
+from hubbub.protocol.bodies import Registration, convert
+from hubbub.protocol.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    Unauthorized,
+)
+from hubbub.protocol.frames import valid_room_name, valid_username
 
 STAFF = (Role.OWNER, Role.MODERATOR)
 TOUCH_EVERY_MS = 60_000
@@ -84,7 +95,7 @@ class Chat:
         self.passwords = Passwords(hasher)
         self.clock = clock
         self.throttle = throttle or LoginThrottle(None, 0, 0)
-        self._tokens: dict[str, tuple[str, int]] = {}  # token hash -> (user, expires_at)
+        self._tokens = TokenCache()
         self._joining: dict[tuple[str, str], asyncio.Future[bool]] = {}  # memberships being written
 
     def now_ms(self) -> int:
@@ -92,14 +103,23 @@ class Chat:
 
     # Accounts and tokens
 
-    async def register(self, username: Any, password: Any) -> dict[str, Any]:
-        if not isinstance(username, str) or not valid_username(username):
-            raise BadRequest("username must be 1 to 32 characters of A-Z a-z 0-9 _ . -")
-        if not isinstance(password, str) or not valid_password(password):
-            raise BadRequest("password must be 8 to 1024 characters")
+    async def register(
+        self, username: Any, password: Any, client: Client | None = None
+    ) -> dict[str, Any]:
+        actor = username if isinstance(username, str) and valid_username(username) else None
+        try:
+            user = await self._register(username, password)
+        except ProtocolError as exc:
+            audit("register", actor=actor, client=client, outcome=exc.code)
+            raise
+        audit("register", actor=user["name"], client=client)
+        return user
+
+    async def _register(self, username: Any, password: Any) -> dict[str, Any]:
+        new = convert({"username": username, "password": password}, Registration)
         # Hashed before the name is tried: a taken name costs the same time as a free one.
-        hashed = await self.passwords.hash(password)
-        user = await self.store.create_user(username, hashed, self.now_ms())
+        hashed = await self.passwords.hash(new.password)
+        user = await self.store.create_user(new.username, hashed, self.now_ms())
         return {"name": user.name}
 
     async def login(
@@ -155,48 +175,64 @@ class Chat:
             raise Unauthorized("missing or malformed token")
         hashed = token_hash(token)
         now = self.now_ms()
-        cached = self._tokens.get(hashed)
-        if cached is not None and cached[1] > now:
-            return cached[0], hashed
+        cached = self._tokens.get(hashed, now)
+        if cached is not None:
+            return cached, hashed
         found = await self.store.token_session(hashed, now)
         if found is None:
             raise Unauthorized("invalid, expired or revoked token")
         if now - found.last_used_at >= TOUCH_EVERY_MS:
             await self.store.touch_token(hashed, now)
-        # Re-checked against the store each minute, and never trusted past its expiry.
-        self._tokens[hashed] = (found.user, min(now + 60_000, found.expires_at))
+        self._tokens.put(hashed, found.user, found.expires_at, now)
         return found.user, hashed
 
-    async def logout(self, hashed: str) -> None:
+    async def logout(
+        self, hashed: str, *, user: str | None = None, client: Client | None = None
+    ) -> None:
+        """Revoke the token `hashed` (of `user`, who is logging out)."""
         await self.store.delete_token(hashed)
         self._revoked(hashed)
+        audit("logout", actor=user, client=client)
 
     def _revoked(self, hashed: str) -> None:
         """Forget the token here, and close its WebSockets (4001) on every node."""
-        self._tokens.pop(hashed, None)
+        self._tokens.forget(hashed)
         self.bus.publish_token_revoked(hashed)
 
     def forget_token(self, hashed: str) -> None:
-        self._tokens.pop(hashed, None)
+        """Drop a token revoked on another node (or this one) from this node's cache."""
+        self._tokens.forget(hashed)
 
     async def sessions(self, user: str, current: str) -> list[dict[str, Any]]:
         """The user's live tokens; `current` (a token hash) is the one asking."""
         return [session_view(s, current) for s in await self.store.sessions(user, self.now_ms())]
 
-    async def revoke_session(self, user: str, session_id: str) -> None:
+    async def revoke_session(
+        self, user: str, session_id: str, client: Client | None = None
+    ) -> None:
         """Revoke one of the user's sessions; NotFound for an unknown id or someone else's."""
-        hashed = None
-        if SESSION_ID.match(session_id):
-            hashed = await self.store.delete_session(user, session_id)
-        if hashed is None:
-            raise NotFound(f"no session {session_id!r}")
-        self._revoked(hashed)
+        with audited("session_revoked", user, client, target=session_id):
+            hashed = None
+            if SESSION_ID.match(session_id):
+                hashed = await self.store.delete_session(user, session_id)
+            if hashed is None:
+                raise NotFound(f"no session {session_id!r}")
+            self._revoked(hashed)
 
-    async def revoke_sessions(self, user: str, keep: str | None) -> int:
+    async def revoke_sessions(
+        self, user: str, keep: str | None, client: Client | None = None
+    ) -> int:
         """Revoke every session of the user but the token `keep` (a hash); how many went."""
         revoked = await self.store.delete_sessions(user, keep)
         for hashed in revoked:
             self._revoked(hashed)
+        audit(
+            "sessions_revoked_all",
+            actor=user,
+            client=client,
+            reason="kept current" if keep else None,
+            count=len(revoked),
+        )
         return len(revoked)
 
     # Rooms
@@ -283,7 +319,14 @@ class Chat:
             raise NotFound(f"no user {name!r}")
         return target.name
 
-    async def add_member(self, actor: str, name: str, target_name: str) -> None:
+    async def add_member(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        """Add a member (audited as an invite), or join a public room oneself (not audited)."""
+        with audited_unless_self("invite", actor, client, target_name, name):
+            await self._add_member(actor, name, target_name)
+
+    async def _add_member(self, actor: str, name: str, target_name: str) -> None:
         room, role = await self.readable(actor, name)
         target = await self._target(target_name)
         if target.lower() != actor.lower() and role not in STAFF:
@@ -294,7 +337,14 @@ class Chat:
             raise Forbidden(f"{target} is banned from {name!r}")
         await self.store.add_member(name, target, self.now_ms())
 
-    async def remove_member(self, actor: str, name: str, target_name: str) -> None:
+    async def remove_member(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        """Remove a member (audited as a kick), or leave oneself (not audited)."""
+        with audited_unless_self("kick", actor, client, target_name, name):
+            await self._remove_member(actor, name, target_name)
+
+    async def _remove_member(self, actor: str, name: str, target_name: str) -> None:
         _, role = await self.readable(actor, name)
         target = await self._target(target_name)
         self_leave = target.lower() == actor.lower()
@@ -313,7 +363,13 @@ class Chat:
         if target_role in STAFF and role is not Role.OWNER:
             raise Forbidden("only the owner may do that to a moderator")
 
-    async def ban(self, actor: str, name: str, target_name: str) -> None:
+    async def ban(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        with audited("ban", actor, client, target=target_name, room=name):
+            await self._ban(actor, name, target_name)
+
+    async def _ban(self, actor: str, name: str, target_name: str) -> None:
         _, role = await self.staff(actor, name)
         target = await self._target(target_name)
         if target.lower() == actor.lower():
@@ -325,19 +381,28 @@ class Chat:
         await self.store.ban(name, target, actor, self.now_ms())
         self.bus.publish_removed(name, target, "banned")
 
-    async def unban(self, actor: str, name: str, target_name: str) -> None:
-        await self.staff(actor, name)
-        await self.store.unban(name, await self._target(target_name))
+    async def unban(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        with audited("unban", actor, client, target=target_name, room=name):
+            await self.staff(actor, name)
+            await self.store.unban(name, await self._target(target_name))
 
     async def bans(self, actor: str, name: str) -> list[str]:
         await self.staff(actor, name)
         return await self.store.bans(name)
 
-    async def promote(self, actor: str, name: str, target_name: str) -> None:
-        await self.set_moderator(actor, name, target_name, True)
+    async def promote(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        with audited("promote", actor, client, target=target_name, room=name):
+            await self.set_moderator(actor, name, target_name, True)
 
-    async def demote(self, actor: str, name: str, target_name: str) -> None:
-        await self.set_moderator(actor, name, target_name, False)
+    async def demote(
+        self, actor: str, name: str, target_name: str, client: Client | None = None
+    ) -> None:
+        with audited("demote", actor, client, target=target_name, room=name):
+            await self.set_moderator(actor, name, target_name, False)
 
     async def set_moderator(self, actor: str, name: str, target_name: str, on: bool) -> None:
         _, role = await self.readable(actor, name)

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from hubbub import metrics
-from hubbub.engine.base import Message, Presence
+from hubbub.engine.base import Message
 from hubbub.protocol.errors import ProtocolError, token_revoked
 from hubbub.protocol.events import error_frame, left_frame
 from hubbub.protocol.frames import encode, ws_text_frame
@@ -42,10 +42,10 @@ class Connection:
         "closing",
         "gateway",
         "handler",
+        "id",
         "out",
         "pending",
         "rooms",
-        "session",
         "token_hash",
         "transport",
         "user",
@@ -57,12 +57,12 @@ class Connection:
         gateway: Gateway,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport,
-        session: str,
+        connection_id: str,
     ) -> None:
         self.gateway = gateway
         self.ws = ws
         self.transport = transport
-        self.session = session
+        self.id = connection_id  # random; the `session` of the welcome frame
         self.user = ""
         self.token_hash = ""
         # A list, not a set: a connection joins one or a few rooms, and a short list is a
@@ -142,11 +142,10 @@ class LocalRoom:
 class Gateway:
     """The node's connections and rooms; the bus delivers here."""
 
-    def __init__(self, presence: Presence, send_buffer: int) -> None:
-        self.presence = presence
+    def __init__(self, send_buffer: int) -> None:
         self.send_buffer = send_buffer
         self.rooms: dict[str, LocalRoom] = {}
-        self.sessions: dict[str, Connection] = {}
+        self.by_id: dict[str, Connection] = {}
         self.by_user: defaultdict[str, set[Connection]] = defaultdict(set)
         self.by_token: defaultdict[str, set[Connection]] = defaultdict(set)
         self._dirty: list[Connection] = []
@@ -156,6 +155,8 @@ class Gateway:
         self.on_room_left: Callable[[Connection, str], None] = lambda conn, room: None
         # Called when the last connection of this node leaves a room.
         self.on_room_closed: Callable[[str], None] = lambda room: None
+        # Called when a token is revoked on any node, once its connections here are closing.
+        self.on_revoked: Callable[[str], None] = lambda token_hash: None
 
     # Writing
 
@@ -208,7 +209,7 @@ class Gateway:
         return n
 
     def _cut_off(self, conn: Connection, buffered: int) -> None:
-        log.warning("slow consumer cut off", extra={"session": conn.session, "buffered": buffered})
+        log.warning("slow consumer cut off", extra={"connection": conn.id, "buffered": buffered})
         metrics.SLOW_CONSUMERS.inc()
         conn.close(1008, "send buffer overflow: resume with since", flush=False)
 
@@ -251,13 +252,13 @@ class Gateway:
     # Registry
 
     def register(self, conn: Connection) -> None:
-        self.sessions[conn.session] = conn
+        self.by_id[conn.id] = conn
         self.by_user[conn.user.lower()].add(conn)
         self.by_token[conn.token_hash].add(conn)
         metrics.CONNECTIONS.inc()
 
     def unregister(self, conn: Connection) -> None:
-        if self.sessions.pop(conn.session, None) is None:
+        if self.by_id.pop(conn.id, None) is None:
             return
         metrics.CONNECTIONS.dec()
         self._behind.discard(conn)
@@ -348,7 +349,7 @@ class Gateway:
         user = frame.get("user")
         collapse = (room, user.lower()) if frame.get("type") == "presence" and user else None
         for conn in local.live:
-            if conn.session == skip_session:
+            if conn.id == skip_session:
                 continue
             if skip_key is not None and conn.user.lower() == skip_key:
                 continue
@@ -371,9 +372,10 @@ class Gateway:
         for conn in list(self.by_token.get(token_hash, ())):
             conn.error(token_revoked())
             conn.close(4001, "unauthorized")
+        self.on_revoked(token_hash)
 
     def connections(self) -> Iterable[Connection]:
-        return list(self.sessions.values())
+        return list(self.by_id.values())
 
     async def close_all(self, code: int, reason: str) -> None:
         handlers = []

@@ -9,15 +9,15 @@ import logging
 import resource
 import signal
 import ssl
-from typing import Any
 
 from aiohttp import web
 
 from hubbub import metrics
 from hubbub.core.chat import Chat
+from hubbub.core.join import Joins
 from hubbub.core.limits import HttpLimits, LoginThrottle
+from hubbub.core.presence import RoomPresence
 from hubbub.engine import EngineSettings, open_engine
-from hubbub.engine.base import Message
 from hubbub.protocol.errors import Unavailable
 from hubbub.server.config import Config
 from hubbub.server.edge.clientaddr import TrustedProxies
@@ -33,7 +33,7 @@ from hubbub.server.http import (
     errors_middleware,
 )
 from hubbub.server.replies import PROXIES, error_response
-from hubbub.server.websocket import Session
+from hubbub.server.websocket import WebSocketHandler
 from hubbub.web import add_web_routes
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,26 @@ class Node:
             token_ttl=config.token_ttl,
             throttle=LoginThrottle(engine.counters, config.login_failures, config.login_window),
         )
-        self.gateway = Gateway(engine.presence, config.send_buffer)
+        self.presence = RoomPresence(engine.presence, engine.bus)
+        joins = Joins(
+            self.chat,
+            engine.log,
+            engine.bus,
+            self.presence,
+            replay_cap=config.replay_cap,
+            max_rooms=config.max_rooms_per_connection,
+        )
+        self.gateway = Gateway(config.send_buffer)
         self.gateway.on_room_left = self._room_left
         self.gateway.on_room_closed = engine.bus.unsubscribe
+        self.gateway.on_revoked = self.chat.forget_token  # revoked on any node
         engine.bus.attach(self.gateway)
-        engine.bus.attach(TokenCache(self.chat))
         # Draining has two steps: `unready` turns /readyz to 503 (the load balancer stops
         # routing here), `draining` refuses new clients and frames once the grace is over.
         self.unready = asyncio.Event()
         self.draining = asyncio.Event()
         self.started = asyncio.Event()
-        self.session = Session(self.chat, self.gateway, config, self.draining)
+        self.websockets = WebSocketHandler(self.chat, joins, self.gateway, config, self.draining)
         self.app = web.Application(
             middlewares=[errors_middleware, cors_middleware(self.origins)],
             client_max_size=64 * 1024,
@@ -97,13 +106,7 @@ class Node:
         self.hurry = asyncio.Event()
 
     def _room_left(self, conn: Connection, room: str) -> None:
-        self.gateway.spawn(self._presence_left(room, conn.user, conn.session))
-
-    async def _presence_left(self, room: str, user: str, session: str) -> None:
-        if await self.engine.presence.remove(room, user, session):
-            self.engine.bus.publish_event(
-                room, {"type": "presence", "room": room, "user": user, "status": "offline"}
-            )
+        self.gateway.spawn(self.presence.leave(room, conn.user, conn.id))
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
@@ -115,7 +118,7 @@ class Node:
             return error_response(refusal(origin))
         if self.draining.is_set():
             return error_response(Unavailable("this node is draining"))
-        return await self.session.run(request)
+        return await self.websockets.run(request)
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then drain and stop."""
@@ -191,27 +194,6 @@ class Node:
         await self.gateway.wait_tasks(self.config.drain_timeout)
         self.gateway.flush()
         await self.gateway.close_all(1001, "node draining: reconnect and rejoin with since")
-
-
-class TokenCache:
-    """Drops a revoked token from this node's cache as soon as any node revokes it."""
-
-    def __init__(self, chat: Chat) -> None:
-        self.chat = chat
-
-    def on_message(self, message: Message) -> None:
-        pass
-
-    def on_event(
-        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
-    ) -> None:
-        pass
-
-    def on_removed(self, room: str, user: str, reason: str) -> None:
-        pass
-
-    def on_token_revoked(self, token_hash: str) -> None:
-        self.chat.forget_token(token_hash)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:

@@ -1,4 +1,5 @@
-"""One WebSocket session: hello, then frames in, replies and events out (see the spec's tables)."""
+"""The /ws endpoint: each connection's hello, then frames in, replies and events out (see the
+spec's tables). The rules are in `core` (joining: `core.join`); this is the I/O around them."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from hubbub import metrics
 from hubbub.core.chat import Chat, message_view
+from hubbub.core.join import Joins
 from hubbub.core.limits import ConnectionLimits, PenaltyBox
+from hubbub.engine.base import Message
 from hubbub.protocol.errors import (
     BadRequest,
-    Forbidden,
     Internal,
-    NotJoined,
     ProtocolError,
     RateLimited,
     Unauthorized,
@@ -50,13 +51,19 @@ FRAMES_PER_TURN = 4  # frames one connection may handle before the event loop tu
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
 
 
-class Session:
-    """Runs one connection from upgrade to close."""
+class WebSocketHandler:
+    """Runs each connection of this node from upgrade to close."""
 
     def __init__(
-        self, chat: Chat, gateway: Gateway, config: Config, draining: asyncio.Event
+        self,
+        chat: Chat,
+        joins: Joins,
+        gateway: Gateway,
+        config: Config,
+        draining: asyncio.Event,
     ) -> None:
         self.chat = chat
+        self.joins = joins
         self.gateway = gateway
         self.config = config
         self.draining = draining
@@ -212,7 +219,7 @@ class Session:
             {
                 "type": "welcome",
                 "user": conn.user,
-                "session": conn.session,
+                "session": conn.id,  # the protocol's name for the connection's id
                 "node": self.config.node_id,
                 "heartbeat": self.config.heartbeat,
             },
@@ -248,15 +255,15 @@ class Session:
 
     def _internal(self, conn: Connection, ref: str | None) -> None:
         incident = secrets.token_hex(6)
-        log.exception("internal error", extra={"incident": incident, "session": conn.session})
+        log.exception("internal error", extra={"incident": incident, "connection": conn.id})
         conn.error(Internal(f"internal error {incident}; it has been logged"), ref)
 
     async def _dispatch(self, conn: Connection, frame: Any) -> None:
         if isinstance(frame, Send):
-            await self._require_joined(conn, frame.room)
+            await self.joins.require_joined(conn.user, conn.rooms, frame.room)
             self.gateway.spawn(self._send(conn, frame))
         elif isinstance(frame, Join):
-            await self._join(conn, frame)
+            await self.joins.join(Joining(self.gateway, conn, frame.ref), frame.room, frame.since)
         elif isinstance(frame, Leave):
             self.gateway.unsubscribe(conn, frame.room)
             conn.reply({"type": "left", "room": frame.room}, frame.ref)
@@ -274,7 +281,7 @@ class Session:
                 frame.ref,
             )
         elif isinstance(frame, Typing):
-            await self._require_joined(conn, frame.room)
+            await self.joins.require_joined(conn.user, conn.rooms, frame.room)
             self.chat.bus.publish_event(
                 frame.room,
                 {"type": "typing", "room": frame.room, "user": conn.user},
@@ -284,11 +291,6 @@ class Session:
             conn.reply({"type": "pong"}, frame.ref)
         elif isinstance(frame, Hello):
             raise BadRequest("already said hello")
-
-    async def _require_joined(self, conn: Connection, room: str) -> None:
-        if room not in conn.rooms:
-            await self.chat.readable(conn.user, room)  # not_found / forbidden take precedence
-            raise NotJoined(f"join {room!r} on this connection first")
 
     async def _send(self, conn: Connection, frame: Send) -> None:
         started = time.perf_counter()
@@ -305,48 +307,44 @@ class Session:
         metrics.ACK_LATENCY.observe(time.perf_counter() - started)
         conn.reply({"type": "ack", "room": m.room, "id": m.id, "seq": m.seq, "ts": m.ts}, frame.ref)
 
-    async def _join(self, conn: Connection, frame: Join) -> None:
-        room = frame.room
-        most = self.config.max_rooms_per_connection
-        if most > 0 and len(conn.rooms) >= most and room not in conn.rooms:
-            raise Forbidden(f"a connection may have at most {most} rooms joined; leave one first")
-        await self.chat.join(conn.user, room)
-        already = room in conn.rooms
-        self.gateway.start_sync(conn, room)
-        try:
-            await self.chat.bus.subscribe(room)  # before the cut: nothing above it is missed
-            last = await self.chat.log.last_seq(room)
-            since = frame.since
-            replay: list[Any] = []
-            recovered = since is None or since == last
-            if since is not None and since < last and last - since <= self.config.replay_cap:
-                replay = await self.chat.log.read(room, since, last)
-                recovered = True
-        except BaseException:
-            self.gateway.unsubscribe(conn, room)
-            raise
-        if room not in conn.rooms:
-            return  # removed from the room (kick, ban) while the replay was read
-        first = not already and await self.chat.presence.add(room, conn.user, conn.session)
-        conn.reply(
-            {
-                "type": "joined",
-                "room": room,
-                "seq": last,
-                "presence": list(await self.chat.presence.online(room)),
-                "recovered": recovered,
-            },
-            frame.ref,
-        )
-        for m in replay:
-            conn.push(ws_text_frame(encode(m.frame())))
-        self.gateway.finish_sync(conn, room, last)
-        if first:
-            self.chat.bus.publish_event(
-                room,
-                {"type": "presence", "room": room, "user": conn.user, "status": "online"},
-                skip_session=conn.session,
-            )
+
+class Joining:
+    """A connection as a join sees it (`core.join.Joiner`): the gateway holds and releases
+    its live messages; the answer carries the join frame's ref."""
+
+    __slots__ = ("conn", "gateway", "ref")
+
+    def __init__(self, gateway: Gateway, conn: Connection, ref: str | None) -> None:
+        self.gateway = gateway
+        self.conn = conn
+        self.ref = ref
+
+    @property
+    def user(self) -> str:
+        return self.conn.user
+
+    @property
+    def connection(self) -> str:
+        return self.conn.id
+
+    @property
+    def rooms(self) -> list[str]:
+        return self.conn.rooms
+
+    def hold(self, room: str) -> None:
+        self.gateway.start_sync(self.conn, room)
+
+    def release(self, room: str, upto: int) -> bool:
+        return self.gateway.finish_sync(self.conn, room, upto)
+
+    def drop(self, room: str) -> None:
+        self.gateway.unsubscribe(self.conn, room)
+
+    def answer(self, frame: dict[str, Any]) -> None:
+        self.conn.reply(frame, self.ref)
+
+    def replay(self, message: Message) -> None:
+        self.conn.push(ws_text_frame(encode(message.frame())))
 
 
 def _note_oversized(conn: Connection, msg: WSMessage) -> None:
