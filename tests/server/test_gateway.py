@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 from support.inprocess import Signup
 
 from hubbub.engine.base import Message
-from hubbub.engine.memory import MemoryPresence
 from hubbub.protocol.events import message_frame, presence_frame, typing_frame
 from hubbub.protocol.frames import encode, ws_text_frame
 from hubbub.server.gateway import BEHIND_CHECK, Connection, Gateway
@@ -50,7 +49,7 @@ class FakeTransport:
 def joined(gateway: Gateway, room: str, n: int, user: str = "u") -> list[Connection]:
     conns = []
     for i in range(n):
-        conn = Connection(gateway, None, FakeTransport(), f"s{len(gateway.sessions)}")  # type: ignore[arg-type]
+        conn = Connection(gateway, None, FakeTransport(), f"c{len(gateway.by_id)}")  # type: ignore[arg-type]
         conn.user, conn.token_hash = f"{user}{i}", f"t-{user}{i}"
         gateway.register(conn)
         gateway.start_sync(conn, room)
@@ -78,7 +77,7 @@ async def turn() -> None:
 
 
 async def test_a_message_is_encoded_once_and_the_same_bytes_go_to_everyone() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     conns = joined(gateway, "r", 3)
     gateway.on_message(message(1))
     await turn()
@@ -91,7 +90,7 @@ async def test_a_message_is_encoded_once_and_the_same_bytes_go_to_everyone() -> 
 
 
 async def test_frames_of_one_loop_turn_leave_in_one_write() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     (conn,) = joined(gateway, "r", 1)
     for seq in (1, 2, 3):
         gateway.on_message(message(seq))
@@ -103,7 +102,7 @@ async def test_frames_of_one_loop_turn_leave_in_one_write() -> None:
 
 
 async def test_live_frames_wait_for_the_replay_and_only_newer_ones_follow_it() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     conn = Connection(gateway, None, FakeTransport(), "s")  # type: ignore[arg-type]
     gateway.register(conn)
     gateway.start_sync(conn, "r")
@@ -117,7 +116,7 @@ async def test_live_frames_wait_for_the_replay_and_only_newer_ones_follow_it() -
 
 
 async def test_a_write_that_passes_the_bound_cuts_the_reader_off_once() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     slow, fast = joined(gateway, "r", 2)
     transport: FakeTransport = slow.transport  # type: ignore[assignment]
     transport.stuck, transport.buffered = True, BUFFER - 10
@@ -134,7 +133,7 @@ async def test_a_write_that_passes_the_bound_cuts_the_reader_off_once() -> None:
 
 
 async def test_a_backlogged_reader_is_cut_off_before_the_write_that_would_pass_the_bound() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     (slow,) = joined(gateway, "r", 1)
     transport: FakeTransport = slow.transport  # type: ignore[assignment]
     transport.stuck, transport.buffered = True, BUFFER // 2
@@ -150,7 +149,7 @@ async def test_a_backlogged_reader_is_cut_off_before_the_write_that_would_pass_t
 
 
 async def test_a_reader_that_keeps_up_gets_a_turn_over_the_bound() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     (conn,) = joined(gateway, "r", 1)
     before = slow_consumers()
     for seq in range(1, 40):  # ~40 KiB each way past three quarters of the bound
@@ -161,7 +160,7 @@ async def test_a_reader_that_keeps_up_gets_a_turn_over_the_bound() -> None:
 
 
 async def test_a_backlogged_reader_loses_typing_and_gets_the_latest_presence() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     (conn,) = joined(gateway, "r", 1)
     transport: FakeTransport = conn.transport  # type: ignore[assignment]
     transport.buffered = BUFFER // 2  # what the socket has not taken: backlogged after a write
@@ -184,17 +183,17 @@ async def test_a_backlogged_reader_loses_typing_and_gets_the_latest_presence() -
 
 
 async def test_events_skip_the_sender() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     a, b = joined(gateway, "r", 2)
     gateway.on_event("r", typing_frame("r", a.user), a.user.upper(), None)
-    gateway.on_event("r", presence_frame("r", b.user, "online"), None, b.session)
+    gateway.on_event("r", presence_frame("r", b.user, "online"), None, b.id)
     await turn()
     assert writes(a) == [ws_text_frame(encode(presence_frame("r", b.user, "online")))]
     assert writes(b) == [ws_text_frame(encode(typing_frame("r", a.user)))]
 
 
 async def test_a_removed_user_hears_why_and_stops_receiving_the_room() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     (conn,) = joined(gateway, "r", 1)
     gateway.on_removed("r", conn.user.upper(), "banned")
     gateway.on_message(message(1))
@@ -204,7 +203,7 @@ async def test_a_removed_user_hears_why_and_stops_receiving_the_room() -> None:
 
 
 async def test_a_revoked_token_is_told_then_closed_with_4001() -> None:
-    gateway = Gateway(MemoryPresence(), BUFFER)
+    gateway = Gateway(BUFFER)
     conn, other = joined(gateway, "r", 2)
     gateway.on_token_revoked(conn.token_hash)
     assert writes(conn) == [
