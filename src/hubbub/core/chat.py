@@ -68,10 +68,6 @@ def session_view(s: LoginSession, current: str) -> dict[str, Any]:
     }
 
 
-def message_view(m: Message) -> dict[str, Any]:
-    return {"room": m.room, "seq": m.seq, "id": m.id, "from": m.sender, "body": m.body, "ts": m.ts}
-
-
 class Chat:
     """What users may do, and its effects; shared by the HTTP API and the WebSocket gateway."""
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from hubbub.core.presence import RoomPresence
 from hubbub.engine.base import Bus, Log, Message, Role, Room
 from hubbub.protocol.errors import Forbidden, NotJoined
+from hubbub.protocol.events import joined_frame
 
 
 class Joiner(Protocol):
@@ -130,15 +131,8 @@ class Joins:
             return  # removed from the room while the replay was read
         connection = joiner.connection
         first = not already and await self.presence.arrive(room, user, connection)
-        joiner.answer(
-            {
-                "type": "joined",
-                "room": room,
-                "seq": cut.last,
-                "presence": list(await self.presence.online(room)),
-                "recovered": cut.recovered,
-            }
-        )
+        online = list(await self.presence.online(room))
+        joiner.answer(joined_frame(room, cut.last, online, cut.recovered))
         for message in cut.replay:
             joiner.replay(message)
         joiner.release(room, cut.last)

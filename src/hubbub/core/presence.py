@@ -10,13 +10,9 @@ users swept offline, a node re-registering after losing Redis; see `engine.redis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from hubbub.engine.base import Bus, Presence
-
-
-def presence_frame(room: str, user: str, status: str) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "user": user, "status": status}
+from hubbub.protocol.events import presence_frame
 
 
 class RoomPresence:

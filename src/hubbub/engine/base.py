@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from hubbub.protocol.errors import Conflict
-from hubbub.protocol.events import message_frame
+from hubbub.protocol.events import message_frame, message_view
 
 
 class Role(StrEnum):
@@ -68,7 +68,12 @@ class Message:
     ts: int
 
     def frame(self) -> dict[str, Any]:
+        """The `message` frame of this message."""
         return message_frame(self.room, self.seq, self.id, self.sender, self.body, self.ts)
+
+    def view(self) -> dict[str, Any]:
+        """This message as history lists it."""
+        return message_view(self.room, self.seq, self.id, self.sender, self.body, self.ts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hubbub import metrics
 from hubbub.core.audit import Client
-from hubbub.core.chat import Chat, message_view
+from hubbub.core.chat import Chat
 from hubbub.core.limits import HttpLimits
 from hubbub.protocol import bodies
 from hubbub.protocol.bodies import Credentials, NewRoom, convert, json_object
@@ -217,7 +217,7 @@ async def history(request: web.Request) -> web.Response:
     messages, more = await request.app[CHAT].history(
         user, request.match_info["room"], before, after, limit
     )
-    return json_response(bodies.history_reply([message_view(m) for m in messages], more))
+    return json_response(bodies.history_reply([m.view() for m in messages], more))
 
 
 @routes.get("/api/v1/rooms/{room}/presence")

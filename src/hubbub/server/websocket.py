@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from hubbub import metrics
-from hubbub.core.chat import Chat, message_view
+from hubbub.core.chat import Chat
 from hubbub.core.join import Joins
 from hubbub.core.limits import ConnectionLimits, PenaltyBox
 from hubbub.engine.base import Message
@@ -23,6 +23,14 @@ from hubbub.protocol.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+)
+from hubbub.protocol.events import (
+    ack_frame,
+    history_frame,
+    left_frame,
+    pong_frame,
+    typing_frame,
+    welcome_frame,
 )
 from hubbub.protocol.frames import (
     FrameError,
@@ -215,16 +223,9 @@ class WebSocketHandler:
             conn.close(1008, "too many connections for this user")
             return False
         self.gateway.register(conn)
-        conn.reply(
-            {
-                "type": "welcome",
-                "user": conn.user,
-                "session": conn.id,  # the protocol's name for the connection's id
-                "node": self.config.node_id,
-                "heartbeat": self.config.heartbeat,
-            },
-            frame.ref,
-        )
+        # The protocol calls the connection's id `session`.
+        welcome = welcome_frame(conn.user, conn.id, self.config.node_id, self.config.heartbeat)
+        conn.reply(welcome, frame.ref)
         return True
 
     def _reject(self, conn: Connection, why: str, ref: str | None = None) -> bool:
@@ -266,29 +267,22 @@ class WebSocketHandler:
             await self.joins.join(Joining(self.gateway, conn, frame.ref), frame.room, frame.since)
         elif isinstance(frame, Leave):
             self.gateway.unsubscribe(conn, frame.room)
-            conn.reply({"type": "left", "room": frame.room}, frame.ref)
+            conn.reply(left_frame(frame.room), frame.ref)
         elif isinstance(frame, History):
             messages, more = await self.chat.history(
                 conn.user, frame.room, frame.before, frame.after, frame.limit
             )
-            conn.reply(
-                {
-                    "type": "history",
-                    "room": frame.room,
-                    "messages": [message_view(m) for m in messages],
-                    "more": more,
-                },
-                frame.ref,
-            )
+            views = (m.view() for m in messages)
+            conn.reply(history_frame(frame.room, views, more), frame.ref)
         elif isinstance(frame, Typing):
             await self.joins.require_joined(conn.user, conn.rooms, frame.room)
             self.chat.bus.publish_event(
                 frame.room,
-                {"type": "typing", "room": frame.room, "user": conn.user},
+                typing_frame(frame.room, conn.user),
                 skip_user=conn.user,
             )
         elif isinstance(frame, Ping):
-            conn.reply({"type": "pong"}, frame.ref)
+            conn.reply(pong_frame(), frame.ref)
         elif isinstance(frame, Hello):
             raise BadRequest("already said hello")
 
@@ -305,7 +299,7 @@ class WebSocketHandler:
         m = appended.message
         metrics.ACKS.inc()
         metrics.ACK_LATENCY.observe(time.perf_counter() - started)
-        conn.reply({"type": "ack", "room": m.room, "id": m.id, "seq": m.seq, "ts": m.ts}, frame.ref)
+        conn.reply(ack_frame(m.room, m.id, m.seq, m.ts), frame.ref)
 
 
 class Joining:

@@ -85,6 +85,7 @@ from hubbub.engine.redis.schema import (
     rooms_key,
 )
 from hubbub.protocol.errors import Unavailable
+from hubbub.protocol.events import presence_frame
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,6 @@ DROP_BATCH: Final = 256  # rooms per sweep pipeline
 
 PublishEvent = Callable[[str, dict[str, Any]], None]
 """Publishes an event frame to a room on every node (the bus's `publish_event`)."""
-
-
-def presence_frame(room: str, user: str, status: str) -> dict[str, Any]:
-    from hubbub.protocol.events import presence_frame as frame
-
-    return frame(room, user, status)
 
 
 def _decode(value: bytes | str) -> str:
