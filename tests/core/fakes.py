@@ -38,9 +38,9 @@ class FakeBus:
         room: str,
         frame: dict[str, Any],
         skip_user: str | None = None,
-        skip_session: str | None = None,
+        skip_connection: str | None = None,
     ) -> None:
-        self.events.append((room, frame, skip_user, skip_session))
+        self.events.append((room, frame, skip_user, skip_connection))
 
 
 class FakeLog:

@@ -122,7 +122,7 @@ async def test_bus_keeps_messages_events_and_notices_in_one_order() -> None:
     bus.publish_removed("lobby", "carol", "kicked")
     bus.deliver(message(2))
     bus.publish_token_revoked("abc123")
-    bus.publish_event("lobby", typing, skip_session="s9")
+    bus.publish_event("lobby", typing, skip_connection="s9")
     assert listener.seen == [
         ("message", message(1)),
         ("event", "lobby", typing, "bob", None),

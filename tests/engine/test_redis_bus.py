@@ -32,9 +32,9 @@ class Recorder:
         self.messages.append(message)
 
     def on_event(
-        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_connection: str | None
     ) -> None:
-        self.events.append((room, frame, skip_user, skip_session))
+        self.events.append((room, frame, skip_user, skip_connection))
 
     def on_removed(self, room: str, user: str, reason: str) -> None:
         self.removed.append((room, user, reason))

@@ -135,9 +135,9 @@ class BusRecorder:
         self.seen.append(("message", message))
 
     def on_event(
-        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_connection: str | None
     ) -> None:
-        self.seen.append(("event", room, frame, skip_user, skip_session))
+        self.seen.append(("event", room, frame, skip_user, skip_connection))
 
     def on_removed(self, room: str, user: str, reason: str) -> None:
         self.seen.append(("removed", room, user, reason))

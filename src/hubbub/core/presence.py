@@ -32,7 +32,9 @@ class RoomPresence:
     def announce_online(self, room: str, user: str, connection: str) -> None:
         """Tell the room the user is online; the arriving connection learned it from its
         `joined` frame's presence list, so it is skipped."""
-        self.bus.publish_event(room, presence_frame(room, user, "online"), skip_session=connection)
+        self.bus.publish_event(
+            room, presence_frame(room, user, "online"), skip_connection=connection
+        )
 
     async def leave(self, room: str, user: str, connection: str) -> bool:
         """Forget `connection` in `room`; if it was the user's last there, tell every

@@ -184,7 +184,7 @@ class BusListener(Protocol):
 
     def on_message(self, message: Message) -> None: ...
     def on_event(
-        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_connection: str | None
     ) -> None: ...
     def on_removed(self, room: str, user: str, reason: str) -> None: ...
     def on_token_revoked(self, token_hash: str) -> None: ...
@@ -212,21 +212,21 @@ class Bus(Protocol):
         room: str,
         frame: dict[str, Any],
         skip_user: str | None = None,
-        skip_session: str | None = None,
+        skip_connection: str | None = None,
     ) -> None: ...
     def publish_removed(self, room: str, user: str, reason: str) -> None: ...
     def publish_token_revoked(self, token_hash: str) -> None: ...
 
 
 class Presence(Protocol):
-    """Who is online in which room, counted by connection (session), on every node."""
+    """Who is online in which room, counted by connection, on every node."""
 
-    async def add(self, room: str, user: str, session: str) -> bool:
-        """Record a session in a room; True if it is the user's first there (on any node)."""
+    async def add(self, room: str, user: str, connection: str) -> bool:
+        """Record a connection in a room; True if it is the user's first there (on any node)."""
         ...
 
-    async def remove(self, room: str, user: str, session: str) -> bool:
-        """Forget a session in a room; True if it was the user's last there (on any node)."""
+    async def remove(self, room: str, user: str, connection: str) -> bool:
+        """Forget a connection in a room; True if it was the user's last there (on any node)."""
         ...
 
     async def online(self, room: str) -> Sequence[str]: ...

@@ -36,10 +36,10 @@ class MemoryBus:
         room: str,
         frame: dict[str, Any],
         skip_user: str | None = None,
-        skip_session: str | None = None,
+        skip_connection: str | None = None,
     ) -> None:
         for listener in self._listeners:
-            listener.on_event(room, frame, skip_user, skip_session)
+            listener.on_event(room, frame, skip_user, skip_connection)
 
     def publish_removed(self, room: str, user: str, reason: str) -> None:
         for listener in self._listeners:
@@ -51,26 +51,26 @@ class MemoryBus:
 
 
 class MemoryPresence:
-    """room -> user -> the sessions through which the user is in the room."""
+    """room -> user -> the connections through which the user is in the room."""
 
     def __init__(self) -> None:
         self._rooms: defaultdict[str, dict[str, set[str]]] = defaultdict(dict)
 
-    async def add(self, room: str, user: str, session: str) -> bool:
-        sessions = self._rooms[room].setdefault(user, set())
-        first = not sessions
-        sessions.add(session)
+    async def add(self, room: str, user: str, connection: str) -> bool:
+        connections = self._rooms[room].setdefault(user, set())
+        first = not connections
+        connections.add(connection)
         return first
 
-    async def remove(self, room: str, user: str, session: str) -> bool:
+    async def remove(self, room: str, user: str, connection: str) -> bool:
         users = self._rooms.get(room)
         if not users or user not in users:
             return False
-        sessions = users[user]
-        if session not in sessions:
+        connections = users[user]
+        if connection not in connections:
             return False
-        sessions.discard(session)
-        if sessions:
+        connections.discard(connection)
+        if connections:
             return False
         del users[user]
         if not users:

@@ -336,7 +336,7 @@ class Gateway:
             held.append((message.seq, data))
 
     def on_event(
-        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_session: str | None
+        self, room: str, frame: dict[str, Any], skip_user: str | None, skip_connection: str | None
     ) -> None:
         """Ephemeral events (typing, presence) for a connection that is behind: typing is
         dropped, presence is held and collapsed to each user's latest state until it
@@ -349,7 +349,7 @@ class Gateway:
         user = frame.get("user")
         collapse = (room, user.lower()) if frame.get("type") == "presence" and user else None
         for conn in local.live:
-            if conn.id == skip_session:
+            if conn.id == skip_connection:
                 continue
             if skip_key is not None and conn.user.lower() == skip_key:
                 continue

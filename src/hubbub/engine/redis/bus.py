@@ -129,9 +129,9 @@ class RedisBus:
         room: str,
         frame: dict[str, Any],
         skip_user: str | None = None,
-        skip_session: str | None = None,
+        skip_connection: str | None = None,
     ) -> None:
-        payload = event_payload(room, frame, skip_user, skip_session)
+        payload = event_payload(room, frame, skip_user, skip_connection)
         self._publish("SPUBLISH", channel(room), payload)
 
     def publish_removed(self, room: str, user: str, reason: str) -> None:
@@ -240,9 +240,9 @@ class RedisBus:
         if type(head) is str:  # a message, as the append script packs it
             self._on_message(Message(*item))
         elif head == KIND_EVENT:
-            _, room, frame, skip_user, skip_session = item
+            _, room, frame, skip_user, skip_connection = item
             for listener in self.listeners:
-                listener.on_event(room, frame, skip_user or None, skip_session or None)
+                listener.on_event(room, frame, skip_user or None, skip_connection or None)
         elif head == KIND_REMOVED:
             _, room, user, reason = item
             for listener in self.listeners:

@@ -1,7 +1,8 @@
 """Who is online in which room across many nodes, on Redis, and how a dead node's users go.
 
-Each node counts its own sessions (room -> user key -> display name and sessions) and tells
-Redis only when a user's first session in a room appears on the node or the last one goes.
+Each node counts its own connections (room -> user key -> display name and connections) and
+tells Redis only when a user's first connection in a room appears on the node or the last
+one goes.
 Redis holds, per room, the user keys each node incarnation has there, a count of
 incarnations per user and the display names; per incarnation, the rooms where it has
 entries; and one hash of every incarnation's heartbeat expiry, `hubbub:nodes` (every key and
@@ -175,10 +176,10 @@ async def sweep_dead_nodes(
 
 @dataclass(slots=True)
 class _Here:
-    """A user in a room through this node: the display name and the sessions."""
+    """A user in a room through this node: the display name and the connections."""
 
     name: str
-    sessions: set[str] = field(default_factory=set)
+    connections: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -246,14 +247,14 @@ class RedisPresence:
 
     # The Presence protocol
 
-    async def add(self, room: str, user: str, session: str) -> bool:
+    async def add(self, room: str, user: str, connection: str) -> bool:
         key = user.lower()
         users = self._rooms.setdefault(room, {})
         here = users.get(key)
         if here is not None:
-            here.sessions.add(session)
+            here.connections.add(connection)
             return False
-        users[key] = _Here(user, {session})
+        users[key] = _Here(user, {connection})
         keys = presence_keys(room, self.incarnation)
         replies = await self._write(
             "add",
@@ -262,14 +263,14 @@ class RedisPresence:
         )
         return replies is not None and replies[1] == 1
 
-    async def remove(self, room: str, user: str, session: str) -> bool:
+    async def remove(self, room: str, user: str, connection: str) -> bool:
         key = user.lower()
         users = self._rooms.get(room)
         here = users.get(key) if users is not None else None
-        if users is None or here is None or session not in here.sessions:
+        if users is None or here is None or connection not in here.connections:
             return False
-        here.sessions.discard(session)
-        if here.sessions:
+        here.connections.discard(connection)
+        if here.connections:
             return False
         del users[key]
         commands = [evalsha(REMOVE_SCRIPT, presence_keys(room, self.incarnation), key, here.name)]

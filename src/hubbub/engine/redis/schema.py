@@ -59,7 +59,7 @@ incarnation. `hubbub:nodes` and `hubbub:dirty` are single keys, each in its own 
 Payloads. On a room's channel a message is the msgpack array [room, seq, id, from, body,
 ts] (packed by APPEND_SCRIPT, which stores the same bytes as the idempotency record:
 `decode_published`); every other publication is a msgpack array headed by an integer
-kind: [KIND_EVENT, room, frame, skip user or "", skip session or ""] (`event_payload`),
+kind: [KIND_EVENT, room, frame, skip user or "", skip connection or ""] (`event_payload`),
 [KIND_REMOVED, room, user, reason] (`removed_payload`), and on `hubbub:control`
 [KIND_REVOKED, token hash] (`revoked_payload`).
 """
@@ -169,10 +169,13 @@ def decode_message(fields: Mapping[bytes, bytes]) -> Message:
 
 
 def event_payload(
-    room: str, frame: dict[str, Any], skip_user: str | None = None, skip_session: str | None = None
+    room: str,
+    frame: dict[str, Any],
+    skip_user: str | None = None,
+    skip_connection: str | None = None,
 ) -> bytes:
     """An event frame for a room's channel (typing, presence)."""
-    return _encode([KIND_EVENT, room, frame, skip_user or "", skip_session or ""])
+    return _encode([KIND_EVENT, room, frame, skip_user or "", skip_connection or ""])
 
 
 def removed_payload(room: str, user: str, reason: str) -> bytes:
