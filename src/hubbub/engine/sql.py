@@ -320,3 +320,18 @@ async def page(
     if order == "DESC":
         rows.reverse()
     return rows, more
+
+
+class SqlHistory:
+    """`Log.read` and `Log.page` over `self.sql`: the reads every SQL log and the Redis
+    engine's PostgreSQL history share."""
+
+    sql: Database
+
+    async def read(self, room: str, after: int, upto: int) -> list[Message]:
+        return await read(self.sql, room, after, upto)
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        return await page(self.sql, room, before, after, limit)

@@ -19,7 +19,7 @@ JOIN unnest($1::text[], $2::text[], $3::text[]) AS p(room, sender_key, client_id
 """
 
 
-class PostgresHistory:
+class PostgresHistory(sql.SqlHistory):
     """Every room's history in `messages`, written by the worker and read by every node."""
 
     def __init__(self, db: PostgresDatabase) -> None:
@@ -44,11 +44,3 @@ class PostgresHistory:
         rooms, senders, ids = (list(column) for column in zip(*keys, strict=True))
         rows = await self.db.fetch(FIND_SENT, rooms, senders, ids)
         return {(row[0], row[6], row[2]): sql.message(row) for row in rows}
-
-    async def read(self, room: str, after: int, upto: int) -> list[Message]:
-        return await sql.read(self.sql, room, after, upto)
-
-    async def page(
-        self, room: str, before: int | None, after: int | None, limit: int
-    ) -> tuple[list[Message], bool]:
-        return await sql.page(self.sql, room, before, after, limit)

@@ -75,7 +75,7 @@ class _Turn:
             self.lock.release()
 
 
-class PostgresLog:
+class PostgresLog(sql.SqlHistory):
     """Per-room gapless logs in the `messages` table, shared by every node.
 
     `on_commit` sees this process's own appends in seq order per room. Appends are
@@ -175,11 +175,3 @@ class PostgresLog:
         if waiting:
             await asyncio.gather(*(asyncio.shield(f) for f in waiting))
         return last
-
-    async def read(self, room: str, after: int, upto: int) -> list[Message]:
-        return await sql.read(self.sql, room, after, upto)
-
-    async def page(
-        self, room: str, before: int | None, after: int | None, limit: int
-    ) -> tuple[list[Message], bool]:
-        return await sql.page(self.sql, room, before, after, limit)

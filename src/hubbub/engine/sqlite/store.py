@@ -67,7 +67,7 @@ INSERT_MESSAGE = (
 )
 
 
-class SqliteLog:
+class SqliteLog(sql.SqlHistory):
     """Per-room gapless logs in the `messages` table; appends are group-committed."""
 
     def __init__(
@@ -113,11 +113,3 @@ class SqliteLog:
         # Asked through the writer queue, so the answer resolves after the publication of
         # every message up to it (see Log.last_seq): a join can trust it as a fan-out cut.
         return await self.db.write(lambda c: self._last_seq_locked(c, room))
-
-    async def read(self, room: str, after: int, upto: int) -> list[Message]:
-        return await sql.read(self.sql, room, after, upto)
-
-    async def page(
-        self, room: str, before: int | None, after: int | None, limit: int
-    ) -> tuple[list[Message], bool]:
-        return await sql.page(self.sql, room, before, after, limit)
