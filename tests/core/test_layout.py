@@ -69,3 +69,14 @@ def test_nothing_below_ops_imports_ops() -> None:
             continue
         bad += [f"{rel} imports {n}" for n in _imports(path) if n.startswith("hubbub.ops")]
     assert bad == []
+
+
+def test_the_command_line_is_the_top_only_main_imports_it() -> None:
+    """`ops/cli.py` dispatches to the commands; none of them reaches back into it."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.name == "__main__.py" or rel == Path("ops/cli.py"):
+            continue
+        bad += [f"{rel} imports {n}" for n in _imports(path) if n == "hubbub.ops.cli"]
+    assert bad == []

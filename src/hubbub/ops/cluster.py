@@ -48,17 +48,6 @@ from hubbub.ops.processes import (
     wait_for,
 )
 
-
-def has_command(name: str) -> bool:
-    """Whether `hubbub <name>` exists in this version of the command line."""
-    from hubbub.ops.cli import build_parser
-
-    return any(
-        isinstance(action, argparse._SubParsersAction) and name in action.choices
-        for action in build_parser()._actions
-    )
-
-
 # --- the cluster ----------------------------------------------------------------------------
 
 
@@ -163,12 +152,6 @@ class Cluster:
 
     def _start_worker(self, database: str, redis: str | None) -> None:
         if not (self.worker if self.worker is not None else redis is not None):
-            return
-        if not has_command("worker"):
-            self.say(
-                "hubbub worker is not part of this version yet: running without it "
-                "(messages stay in the Redis log instead of moving into PostgreSQL)"
-            )
             return
         cmd = [*HUBBUB, "worker", "--database", database, "--node-id", "worker"]
         cmd += ["--redis", redis] if redis else []
