@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from array import array
 from collections import Counter
@@ -207,6 +208,80 @@ def test_churn_cycles_without_errors(node: Any, tmp_path: Path, unique: Any) -> 
     assert r["cycles"] > 0 and r["cycles_per_s"] > 0
     assert r["errors"] == 0 and r["errors_total"] == 0
     assert r["cycle_p50_ms"] is not None
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def strict_node(tmp_path: Path, **limits: str) -> ServerProcess:
+    """A node with the bench's own limits (per connection) off and `limits` on."""
+    (tmp_path / "strict-node").mkdir()
+    srv = ServerProcess(tmp_path / "strict-node", env={**UNLIMITED_ENV, **limits})
+    srv.start()
+    return srv
+
+
+def test_new_bench_accounts_are_no_failed_logins_and_lock_no_one_out(
+    tmp_path: Path, unique: Any
+) -> None:
+    """Six new accounts from one address, twice (the second run finds them), against a
+    node that refuses an address after two failed logins: a person logging in from the
+    same address afterwards is let in."""
+    node = strict_node(tmp_path, HUBBUB_LOGIN_FAILURES="2")
+    try:
+        _bench_twice_then_log_in(node, unique)
+    finally:
+        node.stop()
+
+
+def _bench_twice_then_log_in(strict_node: ServerProcess, unique: Any) -> None:
+    users, rooms = unique("newb") + "-", unique("lock") + "-"
+    for _ in range(2):
+        code, out, _ = bench(
+            strict_node.url,
+            "connections",
+            "--workers", "1", "--users", "6", "--rooms", "1", "--quiet",
+            "--connections", "6", "--user-prefix", users, "--room-prefix", rooms,
+        )  # fmt: skip
+        assert code == 0, out
+    person = {"username": unique("person"), "password": "a long enough password"}
+    status, _ = post_json(strict_node.url + "/api/v1/users", person)
+    assert status == 201
+    status, body = post_json(strict_node.url + "/api/v1/login", person)
+    assert status == 200, body
+    assert "token" in body
+
+
+def test_a_server_limit_the_setup_hits_is_named_with_its_flag(tmp_path: Path, unique: Any) -> None:
+    """Two rooms for one user to create where the node allows one per hour: exit 1 at
+    once, with the server's words and the flag that relaxes the limit, not a wait of an
+    hour."""
+    node = strict_node(tmp_path, HUBBUB_ROOMS_PER_HOUR="1")
+    started = time.monotonic()
+    try:
+        code, out, _ = bench(
+            node.url,
+            "send",
+            "--workers", "1", "--users", "1", "--rooms", "2", "--quiet",
+            "--senders", "2", "--duration", "1",
+            "--user-prefix", unique("quota") + "-",
+            "--room-prefix", unique("q") + "-",
+        )  # fmt: skip
+    finally:
+        node.stop()
+    assert code == 1, out
+    assert "at most 1 new rooms per hour" in out
+    assert "--rooms-per-hour" in out and "HUBBUB_ROOMS_PER_HOUR=0" in out
+    assert "Traceback" not in out
+    assert time.monotonic() - started < BENCH_TIMEOUT / 2
 
 
 @pytest.mark.parametrize(

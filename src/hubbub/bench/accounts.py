@@ -1,7 +1,7 @@
 """Accounts for the bench's connections: tokens from hubbub's HTTP API, or bare user names.
 
-`api`: users `<prefix><n>` log in with a fixed password, and are registered
-first when they do not exist yet (so runs can be repeated), the rooms are created
+`api`: users `<prefix><n>` are registered with a fixed password (an existing one, from an
+earlier run, is kept: runs can be repeated) and log in; the rooms are created
 (already existing ones are reused) and every user joins the rooms it will
 connect to, all through `/api/v1`. `names`: the token is the user name, for
 servers without accounts (the raw peers, Socket.IO servers); rooms need no
@@ -11,6 +11,7 @@ creation there.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -28,8 +29,30 @@ class AccountError(RuntimeError):
     """The server refused to register, log in, create or join."""
 
 
+def _message(text: str) -> str:
+    """The `error.message` of an error body, or the body's start."""
+    try:
+        return str(json.loads(text)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return text[:300]
+
+
 def user_names(prefix: str, users: int) -> list[str]:
     return [f"{prefix}{n}" for n in range(users)]
+
+
+# The server's limits the account setup can run into, and the flag that relaxes each
+# (on the server: `hubbub serve --help`), for a refusal worth more than a short wait.
+LIMITS = {
+    "api/v1/login": "--login-failures / --login-window (HUBBUB_LOGIN_FAILURES=0 turns it off)",
+    "api/v1/rooms": "--rooms-per-hour (HUBBUB_ROOMS_PER_HOUR=0 turns it off)",
+}
+LONGEST_WAIT = 5.0  # seconds of Retry-After the setup waits out; a longer one is an error
+
+
+def _limit_hint(path: str) -> str:
+    flag = next((f for p, f in LIMITS.items() if path.startswith(p)), None)
+    return f"; the server's {flag} sets this limit" if flag else ""
 
 
 async def _call(
@@ -39,7 +62,13 @@ async def _call(
         async with http.request(method, path, **kw) as r:
             text = await r.text()
             if r.status in (429, 503):
-                await asyncio.sleep(float(r.headers.get("Retry-After", "1") or 1))
+                wait = float(r.headers.get("Retry-After", "1") or 1)
+                if wait > LONGEST_WAIT:
+                    raise AccountError(
+                        f"{method} {path} answered {r.status} and asks to wait {wait:.0f} s: "
+                        f"{_message(text)}{_limit_hint(path)}"
+                    )
+                await asyncio.sleep(wait)
                 continue
             if r.status not in ok:
                 raise AccountError(f"{method} {path} answered {r.status}: {text[:300]}")
@@ -63,11 +92,16 @@ async def _api_tokens(
         async def token(name: str) -> str:
             cred = {"username": name, "password": password}
             async with gate:
-                # Logging in first: a repeated run hashes each password once, not twice.
+                # Registering first (409: it exists from an earlier run): a login is only
+                # tried for an account that exists, so the bench never adds to the login
+                # throttle's failures, which would lock every user of this address out.
+                await _call(http, "POST", "api/v1/users", (201, 409), json=cred)
                 body = await _call(http, "POST", "api/v1/login", (200, 401), json=cred)
-                if body is None or "token" not in body:
-                    await _call(http, "POST", "api/v1/users", (201, 409), json=cred)
-                    body = await _call(http, "POST", "api/v1/login", (200,), json=cred)
+            if body is None or "token" not in body:
+                raise AccountError(
+                    f"user {name!r} exists with another password: choose another "
+                    "--user-prefix, or give its --password"
+                )
             progress(1)
             return str(body["token"])
 
@@ -100,7 +134,8 @@ def api_tokens(
     parallel: int = 8,
     progress: Callable[[int], None] = lambda n: None,
 ) -> list[str]:
-    """Register (or log in) every user, create the rooms, add the users to their rooms.
+    """Register (keeping existing accounts) and log in every user, create the rooms, add
+    the users to their rooms.
 
     `memberships` maps each room to the indexes of the users that join it. Returns
     the tokens by user index; `progress(1)` is called per user logged in.
