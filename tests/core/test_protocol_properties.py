@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 from hypothesis import Phase, example, given, settings
@@ -164,6 +165,12 @@ def expected_outcomes(frame: dict[str, Any], max_body: int) -> set[str]:
             verdicts.add("bad_request")
     if kind == "send" and len(frame["body"]) > max_body:
         verdicts = {"too_large"} | (verdicts - {"ok"})
+    elif kind == "send" and "ok" in verdicts:
+        body = frame["body"]
+        # Text, but not only whitespace, and no control characters but newline and tab.
+        controls = [c for c in body if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+        if not body.strip() or controls:
+            verdicts = {"bad_request"}
     return verdicts
 
 

@@ -104,8 +104,9 @@ async def test_rooms_are_created_listed_and_read(client: Client, signup: Signup)
     ("body", "message"),
     [
         ({}, bodies.ROOM_NAME_RULE),
-        ({"name": "Lobby"}, bodies.ROOM_NAME_RULE),
-        ({"private": 1, "name": "-x"}, bodies.ROOM_NAME_RULE),
+        ({"name": "Lobby"}, bodies.ROOM_NAME_RULE + "; try lobby"),
+        ({"private": 1, "name": "-x"}, bodies.ROOM_NAME_RULE + "; try x"),
+        ({"name": "***"}, bodies.ROOM_NAME_RULE),
         ({"name": "ok", "topic": "t" * (bodies.TOPIC_MAX + 1)}, bodies.TOPIC_RULE),
         ({"name": "ok", "topic": 7}, bodies.TOPIC_RULE),
         ({"name": "ok", "private": "yes"}, bodies.PRIVATE_RULE),

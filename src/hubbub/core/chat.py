@@ -32,6 +32,7 @@ from hubbub.engine.base import (
     Room,
     Store,
 )
+from hubbub.protocol import rules
 from hubbub.protocol.bodies import Registration, convert
 from hubbub.protocol.errors import (
     BadRequest,
@@ -235,15 +236,15 @@ class Chat:
 
     async def create_room(self, user: str, name: Any, topic: Any, private: Any) -> dict[str, Any]:
         if not isinstance(name, str) or not valid_room_name(name):
-            raise BadRequest("room name must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+            raise BadRequest(rules.room_rule(name))
         if topic is None:
             topic = ""
         if not isinstance(topic, str) or len(topic) > 1000:
-            raise BadRequest("topic must be a string of at most 1000 characters")
+            raise BadRequest(rules.TOPIC)
         if private is None:
             private = False
         if not isinstance(private, bool):
-            raise BadRequest("private must be a boolean")
+            raise BadRequest(rules.PRIVATE)
         room = Room(name=name, topic=topic, private=private, owner=user, created_at=self.now_ms())
         await self.store.create_room(room)
         return await self.room_view(room)

@@ -15,18 +15,18 @@ from typing import Annotated, Any, ClassVar, Final, TypeVar
 import msgspec
 import orjson
 
+from hubbub.protocol import rules
 from hubbub.protocol.errors import ERROR_CODES, BadRequest, ProtocolError
-from hubbub.protocol.frames import PASSWORD_MAX, PASSWORD_MIN, ROOM_RE, USERNAME_RE
-
-TOPIC_MAX: Final = 1000
+from hubbub.protocol.frames import ROOM_RE, USERNAME_RE
+from hubbub.protocol.rules import PASSWORD_MAX, PASSWORD_MIN, TOPIC_MAX
 
 NOT_AN_OBJECT: Final = "the body must be a JSON object"
-USERNAME_RULE: Final = "username must be 1 to 32 characters of A-Z a-z 0-9 _ . -"
-PASSWORD_RULE: Final = f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+USERNAME_RULE: Final = rules.USERNAME
+PASSWORD_RULE: Final = rules.PASSWORD
 LOGIN_RULE: Final = "username and password must be strings"
-ROOM_NAME_RULE: Final = "room name must match ^[a-z0-9][a-z0-9_-]{0,63}$"
-TOPIC_RULE: Final = f"topic must be a string of at most {TOPIC_MAX} characters"
-PRIVATE_RULE: Final = "private must be a boolean"
+ROOM_NAME_RULE: Final = rules.ROOM
+TOPIC_RULE: Final = rules.TOPIC
+PRIVATE_RULE: Final = rules.PRIVATE
 
 Username = Annotated[str, msgspec.Meta(pattern=USERNAME_RE.pattern)]
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
@@ -99,7 +99,9 @@ def _first_broken_rule(data: dict[str, Any], kind: type[RequestBody]) -> str:
         try:
             msgspec.convert(data[field.encode_name], field.type)
         except msgspec.ValidationError:
-            return kind.rules[field.name]
+            rule = kind.rules[field.name]
+            # A refused room name comes with a valid one made from it, when there is one.
+            return rules.room_rule(data[field.encode_name]) if rule == rules.ROOM else rule
     raise AssertionError(f"{kind.__name__} refused a body whose every field is valid")
 
 

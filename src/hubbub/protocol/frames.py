@@ -16,14 +16,13 @@ from typing import Annotated, Any, Final
 import msgspec
 import orjson
 
+from hubbub.protocol import rules
 from hubbub.protocol.errors import BadRequest, ProtocolError, TooLarge
+from hubbub.protocol.rules import HISTORY_MAX_LIMIT, PASSWORD_MAX, PASSWORD_MIN
 
 USERNAME_RE: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")
 ROOM_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
-PASSWORD_MIN: Final = 8
-PASSWORD_MAX: Final = 1024
 HISTORY_DEFAULT_LIMIT: Final = 50
-HISTORY_MAX_LIMIT: Final = 200
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_RE.pattern)]
@@ -163,7 +162,9 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
             data = data.decode()
         frame: ClientFrame = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise FrameError(BadRequest(f"invalid frame: {exc}"), _salvage_ref(data)) from None
+        raise FrameError(
+            BadRequest(rules.explain(exc, _fields(data))), _salvage_ref(data)
+        ) from None
     except msgspec.DecodeError as exc:
         # Valid JSON that is not valid text (an escaped lone surrogate, `\ud800`) lands
         # here too: its `ref` is still echoed when it can be read.
@@ -172,9 +173,23 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
         raise FrameError(BadRequest("the frame is nested too deeply"), _scan_ref(data)) from None
     except UnicodeError:
         raise FrameError(BadRequest("the frame is not valid UTF-8 text"), None) from None
-    if isinstance(frame, Send) and len(frame.body) > max_body:
-        raise FrameError(TooLarge(f"body is over {max_body} characters"), frame.ref)
+    if isinstance(frame, Send):
+        if len(frame.body) > max_body:
+            over = len(frame.body) - max_body
+            message = f"a message is at most {max_body} characters; this one is {over} over"
+            raise FrameError(TooLarge(message), frame.ref)
+        if (problem := rules.body_problem(frame.body)) is not None:
+            raise FrameError(BadRequest(problem), frame.ref)
     return frame
+
+
+def _fields(data: str | bytes) -> object:
+    """The refused frame as decoded JSON, for the words of its error (None if it is not
+    even that)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def encode(frame: dict[str, Any]) -> bytes:

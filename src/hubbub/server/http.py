@@ -25,7 +25,8 @@ from hubbub.protocol.errors import (
     TooLarge,
     Unauthorized,
 )
-from hubbub.protocol.frames import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, SEQ_MAX
+from hubbub.protocol.frames import HISTORY_DEFAULT_LIMIT, SEQ_MAX
+from hubbub.protocol.rules import HISTORY_MAX_LIMIT
 from hubbub.server.openapi import openapi_document
 from hubbub.server.replies import client_of, error_response, json_response
 

@@ -15,7 +15,8 @@ import msgspec
 
 from hubbub import __version__
 from hubbub.protocol import bodies
-from hubbub.protocol.frames import HISTORY_MAX_LIMIT, SEQ_MAX
+from hubbub.protocol.frames import SEQ_MAX
+from hubbub.protocol.rules import HISTORY_MAX_LIMIT
 
 _COMPONENTS = "#/components/schemas/{name}"
 _ERROR = {"$ref": "#/components/responses/Error"}

@@ -1,0 +1,121 @@
+"""What each field of a frame or body must be, in words for the person who sent it.
+
+A refused frame or body is answered with the rule it broke, as a sentence about the
+input ("room names are lower-case letters, digits, - and _ ... try design-review"),
+never with a validator's words, a regex or a JSON path. The WebSocket frames
+(`frames.parse_frame`) and the HTTP bodies (`bodies.convert`) share these sentences, so
+a rule reads the same over both. The machine-readable `code` stays `bad_request`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final
+
+import msgspec
+
+PASSWORD_MIN: Final = 8
+PASSWORD_MAX: Final = 1024
+HISTORY_MAX_LIMIT: Final = 200
+TOPIC_MAX: Final = 1000
+FRAME_TYPES: Final = ("hello", "join", "leave", "send", "history", "typing", "ping")
+
+USERNAME: Final = "user names are 1 to 32 characters: letters A-Z and a-z, digits, _ . and -"
+PASSWORD: Final = f"passwords are {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
+ROOM: Final = (
+    "room names are 1 to 64 characters: lower-case letters a-z, digits, - and _, "
+    "starting with a letter or a digit"
+)
+TOPIC: Final = f"a topic is text of at most {TOPIC_MAX} characters"
+PRIVATE: Final = "private is true or false"
+BODY_EMPTY: Final = "a message needs some text: it cannot be empty or only spaces"
+MESSAGE_ID: Final = (
+    "a message id is 1 to 64 characters: letters, digits, _ . : and - (any unique "
+    "string you choose, such as a UUID)"
+)
+REF: Final = "ref is a label of yours echoed on the answer: text of at most 64 characters"
+TOKEN: Final = "token is the text that POST /api/v1/login answered with"
+SEQ: Final = "a seq is a whole number from 0 up (a message's place in its room)"
+LIMIT: Final = (
+    f"limit is how many messages to answer with: a whole number from 1 to {HISTORY_MAX_LIMIT}"
+)
+TYPE: Final = "a frame's type is one of " + ", ".join(FRAME_TYPES)
+NOT_A_FRAME: Final = 'a frame is one JSON object with a "type", such as {"type": "ping"}'
+
+FIELDS: Final[dict[str, str]] = {
+    "username": USERNAME,
+    "password": PASSWORD,
+    "room": ROOM,
+    "name": ROOM,
+    "topic": TOPIC,
+    "private": PRIVATE,
+    "body": BODY_EMPTY,
+    "id": MESSAGE_ID,
+    "ref": REF,
+    "token": TOKEN,
+    "since": SEQ,
+    "before": SEQ,
+    "after": SEQ,
+    "limit": LIMIT,
+    "type": TYPE,
+}
+
+_ROOM_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
+_AT: Final = re.compile(r" - at `\$\.([A-Za-z_]+)")
+_MISSING: Final = re.compile(r"missing required field `([A-Za-z_]+)`")
+# Control characters but newline and tab: they would be stored and shown as boxes, or
+# ring a terminal's bell.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def suggest_room(name: str) -> str | None:
+    """A valid room name close to `name` ("Design Review" -> "design-review"), if any."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9_-]+", "-", folded).strip("-_")[:64].rstrip("-_")
+    return slug if slug != name and _ROOM_RE.match(slug) else None
+
+
+def room_rule(value: object) -> str:
+    """The room-name rule, with a suggestion made from the refused name."""
+    suggestion = suggest_room(value) if isinstance(value, str) else None
+    return f"{ROOM}; try {suggestion}" if suggestion else ROOM
+
+
+def field_rule(field: str, value: object = None) -> str:
+    if field in ("room", "name"):
+        return room_rule(value)
+    return FIELDS.get(field, f"{field} has a value this server does not accept")
+
+
+def explain(exc: msgspec.ValidationError, data: object) -> str:
+    """The rule a refused frame or body broke, from msgspec's error and the decoded input
+    (a dict when it was a JSON object)."""
+    text = str(exc)
+    fields = data if isinstance(data, dict) else {}
+    if (at := _AT.search(text)) is not None:
+        field = at.group(1)
+        if field == "type":
+            return f"unknown frame type {str(fields.get('type'))[:32]!r}: {TYPE}"
+        return field_rule(field, fields.get(field))
+    if (missing := _MISSING.search(text)) is not None:
+        field = missing.group(1)
+        if field == "type":
+            return NOT_A_FRAME
+        kind = fields.get("type")
+        what = f"a {kind} frame" if isinstance(kind, str) and kind in FRAME_TYPES else "this"
+        return f"{what} needs {field}: {field_rule(field)}"
+    return NOT_A_FRAME if not fields else "the frame's fields do not fit its type"
+
+
+def body_problem(body: str) -> str | None:
+    """Why a message body is refused beyond its length, or None."""
+    if not body.strip():
+        return BODY_EMPTY
+    if (found := _CONTROL.search(body)) is not None:
+        code = f"U+{ord(found.group()):04X}"
+        return (
+            f"a message cannot hold control characters ({code} at character "
+            f"{found.start() + 1}); newlines and tabs are fine"
+        )
+    return None
