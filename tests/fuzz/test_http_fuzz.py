@@ -149,7 +149,12 @@ def calls(draw: st.DrawFn) -> Call:
             st.just("fuzzer"),
             st.just("fuzzer"),
             st.sampled_from(["none", "bad", "Bearer", "Bearer ", "Basic abc", "bearer  x"]),
-            st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=300),
+            # Printable Latin-1: HTTP clients refuse to send control characters in a
+            # header (the raw-socket tests below send those).
+            st.text(
+                st.characters(min_codepoint=32, max_codepoint=255, exclude_categories=("Cc",)),
+                max_size=300,
+            ),
         )
     )
     if template == "/api/v1/logout" and auth == "fuzzer":
