@@ -523,3 +523,26 @@ async def test_a_message_between_the_history_read_and_the_join_is_not_lost(
     await expect(bodies(bob)).to_have_text(
         ["posted while bob's join was on its way", "and a live one"]
     )
+
+
+async def test_a_bad_room_name_is_explained_with_a_name_to_try(
+    server_factory: Callable[..., Any], open_page: Any
+) -> None:
+    """The server's sentence, not the browser's "match the requested format": the rule
+    and a valid name made from the one typed, in the dialog and when joining by name."""
+    srv = server_factory()
+    page = await open_page(srv.url)
+    await register(page, "erin")
+    await page.get_by_test_id("create-room-open").click()
+    await page.get_by_test_id("create-room-name").fill("Design Review")
+    await page.get_by_test_id("create-room-submit").click()
+    problem = page.get_by_test_id("create-room-error")
+    await expect(problem).to_contain_text("room names are 1 to 64 characters")
+    await expect(problem).to_contain_text("try design-review")
+    await expect(page.get_by_test_id("create-room-dialog")).to_be_visible()
+    await page.get_by_test_id("create-room-name").fill("design-review")
+    await page.get_by_test_id("create-room-submit").click()
+    await expect(page.get_by_test_id("create-room-dialog")).to_be_hidden()
+    await page.get_by_test_id("join-room-name").fill("Ops-Chat")
+    await page.get_by_test_id("join-room-submit").click()
+    await expect(page.get_by_test_id("error-text")).to_contain_text("try ops-chat")

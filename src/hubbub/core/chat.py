@@ -251,7 +251,10 @@ class Chat:
 
     async def readable(self, user: str, name: str) -> tuple[Room, Role | None]:
         """The room and the user's role in it, if the user may see it; else NotFound/Forbidden."""
-        room = await self.store.get_room(name) if valid_room_name(name) else None
+        if not valid_room_name(name):
+            # No room can have this name: say what a name is, and which one was meant.
+            raise NotFound(f"no room {name[:64]!r}: {rules.room_rule(name)}")
+        room = await self.store.get_room(name)
         if room is None:
             raise NotFound(f"no room {name!r}")
         role = await self.store.role(name, user)
