@@ -58,7 +58,9 @@ def test_a_body_over_the_limit_says_by_how_much() -> None:
     )
 
 
-@pytest.mark.parametrize("body", ["line one\nline two", "col\tcol", "  padded  ", "😀", "שלום"])
+@pytest.mark.parametrize(
+    "body", ["line one\nline two", "crlf\r\nline", "col\tcol", "  padded  ", "😀", "שלום"]
+)
 def test_newlines_tabs_spaces_around_text_and_any_script_are_fine(body: str) -> None:
     frame = parse_frame(json.dumps({"type": "send", "room": "r", "id": "m", "body": body}), 4000)
     assert frame.body == body  # type: ignore[union-attr]

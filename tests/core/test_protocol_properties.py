@@ -167,8 +167,8 @@ def expected_outcomes(frame: dict[str, Any], max_body: int) -> set[str]:
         verdicts = {"too_large"} | (verdicts - {"ok"})
     elif kind == "send" and "ok" in verdicts:
         body = frame["body"]
-        # Text, but not only whitespace, and no control characters but newline and tab.
-        controls = [c for c in body if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+        # Text, not only whitespace, and no control characters but tab and line ends.
+        controls = [c for c in body if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
         if not body.strip() or controls:
             verdicts = {"bad_request"}
     return verdicts

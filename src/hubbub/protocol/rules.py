@@ -64,9 +64,9 @@ FIELDS: Final[dict[str, str]] = {
 _ROOM_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 _AT: Final = re.compile(r" - at `\$\.([A-Za-z_]+)")
 _MISSING: Final = re.compile(r"missing required field `([A-Za-z_]+)`")
-# Control characters but newline and tab: they would be stored and shown as boxes, or
-# ring a terminal's bell.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters but tab, newline and carriage return (a CRLF line end is a line
+# end): the others would be stored and shown as boxes, or ring a terminal's bell.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def suggest_room(name: str) -> str | None:
