@@ -33,7 +33,7 @@ from hubbub.engine.base import (
     Store,
 )
 from hubbub.protocol import rules
-from hubbub.protocol.bodies import Registration, convert
+from hubbub.protocol.bodies import NewRoom, Registration, convert
 from hubbub.protocol.errors import (
     BadRequest,
     Forbidden,
@@ -235,17 +235,15 @@ class Chat:
     # Rooms
 
     async def create_room(self, user: str, name: Any, topic: Any, private: Any) -> dict[str, Any]:
-        if not isinstance(name, str) or not valid_room_name(name):
-            raise BadRequest(rules.room_rule(name))
-        if topic is None:
-            topic = ""
-        if not isinstance(topic, str) or len(topic) > 1000:
-            raise BadRequest(rules.TOPIC)
-        if private is None:
-            private = False
-        if not isinstance(private, bool):
-            raise BadRequest(rules.PRIVATE)
-        room = Room(name=name, topic=topic, private=private, owner=user, created_at=self.now_ms())
+        """A new room owned by `user`; null `topic` and `private` are taken as absent."""
+        new = convert({"name": name, "topic": topic, "private": private}, NewRoom)
+        room = Room(
+            name=new.name,
+            topic=new.topic or "",
+            private=bool(new.private),
+            owner=user,
+            created_at=self.now_ms(),
+        )
         await self.store.create_room(room)
         return await self.room_view(room)
 
