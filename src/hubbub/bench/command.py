@@ -25,7 +25,7 @@ from hubbub.bench import accounts, suite
 from hubbub.bench.loadgen import raise_nofile_limit
 from hubbub.bench.remote import BadTarget, Observed, Target
 from hubbub.bench.wsclient import DIALECTS
-from hubbub.protocol.frames import ROOM_RE, USERNAME_RE
+from hubbub.protocol.rules import ROOM_RE, USERNAME_RE
 
 EXAMPLES = """\
 scenarios (default: all four, in this order):

@@ -17,8 +17,7 @@ import orjson
 
 from hubbub.protocol import rules
 from hubbub.protocol.errors import ERROR_CODES, BadRequest, ProtocolError
-from hubbub.protocol.frames import ROOM_RE, USERNAME_RE
-from hubbub.protocol.rules import PASSWORD_MAX, PASSWORD_MIN, TOPIC_MAX
+from hubbub.protocol.rules import PASSWORD_MAX, PASSWORD_MIN, ROOM_RE, TOPIC_MAX, USERNAME_RE
 
 NOT_AN_OBJECT: Final = "the body must be a JSON object"
 USERNAME_RULE: Final = rules.USERNAME

@@ -18,10 +18,14 @@ import orjson
 
 from hubbub.protocol import rules
 from hubbub.protocol.errors import BadRequest, ProtocolError, TooLarge
-from hubbub.protocol.rules import HISTORY_MAX_LIMIT, PASSWORD_MAX, PASSWORD_MIN
+from hubbub.protocol.rules import (
+    HISTORY_MAX_LIMIT,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    ROOM_RE,
+    USERNAME_RE,
+)
 
-USERNAME_RE: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")
-ROOM_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 HISTORY_DEFAULT_LIMIT: Final = 50
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
@@ -76,6 +80,11 @@ class Ping(Frame, tag="ping"):
 ClientFrame = Hello | Join | Leave | Send | History | Typing | Ping
 
 _decoder: Final = msgspec.json.Decoder(ClientFrame)
+FRAME_TYPES: Final = tuple(str(kind.__struct_config__.tag) for kind in ClientFrame.__args__)
+TYPE_RULE: Final = "a frame's type is one of " + ", ".join(FRAME_TYPES)
+NOT_A_FRAME: Final = 'a frame is one JSON object with a "type", such as {"type": "ping"}'
+_AT: Final = re.compile(r" - at `\$\.([A-Za-z_]+)")
+_MISSING: Final = re.compile(r"missing required field `([A-Za-z_]+)`")
 
 
 class FrameError(Exception):
@@ -162,9 +171,7 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
             data = data.decode()
         frame: ClientFrame = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise FrameError(
-            BadRequest(rules.explain(exc, _fields(data))), _salvage_ref(data)
-        ) from None
+        raise FrameError(BadRequest(_explain(exc, _fields(data))), _salvage_ref(data)) from None
     except msgspec.DecodeError as exc:
         # Valid JSON that is not valid text (an escaped lone surrogate, `\ud800`) lands
         # here too: its `ref` is still echoed when it can be read.
@@ -181,6 +188,26 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
         if (problem := rules.body_problem(frame.body)) is not None:
             raise FrameError(BadRequest(problem), frame.ref)
     return frame
+
+
+def _explain(exc: msgspec.ValidationError, data: object) -> str:
+    """The rule a refused frame broke, in words (`rules`), from msgspec's error and the
+    decoded frame (a dict when it was a JSON object)."""
+    text = str(exc)
+    fields = data if isinstance(data, dict) else {}
+    if (at := _AT.search(text)) is not None:
+        field = at.group(1)
+        if field == "type":
+            return f"unknown frame type {str(fields.get('type'))[:32]!r}: {TYPE_RULE}"
+        return rules.field_rule(field, fields.get(field))
+    if (missing := _MISSING.search(text)) is not None:
+        field = missing.group(1)
+        if field == "type":
+            return NOT_A_FRAME
+        kind = fields.get("type")
+        what = f"a {kind} frame" if isinstance(kind, str) and kind in FRAME_TYPES else "this"
+        return f"{what} needs {field}: {rules.field_rule(field)}"
+    return NOT_A_FRAME if not fields else "the frame's fields do not fit its type"
 
 
 def _fields(data: str | bytes) -> object:
