@@ -22,8 +22,8 @@ from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.history import PostgresHistory
 from hubbub.engine.postgres.store import PostgresStore
 from hubbub.engine.redis.log import RedisLog
-from hubbub.engine.redis.schema import id_key, stream_key
-from hubbub.protocol.errors import Conflict
+from hubbub.engine.redis.schema import DIRTY_KEY, id_key, room_key_pattern, stream_key
+from hubbub.protocol.errors import Conflict, NotFound
 
 LOG_CONTRACT = log_contract_tests()
 globals().update(LOG_CONTRACT)
@@ -68,6 +68,12 @@ class TrimmingLog:
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         return await self.inner.page(room, before, after, limit)
+
+    async def redact(self, room: str) -> None:
+        await self.inner.redact(room)
+
+    async def purge(self, room: str) -> None:
+        await self.inner.purge(room)
 
 
 class DistributedEngine:
@@ -181,3 +187,58 @@ async def test_a_counter_lost_by_redis_continues_after_postgresql_history(
     after = await plain.distributed.append("lobby", "alice", "m9", "after the loss")
     assert after.message.seq == 5
     assert [m.seq for m in await plain.distributed.read("lobby", 0, 5)] == [1, 2, 3, 4, 5]
+
+
+async def _room_keys(client: Redis, room: str) -> list[bytes]:
+    return sorted([key async for key in client.scan_iter(match=room_key_pattern(room))])
+
+
+async def test_a_deleted_room_is_redacted_in_the_stream_the_records_and_postgresql(
+    plain: DistributedEngine,
+) -> None:
+    await room(plain, "lobby")
+    trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
+    for i in range(1, 6):  # 1..5 in PostgreSQL, 3..5 still in the stream
+        await trimming.append("lobby", "alice", f"m{i}", f"secret {i}")
+    for i in range(6, 8):  # 6 and 7 only in the stream
+        await plain.distributed.append("lobby", "alice", f"m{i}", f"secret {i}")
+    unmoved = await plain.recent.read("lobby", 5, 7)  # a worker's batch, read before
+    await plain.store.delete_room("lobby", 1_000)
+    await plain.log.redact("lobby")
+
+    streamed = await plain.recent.read("lobby", 0, 100)
+    assert [m.seq for m in streamed] == [3, 4, 5, 6, 7]
+    assert all(m.deleted and m.body == "" for m in streamed)
+    assert [key async for key in plain.client.scan_iter(match="hubbub:{lobby}:id:*")] == []
+    stored = await plain.history.read("lobby", 0, 100)
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5]
+    assert all(m.deleted and m.body == "" for m in stored)
+    # The batch read before the redaction lands redacted all the same.
+    assert await store_messages(plain.db, unmoved) == 2
+    stored = await plain.history.read("lobby", 0, 100)
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(m.deleted and m.body == "" for m in stored)
+    assert [m.sender for m in stored] == ["alice"] * 7
+    with pytest.raises(NotFound):  # on any node: the marker is in Redis
+        await plain.distributed.append("lobby", "alice", "m8", "too late")
+
+
+async def test_a_purged_room_leaves_no_key_and_a_new_one_starts_at_seq_1(
+    plain: DistributedEngine,
+) -> None:
+    await room(plain, "lobby")
+    trimming = TrimmingLog(plain.distributed, plain.history, plain.client)
+    for i in range(5):
+        await trimming.append("lobby", "alice", f"m{i}", "x")
+    await plain.store.delete_room("lobby", 1_000)
+    await plain.log.redact("lobby")
+    assert await _room_keys(plain.client, "lobby") != []
+    await plain.log.purge("lobby")
+    await plain.store.purge_room("lobby")
+    assert await _room_keys(plain.client, "lobby") == []
+    assert not await plain.client.sismember(DIRTY_KEY, "lobby")
+    await room(plain, "lobby", owner="bob")
+    assert await plain.log.last_seq("lobby") == 0
+    fresh = await plain.distributed.append("lobby", "bob", "m0", "new")
+    assert (fresh.message.seq, fresh.created) == (1, True)
+    assert await plain.distributed.read("lobby", 0, 10) == [fresh.message]

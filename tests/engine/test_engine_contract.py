@@ -9,8 +9,8 @@ import time
 import pytest
 from support.engine_handles import EngineUnderTest, room, user
 
-from hubbub.engine.base import LoginSession, Message, Role, Room
-from hubbub.protocol.errors import Conflict
+from hubbub.engine.base import Appended, LoginSession, Message, Role, Room
+from hubbub.protocol.errors import Conflict, NotFound
 
 
 async def fill(engine: EngineUnderTest, name: str, count: int, sender: str = "alice") -> None:
@@ -269,6 +269,122 @@ async def test_bans_are_per_room(engine: EngineUnderTest) -> None:
     await engine.store.ban("lobby", "bob", "alice", 9)
     assert await engine.store.is_banned("dev", "bob") is False
     assert await engine.store.bans("dev") == []
+
+
+# Archiving and deleting rooms; deleting accounts
+
+
+async def test_an_archived_room_leaves_the_lists_but_stays_readable_until_unarchived(
+    engine: EngineUnderTest,
+) -> None:
+    await room(engine, "lobby", owner="alice")
+    await room(engine, "other", owner="alice")
+    await engine.store.set_archived("lobby", True)
+    archived = await engine.store.get_room("lobby")
+    assert archived is not None and archived.archived
+    assert [r.name for r in await engine.store.list_rooms("alice")] == ["other"]
+    assert [r.name for r in await engine.store.list_rooms("alice", archived=True)] == ["lobby"]
+    assert [r.name for r in await engine.store.member_rooms("alice")] == ["other"]
+    assert await engine.store.role("lobby", "alice") is Role.OWNER
+    await engine.store.set_archived("lobby", False)
+    restored = await engine.store.get_room("lobby")
+    assert restored is not None and not restored.archived
+    assert [r.name for r in await engine.store.member_rooms("alice")] == ["lobby", "other"]
+
+
+async def test_a_deleted_room_is_gone_with_its_members_and_bans_but_holds_its_name(
+    engine: EngineUnderTest,
+) -> None:
+    await room(engine, "lobby", owner="alice")
+    await user(engine, "bob")
+    await user(engine, "carol")
+    await engine.store.add_member("lobby", "bob", 8)
+    await engine.store.ban("lobby", "carol", "alice", 9)
+    assert await engine.store.deleted_at("lobby") is None
+    await engine.store.delete_room("lobby", 1_000)
+    assert await engine.store.get_room("lobby") is None
+    assert await engine.store.list_rooms("alice") == []
+    assert await engine.store.list_rooms("alice", archived=True) == []
+    assert await engine.store.member_rooms("bob") == []
+    assert await engine.store.members("lobby") == []
+    assert await engine.store.bans("lobby") == []
+    assert await engine.store.deleted_at("lobby") == 1_000
+    with pytest.raises(Conflict):
+        await engine.store.create_room(Room("lobby", "", False, "bob", 2_000))
+
+
+async def test_redacting_keeps_tombstones_and_takes_appends_called_before_it(
+    engine: EngineUnderTest,
+) -> None:
+    await room(engine, "lobby")
+    await fill(engine, "lobby", 3)
+    # Appends under way when the redaction is called are in it, however they interleave,
+    # unless the engine refuses them (Redis: the room is marked deleted before the rewrite).
+    racing = [
+        asyncio.ensure_future(engine.log.append("lobby", "bob", f"r{i}", "late")) for i in range(5)
+    ]
+    await asyncio.sleep(0)  # one turn of the loop: each append has started
+    await engine.log.redact("lobby")
+    outcomes = await asyncio.gather(*racing, return_exceptions=True)
+    assert all(isinstance(o, (Appended, NotFound)) for o in outcomes), outcomes
+    stored = await engine.log.read("lobby", 0, 100)
+    taken = sum(isinstance(o, Appended) for o in outcomes)
+    assert seqs(stored) == list(range(1, 4 + taken))
+    assert all(m.deleted and m.body == "" for m in stored)
+    assert stored[0].view() == {
+        "room": "lobby",
+        "seq": 1,
+        "id": "m1",
+        "from": "alice",
+        "ts": stored[0].ts,
+        "deleted": True,
+    }
+    page, more = await engine.log.page("lobby", None, 1, 1)
+    assert seqs(page) == [2] and more and all(m.deleted for m in page)
+
+
+async def test_a_purged_room_frees_its_name_and_a_new_room_starts_at_seq_1(
+    engine: EngineUnderTest,
+) -> None:
+    await room(engine, "lobby")
+    await fill(engine, "lobby", 4)
+    await engine.store.delete_room("lobby", 1_000)
+    await engine.log.redact("lobby")
+    await engine.log.purge("lobby")
+    await engine.store.purge_room("lobby")
+    assert await engine.store.deleted_at("lobby") is None
+    await room(engine, "lobby", owner="bob")
+    assert await engine.log.last_seq("lobby") == 0
+    appended = await engine.log.append("lobby", "bob", "m1", "fresh")
+    assert (appended.message.seq, appended.created) == (1, True)
+    assert [m.body for m in await engine.log.read("lobby", 0, 10)] == ["fresh"]
+
+
+async def test_purging_leaves_a_live_room_alone(engine: EngineUnderTest) -> None:
+    created = await room(engine, "lobby")
+    await engine.store.purge_room("lobby")
+    assert await engine.store.get_room("lobby") == created
+
+
+async def test_a_deleted_account_loses_its_tokens_and_rooms_but_keeps_its_name(
+    engine: EngineUnderTest,
+) -> None:
+    await room(engine, "lobby", owner="alice")
+    await room(engine, "mine", owner="Bob")
+    await engine.store.add_member("lobby", "bob", 8)
+    await engine.store.create_token("t1", "bob", now=1, expires_at=10**12, session_id="s1")
+    await engine.store.create_token("t2", "bob", now=1, expires_at=10**12, session_id="s2")
+    await engine.log.append("lobby", "Bob", "m1", "hello")
+    assert sorted(await engine.store.delete_user("BOB", 5)) == ["t1", "t2"]
+    assert await engine.store.get_user("bob") is None
+    assert await engine.store.token_session("t1", 2) is None
+    assert await engine.store.member_rooms("bob") == []
+    assert await engine.store.members("lobby") == [("alice", Role.OWNER)]
+    kept = await engine.store.get_room("mine")  # the rooms it owned stay
+    assert kept is not None and kept.owner == "Bob"
+    assert [m.sender for m in await engine.log.read("lobby", 0, 1)] == ["Bob"]
+    with pytest.raises(Conflict, match="deleted account"):
+        await engine.store.create_user("bob", "h", 9)
 
 
 # The log: sequence numbers

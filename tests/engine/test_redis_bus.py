@@ -27,6 +27,7 @@ class Recorder:
         self.events: list[tuple[str, dict[str, Any], str | None, str | None]] = []
         self.removed: list[tuple[str, str, str]] = []
         self.revoked: list[str] = []
+        self.changed: list[tuple[str, str]] = []
 
     def on_message(self, message: Message) -> None:
         self.messages.append(message)
@@ -38,6 +39,9 @@ class Recorder:
 
     def on_removed(self, room: str, user: str, reason: str) -> None:
         self.removed.append((room, user, reason))
+
+    def on_room_changed(self, room: str, change: str) -> None:
+        self.changed.append((room, change))
 
     def on_token_revoked(self, token_hash: str) -> None:
         self.revoked.append(token_hash)

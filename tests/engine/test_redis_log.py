@@ -28,6 +28,7 @@ from hubbub.engine.redis.schema import (
     channel,
     decode_message,
     decode_published,
+    gone_key,
     id_key,
     seq_key,
     stream_key,
@@ -149,7 +150,12 @@ async def test_the_script_answers_a_known_id_with_the_stored_entry_whatever_the_
     # The body comparison is `engine.base.replayed`'s, in Python; the script writes nothing.
     log = RedisLog(client, on_commit=lambda m: None)
     stored = (await log.append("lobby", "alice", "m1", "hi")).message
-    keys = (seq_key("lobby"), stream_key("lobby"), id_key("lobby", "alice", "m1"))
+    keys = (
+        seq_key("lobby"),
+        stream_key("lobby"),
+        id_key("lobby", "alice", "m1"),
+        gone_key("lobby"),
+    )
     args = ("lobby", "m1", "alice", "another body", "0", channel("lobby"), "PUBLISH")
     status, payload = await client.eval(APPEND_SCRIPT, len(keys), *keys, *args)
     assert (status, decode_published(payload)) == (0, stored)

@@ -142,6 +142,9 @@ class BusRecorder:
     def on_removed(self, room: str, user: str, reason: str) -> None:
         self.seen.append(("removed", room, user, reason))
 
+    def on_room_changed(self, room: str, change: str) -> None:
+        self.seen.append(("room_changed", room, change))
+
     def on_token_revoked(self, token_hash: str) -> None:
         self.seen.append(("revoked", token_hash))
 

@@ -12,7 +12,15 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from hubbub.protocol.errors import Conflict
-from hubbub.protocol.events import message_frame, message_view
+from hubbub.protocol.events import message_frame, message_view, tombstone_view
+
+
+class RoomChange(StrEnum):
+    """What `Bus.publish_room_changed` tells the nodes of a room."""
+
+    ARCHIVED = "archived"
+    UNARCHIVED = "unarchived"
+    DELETED = "deleted"
 
 
 class Role(StrEnum):
@@ -56,6 +64,7 @@ class Room:
     private: bool
     owner: str
     created_at: int
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +75,16 @@ class Message:
     sender: str
     body: str
     ts: int
+    deleted: bool = False  # redacted: the body is gone from storage (stored empty)
 
     def frame(self) -> dict[str, Any]:
         """The `message` frame of this message."""
         return message_frame(self.room, self.seq, self.id, self.sender, self.body, self.ts)
 
     def view(self) -> dict[str, Any]:
-        """This message as history lists it."""
+        """This message as history lists it (a tombstone once it was redacted)."""
+        if self.deleted:
+            return tombstone_view(self.room, self.seq, self.id, self.sender, self.ts)
         return message_view(self.room, self.seq, self.id, self.sender, self.body, self.ts)
 
 
@@ -97,8 +109,19 @@ def replayed(stored: Message, body: str) -> Appended:
 class Store(Protocol):
     """Users, tokens, rooms, memberships and bans: the durable state besides messages."""
 
-    async def create_user(self, name: str, password_hash: str, now: int) -> User: ...
-    async def get_user(self, name: str) -> User | None: ...
+    async def create_user(self, name: str, password_hash: str, now: int) -> User:
+        """A new account; Conflict if the name is taken, or was a deleted account's."""
+        ...
+
+    async def get_user(self, name: str) -> User | None:
+        """The account of that name (any case), or None if none or it was deleted."""
+        ...
+
+    async def delete_user(self, name: str, now: int) -> list[str]:
+        """Delete the account: its tokens and memberships go, its row stays (so the name
+        is never given out again); the token hashes deleted."""
+        ...
+
     async def set_password_hash(self, name: str, password_hash: str) -> None: ...
     async def create_token(
         self,
@@ -135,10 +158,37 @@ class Store(Protocol):
         ...
 
     async def delete_token(self, token_hash: str) -> None: ...
-    async def create_room(self, room: Room) -> None: ...
-    async def get_room(self, name: str) -> Room | None: ...
-    async def list_rooms(self, user: str) -> list[Room]: ...
-    async def member_rooms(self, user: str) -> list[Room]: ...
+    async def create_room(self, room: Room) -> None:
+        """Store a new room owned by `room.owner`; Conflict if the name is held (by a room,
+        or by a deleted one not yet purged)."""
+        ...
+
+    async def get_room(self, name: str) -> Room | None:
+        """The room, unless there is none or it was deleted."""
+        ...
+
+    async def list_rooms(self, user: str, archived: bool = False) -> list[Room]:
+        """Public rooms and the user's private ones, archived or not as asked."""
+        ...
+
+    async def member_rooms(self, user: str) -> list[Room]:
+        """The unarchived rooms the user is a member of."""
+        ...
+
+    async def set_archived(self, name: str, archived: bool) -> None: ...
+    async def delete_room(self, name: str, now: int) -> None:
+        """Mark the room deleted at `now` and remove its memberships and bans (the log is
+        redacted by `Log.redact`)."""
+        ...
+
+    async def deleted_at(self, name: str) -> int | None:
+        """When the room of that name was deleted, if it was and is not purged yet."""
+        ...
+
+    async def purge_room(self, name: str) -> None:
+        """Forget a deleted room's row (after `Log.purge`): the name is free again."""
+        ...
+
     async def role(self, room: str, user: str) -> Role | None: ...
     async def members(self, room: str) -> list[tuple[str, Role]]: ...
     async def set_member(self, room: str, user: str, role: Role, now: int) -> None: ...
@@ -178,6 +228,17 @@ class Log(Protocol):
         """One history page, ascending, and whether more exist in the paging direction."""
         ...
 
+    async def redact(self, room: str) -> None:
+        """Remove every message body of a deleted room from storage, wherever the log keeps
+        it; the messages stay as tombstones (seq, id, sender, ts, `deleted`). Appends that
+        come after it are refused (NotFound) where the engine can tell (Redis)."""
+        ...
+
+    async def purge(self, room: str) -> None:
+        """Forget a deleted room's log entirely, its seq counter too: a new room of that
+        name starts at seq 1."""
+        ...
+
 
 class BusListener(Protocol):
     """What a node does with what the bus brings it (the gateway implements it)."""
@@ -187,6 +248,10 @@ class BusListener(Protocol):
         self, room: str, frame: dict[str, Any], skip_user: str | None, skip_connection: str | None
     ) -> None: ...
     def on_removed(self, room: str, user: str, reason: str) -> None: ...
+    def on_room_changed(self, room: str, change: str) -> None:
+        """The room was archived, unarchived or deleted (`RoomChange`)."""
+        ...
+
     def on_token_revoked(self, token_hash: str) -> None: ...
 
 
@@ -215,6 +280,10 @@ class Bus(Protocol):
         skip_connection: str | None = None,
     ) -> None: ...
     def publish_removed(self, room: str, user: str, reason: str) -> None: ...
+    def publish_room_changed(self, room: str, change: str) -> None:
+        """Tell every node subscribed to `room` that it changed (`RoomChange`)."""
+        ...
+
     def publish_token_revoked(self, token_hash: str) -> None: ...
 
 

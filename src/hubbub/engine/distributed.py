@@ -30,6 +30,8 @@ class History(Protocol):
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]: ...
 
+    async def redact(self, room: str) -> None: ...
+    async def purge(self, room: str) -> None: ...
     async def find_sent_in_rooms(
         self, keys: list[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], Message]: ...
@@ -103,6 +105,15 @@ class DistributedLog:
 
     async def last_seq(self, room: str) -> int:
         return await self.recent.last_seq(room)
+
+    async def redact(self, room: str) -> None:
+        # Redis first: from then on no append of the room is taken on any node.
+        await self.recent.redact(room)
+        await self.history.redact(room)
+
+    async def purge(self, room: str) -> None:
+        await self.recent.purge(room)
+        await self.history.purge(room)
 
     async def read(self, room: str, after: int, upto: int) -> list[Message]:
         newer = await self.recent.read(room, after, upto)

@@ -45,6 +45,10 @@ class MemoryBus:
         for listener in self._listeners:
             listener.on_removed(room, user, reason)
 
+    def publish_room_changed(self, room: str, change: str) -> None:
+        for listener in self._listeners:
+            listener.on_room_changed(room, change)
+
     def publish_token_revoked(self, token_hash: str) -> None:
         for listener in self._listeners:
             listener.on_token_revoked(token_hash)

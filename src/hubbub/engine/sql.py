@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from hubbub.engine.base import LoginSession, Message, Role, Room, User
+from hubbub.protocol import rules
 from hubbub.protocol.errors import Conflict
 
 
@@ -67,14 +68,15 @@ def numbered(sql: str) -> str:
 
 
 ROOM_SELECT = (
-    "SELECT r.name, r.topic, r.private, u.name, r.created_at FROM rooms r "
+    "SELECT r.name, r.topic, r.private, u.name, r.created_at, r.archived FROM rooms r "
     "JOIN users u ON u.key = r.owner_key"
 )
+LIVE_ROOM = "r.deleted_at IS NULL"  # a room not deleted
 SESSION_SELECT = (
     "SELECT t.id, t.token_hash, u.name, t.created_at, t.last_used_at, t.expires_at, "
     "t.user_agent, t.address FROM tokens t JOIN users u ON u.key = t.user_key"
 )
-MESSAGE_SELECT = "SELECT room, seq, client_id, sender, body, ts FROM messages"
+MESSAGE_SELECT = "SELECT room, seq, client_id, sender, body, ts, deleted FROM messages"
 # The message stored under an idempotency key (room, sender key, client id).
 SENT_MESSAGE = MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?"
 # The room's highest stored seq, 0 if none.
@@ -82,15 +84,34 @@ STORED_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = ?"
 READ_MESSAGES = MESSAGE_SELECT + " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq"
 INSERT_MEMBERSHIP = "INSERT INTO memberships (room, user_key, role, joined_at) VALUES (?, ?, ?, ?)"
 REMOVE_MEMBER = "DELETE FROM memberships WHERE room = ? AND user_key = ?"
+# Every body of a room removed from storage: the rows stay as tombstones.
+REDACT_MESSAGES = "UPDATE messages SET body = '', deleted = ? WHERE room = ? AND NOT deleted"
+# A deleted room's log, forgotten (its seq counter too), each taking the room.
+PURGE_LOG = ("DELETE FROM messages WHERE room = ?", "DELETE FROM room_seqs WHERE room = ?")
 
 
 def message(row: Row) -> Message:
-    return Message(room=row[0], seq=row[1], id=row[2], sender=row[3], body=row[4], ts=row[5])
+    return Message(
+        room=row[0],
+        seq=row[1],
+        id=row[2],
+        sender=row[3],
+        body=row[4],
+        ts=row[5],
+        deleted=bool(row[6]),
+    )
 
 
 def _room(row: Row) -> Room:
     # `private` is an integer in SQLite and a boolean in PostgreSQL.
-    return Room(name=row[0], topic=row[1], private=bool(row[2]), owner=row[3], created_at=row[4])
+    return Room(
+        name=row[0],
+        topic=row[1],
+        private=bool(row[2]),
+        owner=row[3],
+        created_at=row[4],
+        archived=bool(row[5]),
+    )
 
 
 def _session(row: Row) -> LoginSession:
@@ -122,14 +143,31 @@ class SqlStore:
                 now,
             )
         except self.sql.duplicate:
+            row = await self.sql.one("SELECT deleted_at FROM users WHERE key = ?", name.lower())
+            if row is not None and row[0] is not None:
+                raise Conflict(rules.DELETED_ACCOUNT) from None
             raise Conflict("that username is taken") from None
         return User(name, password_hash)
 
     async def get_user(self, name: str) -> User | None:
         row = await self.sql.one(
-            "SELECT name, password_hash FROM users WHERE key = ?", name.lower()
+            "SELECT name, password_hash FROM users WHERE key = ? AND deleted_at IS NULL",
+            name.lower(),
         )
         return User(row[0], row[1]) if row else None
+
+    async def delete_user(self, name: str, now: int) -> list[str]:
+        key = name.lower()
+        # The account first (its password hash too): no login can issue a token after it.
+        await self.sql.transaction(
+            ("UPDATE users SET deleted_at = ?, password_hash = '' WHERE key = ?", (now, key)),
+            ("DELETE FROM memberships WHERE user_key = ?", (key,)),
+            ("DELETE FROM bans WHERE user_key = ?", (key,)),
+        )
+        rows = await self.sql.returning(
+            "DELETE FROM tokens WHERE user_key = ? RETURNING token_hash", key
+        )
+        return [str(row[0]) for row in rows]
 
     async def set_password_hash(self, name: str, password_hash: str) -> None:
         await self.sql.run(
@@ -211,22 +249,42 @@ class SqlStore:
             raise Conflict("a room with that name exists") from None
 
     async def get_room(self, name: str) -> Room | None:
-        row = await self.sql.one(ROOM_SELECT + " WHERE r.name = ?", name)
+        row = await self.sql.one(ROOM_SELECT + f" WHERE r.name = ? AND {LIVE_ROOM}", name)
         return _room(row) if row else None
 
-    async def list_rooms(self, user: str) -> list[Room]:
+    async def list_rooms(self, user: str, archived: bool = False) -> list[Room]:
         sql = (
-            ROOM_SELECT + " WHERE NOT r.private OR EXISTS (SELECT 1 FROM memberships m "
-            "WHERE m.room = r.name AND m.user_key = ?) ORDER BY r.name"
+            ROOM_SELECT + f" WHERE {LIVE_ROOM} AND r.archived = ? AND (NOT r.private OR "
+            "EXISTS (SELECT 1 FROM memberships m WHERE m.room = r.name AND m.user_key = ?)) "
+            "ORDER BY r.name"
         )
-        return [_room(row) for row in await self.sql.all(sql, user.lower())]
+        return [_room(row) for row in await self.sql.all(sql, archived, user.lower())]
 
     async def member_rooms(self, user: str) -> list[Room]:
         sql = (
             ROOM_SELECT + " JOIN memberships m ON m.room = r.name WHERE m.user_key = ? "
-            "ORDER BY r.name"
+            f"AND {LIVE_ROOM} AND NOT r.archived ORDER BY r.name"
         )
         return [_room(row) for row in await self.sql.all(sql, user.lower())]
+
+    async def set_archived(self, name: str, archived: bool) -> None:
+        await self.sql.run(
+            "UPDATE rooms SET archived = ? WHERE name = ? AND deleted_at IS NULL", archived, name
+        )
+
+    async def delete_room(self, name: str, now: int) -> None:
+        await self.sql.transaction(
+            ("UPDATE rooms SET deleted_at = ? WHERE name = ?", (now, name)),
+            ("DELETE FROM memberships WHERE room = ?", (name,)),
+            ("DELETE FROM bans WHERE room = ?", (name,)),
+        )
+
+    async def deleted_at(self, name: str) -> int | None:
+        row = await self.sql.one("SELECT deleted_at FROM rooms WHERE name = ?", name)
+        return int(row[0]) if row is not None and row[0] is not None else None
+
+    async def purge_room(self, name: str) -> None:
+        await self.sql.run("DELETE FROM rooms WHERE name = ? AND deleted_at IS NOT NULL", name)
 
     async def role(self, room: str, user: str) -> Role | None:
         row = await self.sql.one(

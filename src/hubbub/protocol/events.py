@@ -63,6 +63,11 @@ def message_view(room: str, seq: int, id: str, sender: str, body: str, ts: int) 
     return {"room": room, "seq": seq, "id": id, "from": sender, "body": body, "ts": ts}
 
 
+def tombstone_view(room: str, seq: int, id: str, sender: str, ts: int) -> dict[str, Any]:
+    """A redacted message as history lists it: no body, `"deleted": true`."""
+    return {"room": room, "seq": seq, "id": id, "from": sender, "ts": ts, "deleted": True}
+
+
 def ack_frame(room: str, id: str, seq: int, ts: int) -> dict[str, Any]:
     """The answer to `send`, once the message is durable."""
     return {"type": "ack", "room": room, "id": id, "seq": seq, "ts": ts}

@@ -29,6 +29,11 @@ ROOM: Final = (
 )
 TOPIC: Final = f"a topic is text of at most {TOPIC_MAX} characters"
 PRIVATE: Final = "private is true or false"
+ARCHIVED: Final = "archived is true (archive the room: read-only, out of lists) or false"
+DELETION_PASSWORD: Final = "password is your account's password, as a string"
+DELETED_ACCOUNT: Final = (
+    "that name belonged to a deleted account; it is not given out again: choose another"
+)
 BODY_EMPTY: Final = "a message needs some text: it cannot be empty or only spaces"
 MESSAGE_ID: Final = (
     "a message id is 1 to 64 characters: letters, digits, _ . : and - (any unique "
@@ -61,6 +66,21 @@ FIELDS: Final[dict[str, str]] = {
 # Control characters but tab, newline and carriage return (a CRLF line end is a line
 # end): the others would be stored and shown as boxes, or ring a terminal's bell.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def archived_room(room: str) -> str:
+    """Why a send to an archived room is refused."""
+    return f"#{room} is archived: it is read-only"
+
+
+def archived_members(room: str) -> str:
+    """Why a membership change in an archived room is refused."""
+    return f"#{room} is archived: its members and roles cannot change (leaving still works)"
+
+
+def name_held(room: str, free_after: str) -> str:
+    """Why a room cannot be created under the name of one deleted within the grace."""
+    return f"#{room} was deleted; the name is free again after {free_after}"
 
 
 def suggest_room(name: str) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from hubbub import metrics
-from hubbub.engine.base import Message
+from hubbub.engine.base import Message, RoomChange
 from hubbub.protocol.errors import ProtocolError, token_revoked
 from hubbub.protocol.events import error_frame, left_frame
 from hubbub.protocol.frames import encode, ws_text_frame
@@ -155,6 +155,8 @@ class Gateway:
         self.on_room_left: Callable[[Connection, str], None] = lambda conn, room: None
         # Called when the last connection of this node leaves a room.
         self.on_room_closed: Callable[[str], None] = lambda room: None
+        # Called when a room is archived, unarchived or deleted on any node.
+        self.on_changed: Callable[[str, str], None] = lambda room, change: None
         # Called when a token is revoked on any node, once its connections here are closing.
         self.on_revoked: Callable[[str], None] = lambda token_hash: None
 
@@ -367,6 +369,17 @@ class Gateway:
         for conn in list(self.by_user.get(user.lower(), ())):
             if self.unsubscribe(conn, room):
                 conn.reply(left_frame(room, reason))
+
+    def on_room_changed(self, room: str, change: str) -> None:
+        """A deleted room is left by every connection here, each told `left` (as a kick
+        tells its user's); every change is handed on to `on_changed` (the chat's cache)."""
+        if change == RoomChange.DELETED:
+            local = self.rooms.get(room)
+            if local is not None:
+                for conn in [*local.live, *local.syncing]:
+                    if self.unsubscribe(conn, room):
+                        conn.reply(left_frame(room, change))
+        self.on_changed(room, change)
 
     def on_token_revoked(self, token_hash: str) -> None:
         for conn in list(self.by_token.get(token_hash, ())):

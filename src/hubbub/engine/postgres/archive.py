@@ -17,10 +17,19 @@ from hubbub.engine.sql import STORED_SEQ, numbered
 # Rows of messages that already have their seqs (the worker's batches). A seq that is
 # already stored is skipped; a known (room, sender, id) under another seq is an error,
 # never silently dropped: it would leave a hole in the room's history.
+# A deleted room's messages are stored redacted whatever the batch held (the stream may
+# have been read before `RedisLog.redact` rewrote it; `PostgresHistory.redact` takes the
+# room's lock, so it runs before or after a batch, never beside it). A room missing from
+# `rooms` still fails on its foreign key, as before.
 INSERT_MESSAGES = """
-INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                     $6::text[], $7::bigint[])
+INSERT INTO messages (room, seq, client_id, sender_key, sender, body, ts, deleted)
+SELECT m.room, m.seq, m.client_id, m.sender_key, m.sender,
+       CASE WHEN r.deleted_at IS NULL AND NOT m.deleted THEN m.body ELSE '' END,
+       m.ts, r.deleted_at IS NOT NULL OR m.deleted
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::bigint[], $8::boolean[])
+     AS m(room, seq, client_id, sender_key, sender, body, ts, deleted)
+LEFT JOIN rooms r ON r.name = m.room
 ON CONFLICT (room, seq) DO NOTHING
 """
 
@@ -57,6 +66,7 @@ async def insert_messages(conn: asyncpg.pool.PoolConnectionProxy, messages: list
         [m.sender for m in messages],
         [m.body for m in messages],
         [m.ts for m in messages],
+        [m.deleted for m in messages],
     )
     return touched(await conn.execute(INSERT_MESSAGES, *columns))
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from hubbub.engine import sql
 from hubbub.engine.base import Message
+from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key
 from hubbub.engine.postgres.database import PostgresAdapter, PostgresDatabase
 
 # The stored messages of (room, sender key, client id) keys, in one query.
 FIND_SENT = """
-SELECT m.room, m.seq, m.client_id, m.sender, m.body, m.ts, m.sender_key
+SELECT m.room, m.seq, m.client_id, m.sender, m.body, m.ts, m.deleted, m.sender_key
 FROM messages m
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS p(room, sender_key, client_id)
   ON m.room = p.room AND m.sender_key = p.sender_key AND m.client_id = p.client_id
@@ -25,6 +26,19 @@ class PostgresHistory(sql.SqlHistory):
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
         self.sql = PostgresAdapter(db)
+
+    async def redact(self, room: str) -> None:
+        """Redact the room's stored messages, holding the room's worker lock: a batch the
+        worker is moving commits first (then this redacts it), or comes after (then
+        `INSERT_MESSAGES` stores it redacted)."""
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", ROOM_LOCK_NAMESPACE, room_lock_key(room)
+            )
+            await conn.execute(sql.numbered(sql.REDACT_MESSAGES), True, room)
+
+    async def purge(self, room: str) -> None:
+        await self.sql.transaction(*((statement, (room,)) for statement in sql.PURGE_LOG))
 
     async def persisted_seq(self, room: str) -> int:
         """The room's highest seq in `messages` (0 if none): the seed of a Redis counter
@@ -43,4 +57,4 @@ class PostgresHistory(sql.SqlHistory):
             return {}
         rooms, senders, ids = (list(column) for column in zip(*keys, strict=True))
         rows = await self.db.fetch(FIND_SENT, rooms, senders, ids)
-        return {(row[0], row[6], row[2]): sql.message(row) for row in rows}
+        return {(row[0], row[7], row[2]): sql.message(row) for row in rows}

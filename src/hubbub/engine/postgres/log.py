@@ -8,10 +8,11 @@ across every connection of every node, so seqs are gapless and commit in seq ord
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -97,13 +98,30 @@ class PostgresLog(sql.SqlHistory):
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
         # A room's appends take seqs in call order (a connection's sends are in order):
         # each waits for its turn (a FIFO lock per room) and passes it on once it has a seq.
+        async with self._turn(room) as turn:
+            return await self._append(room, sender, msg_id, body, turn)
+
+    async def redact(self, room: str) -> None:
+        # In its turn, so every append called before it is redacted too; and holding the
+        # counter row, which an append holds until it commits.
+        async with self._turn(room), self.db.connection() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM room_seqs WHERE room = $1 FOR UPDATE", room)
+            await conn.execute(sql.numbered(sql.REDACT_MESSAGES), True, room)
+
+    async def purge(self, room: str) -> None:
+        await self.sql.transaction(*((statement, (room,)) for statement in sql.PURGE_LOG))
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, room: str) -> AsyncIterator[_Turn]:
+        """The room's FIFO lock, taken in call order and released on the way out (or by
+        the holder, earlier)."""
         lock, users = self._turns.get(room) or (asyncio.Lock(), 0)
         self._turns[room] = (lock, users + 1)
         turn = _Turn(lock)
         try:
             await lock.acquire()
             turn.held = True
-            return await self._append(room, sender, msg_id, body, turn)
+            yield turn
         finally:
             turn.release()
             users = self._turns[room][1] - 1

@@ -3,7 +3,8 @@
 Each room has one sharded channel (`schema.channel`, `{room}` hash tag, SPUBLISH /
 SSUBSCRIBE), so on Redis Cluster a room's messages travel through the shard that holds
 the room's log. The append script publishes every message itself; this class publishes
-the rest: ephemeral events (typing, presence) and removal notices on the room's channel,
+the rest: ephemeral events (typing, presence), removal notices and room changes (archived,
+unarchived, deleted) on the room's channel,
 token revocations on one plain channel every node subscribes to (the payloads:
 `engine.redis.schema`).
 
@@ -48,10 +49,12 @@ from hubbub.engine.redis.schema import (
     KIND_EVENT,
     KIND_REMOVED,
     KIND_REVOKED,
+    KIND_ROOM_CHANGED,
     channel,
     event_payload,
     removed_payload,
     revoked_payload,
+    room_changed_payload,
     room_of,
     seq_key,
 )
@@ -136,6 +139,9 @@ class RedisBus:
 
     def publish_removed(self, room: str, user: str, reason: str) -> None:
         self._publish("SPUBLISH", channel(room), removed_payload(room, user, reason))
+
+    def publish_room_changed(self, room: str, change: str) -> None:
+        self._publish("SPUBLISH", channel(room), room_changed_payload(room, change))
 
     def publish_token_revoked(self, token_hash: str) -> None:
         self._publish("PUBLISH", CONTROL_CHANNEL, revoked_payload(token_hash))
@@ -247,6 +253,10 @@ class RedisBus:
             _, room, user, reason = item
             for listener in self.listeners:
                 listener.on_removed(room, user, reason)
+        elif head == KIND_ROOM_CHANGED:
+            _, room, change = item
+            for listener in self.listeners:
+                listener.on_room_changed(room, change)
         elif head == KIND_REVOKED:
             for listener in self.listeners:
                 listener.on_token_revoked(item[1])

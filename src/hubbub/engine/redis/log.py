@@ -48,15 +48,18 @@ from hubbub.engine.redis.client import (
 from hubbub.engine.redis.schema import (
     APPEND_SCRIPT,
     DIRTY_KEY,
+    REDACT_SCRIPT,
     SCRIPT_SHA,
     channel,
     decode_message,
     decode_published,
+    gone_key,
     id_key,
+    room_key_pattern,
     seq_key,
     stream_key,
 )
-from hubbub.protocol.errors import Unavailable
+from hubbub.protocol.errors import NotFound, Unavailable
 
 MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
 
@@ -153,12 +156,14 @@ class RedisLog:
     # The Log protocol
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
-        keys = (seq_key(room), stream_key(room), id_key(room, sender, msg_id))
+        keys = (seq_key(room), stream_key(room), id_key(room, sender, msg_id), gone_key(room))
         must_seed = "1" if self.seed is not None else "0"
         args = (room, msg_id, sender, body, must_seed, channel(room))
         command = ("EVALSHA", self.script_sha, len(keys), *keys, *args, self.publish_command)
 
         def finish(reply: list[Any]) -> Appended:
+            if reply[0] == -3:  # deleted (on any node): nothing was written
+                raise NotFound(f"no room {room!r}")
             if reply[0] == -2:  # still missing after the writer seeded it
                 raise Unavailable(f"the seq counter of room {room!r} could not be seeded")
             message = decode_published(reply[1])
@@ -178,6 +183,35 @@ class RedisLog:
         # Through the writer, like an append: see the class docstring.
         result: int = await self._submit(("GET", seq_key(room)), lambda v: int(v or 0))
         return result
+
+    async def redact(self, room: str) -> None:
+        """Mark the room deleted and rewrite its stream without bodies (`REDACT_SCRIPT`),
+        in order with this node's appends; then delete its idempotency records, which
+        hold the bodies too."""
+        await self._submit(("EVAL", REDACT_SCRIPT, 2, stream_key(room), gone_key(room)), int)
+        await self._delete_matching(f"{room_key_pattern(room)[:-1]}id:*")
+
+    async def purge(self, room: str) -> None:
+        """Delete every key of the room (counter, stream, records, marker, presence) and
+        its dirty mark: a room of that name starts afresh."""
+        await self._delete_matching(room_key_pattern(room))
+        try:
+            await self.client.srem(DIRTY_KEY, room)
+        except _UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def _delete_matching(self, pattern: str) -> None:
+        try:
+            batch: list[Any] = []
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                await self.client.unlink(*batch)
+        except _UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
 
     async def read(self, room: str, after: int, upto: int) -> list[Message]:
         low = max(after, 0) + 1

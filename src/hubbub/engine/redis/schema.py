@@ -14,6 +14,8 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
     hubbub:{<room>}:id:<n>:<user>:<id>    string   APPEND_SCRIPT               none until the
                                                                                worker's EXPIRE
     hubbub:{<room>}:moving                list     the worker                  none
+    hubbub:{<room>}:gone                  string   REDACT_SCRIPT (a deleted    none (the
+                                                   room: appends refused)      purge DELs)
     hubbub:{<room>}:pnode:<inc>           set      presence scripts            none (a sweep
                                                                                deletes it)
     hubbub:{<room>}:pcount                hash     presence scripts            none
@@ -38,6 +40,9 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
   sender, id); `n` is the length of the lower-cased sender, which keeps (sender, id) pairs
   apart whatever characters they contain; its value is the message's publication payload.
   The worker gives it a TTL (`--idempotency-ttl`) once the message is in PostgreSQL.
+- `gone`: set when the room is deleted: the append script refuses the room from then on,
+  and `REDACT_SCRIPT` rewrote its stream without bodies. A purge (`RedisLog.purge`, once
+  the name's grace is over) deletes every key of the room, this one included.
 - `moving`: the worker's notes of batches it is moving into PostgreSQL, `low:high` seq
   ranges (`engine.redis.worker`).
 - `pnode:<inc>`: the user keys present in the room through that node incarnation;
@@ -60,7 +65,8 @@ Payloads. On a room's channel a message is the msgpack array [room, seq, id, fro
 ts] (packed by APPEND_SCRIPT, which stores the same bytes as the idempotency record:
 `decode_published`); every other publication is a msgpack array headed by an integer
 kind: [KIND_EVENT, room, frame, skip user or "", skip connection or ""] (`event_payload`),
-[KIND_REMOVED, room, user, reason] (`removed_payload`), and on `hubbub:control`
+[KIND_REMOVED, room, user, reason] (`removed_payload`), [KIND_ROOM_CHANGED, room,
+change] (`room_changed_payload`), and on `hubbub:control`
 [KIND_REVOKED, token hash] (`revoked_payload`).
 """
 
@@ -105,6 +111,15 @@ def moving_key(room: str) -> str:
     return f"{room_prefix(room)}:moving"
 
 
+def gone_key(room: str) -> str:
+    return f"{room_prefix(room)}:gone"
+
+
+def room_key_pattern(room: str) -> str:
+    """A SCAN pattern of every key of a room (room names hold no glob characters)."""
+    return f"{room_prefix(room)}:*"
+
+
 def channel(room: str) -> str:
     return f"{room_prefix(room)}:messages"
 
@@ -145,6 +160,7 @@ def counter_key(key: str) -> str:
 KIND_EVENT: Final = 1
 KIND_REMOVED: Final = 2
 KIND_REVOKED: Final = 3
+KIND_ROOM_CHANGED: Final = 4
 
 _encode = msgspec.msgpack.Encoder().encode
 _published = msgspec.msgpack.Decoder(tuple[str, int, str, str, str, int])
@@ -165,6 +181,7 @@ def decode_message(fields: Mapping[bytes, bytes]) -> Message:
         sender=fields[b"from"].decode(),
         body=fields[b"body"].decode(),
         ts=int(fields[b"ts"]),
+        deleted=fields.get(b"deleted") == b"1",
     )
 
 
@@ -183,6 +200,11 @@ def removed_payload(room: str, user: str, reason: str) -> bytes:
     return _encode([KIND_REMOVED, room, user, reason])
 
 
+def room_changed_payload(room: str, change: str) -> bytes:
+    """A room archived, unarchived or deleted, for the room's channel."""
+    return _encode([KIND_ROOM_CHANGED, room, change])
+
+
 def revoked_payload(token_hash: str) -> bytes:
     """A token revocation for `CONTROL_CHANNEL`."""
     return _encode([KIND_REVOKED, token_hash])
@@ -190,16 +212,18 @@ def revoked_payload(token_hash: str) -> bytes:
 
 # Scripts of the log (engine.redis.log)
 
-# KEYS: 1 seq counter, 2 stream, 3 idempotency record.
+# KEYS: 1 seq counter, 2 stream, 3 idempotency record, 4 the room's `gone` marker.
 # ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
 # 6 channel, 7 PUBLISH | SPUBLISH.
 # Returns {1, payload} when it created the message, {0, payload} when the id is known (the
 # stored message: the caller applies `engine.base.replayed` to it), {-2} when the counter
-# is missing and must be seeded from the database (nothing is written then).
+# is missing and must be seeded from the database, {-3} when the room was deleted (the
+# `gone` marker: `REDACT_SCRIPT`); nothing is written in those two cases.
 # The record has no TTL: the worker gives it one once the message is in the database.
 # The stream is written first: if XADD fails (say, a counter behind the stream) the script
 # stops before any other write, so a failure never leaves a seq without its message.
 APPEND_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return {-3} end
 local stored = redis.call('GET', KEYS[3])
 if stored then return {0, stored} end
 local last = redis.call('GET', KEYS[1])
@@ -218,6 +242,23 @@ local payload = cmsgpack.pack({ARGV[1], seq, ARGV[2], ARGV[3], ARGV[4], ts})
 redis.call('SET', KEYS[3], payload)
 redis.call(ARGV[7], ARGV[6], payload)
 return {1, payload}
+"""
+
+# KEYS: 1 stream, 2 the room's `gone` marker. Marks the room deleted (appends refused from
+# now on) and rewrites its stream without bodies: each entry again under its own id, its
+# body empty and `deleted` 1. Returns the number of entries rewritten.
+REDACT_SCRIPT: Final = """
+redis.call('SET', KEYS[2], '1')
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+redis.call('DEL', KEYS[1])
+for _, entry in ipairs(entries) do
+  local f = entry[2]
+  local fields = {}
+  for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
+  redis.call('XADD', KEYS[1], entry[1], 'room', fields['room'], 'seq', fields['seq'],
+    'id', fields['id'], 'from', fields['from'], 'body', '', 'ts', fields['ts'], 'deleted', '1')
+end
+return #entries
 """
 
 # Scripts of presence (engine.redis.presence)
@@ -389,6 +430,7 @@ SCRIPT_SHA: Final = {
     script: _sha1(script)
     for script in (
         APPEND_SCRIPT,
+        REDACT_SCRIPT,
         *PRESENCE_WRITER_SCRIPTS,
         DROP_SCRIPT,
         CLAIM_SCRIPT,

@@ -109,6 +109,18 @@ class SqliteLog(sql.SqlHistory):
         if appended.created:
             self.on_commit(appended.message)
 
+    async def redact(self, room: str) -> None:
+        # A write job: appends queued before it are redacted too.
+        await self.db.write(lambda c: c.execute(sql.REDACT_MESSAGES, (True, room)).rowcount)
+
+    async def purge(self, room: str) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            for statement in sql.PURGE_LOG:
+                c.execute(statement, (room,))
+            self._last.pop(room, None)
+
+        await self.db.write(run)
+
     async def last_seq(self, room: str) -> int:
         # Asked through the writer queue, so the answer resolves after the publication of
         # every message up to it (see Log.last_seq): a join can trust it as a fan-out cut.
