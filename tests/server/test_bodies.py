@@ -21,8 +21,10 @@ ROOM = {
     "members": ["ann"],
     "last_seq": 0,
     "created_at": 1,
+    "archived": False,
 }
 MESSAGE = {"room": "r", "seq": 1, "id": "m", "from": "ann", "body": "hi", "ts": 2}
+TOMBSTONE = {"room": "r", "seq": 2, "id": "n", "from": "ann", "ts": 3, "deleted": True}
 SESSION = {
     "id": "s",
     "created": 1,
@@ -43,7 +45,7 @@ SESSION = {
         (bodies.room_reply(ROOM), bodies.RoomReply),
         (bodies.rooms_reply([ROOM]), bodies.RoomsReply),
         (bodies.users_reply(["ann"]), bodies.UsersReply),
-        (bodies.history_reply([MESSAGE], False), bodies.HistoryReply),
+        (bodies.history_reply([MESSAGE, TOMBSTONE], False), bodies.HistoryReply),
         (bodies.status_reply("ok"), bodies.Status),
         (bodies.error_reply(RateLimited(0.5)), bodies.ErrorReply),
     ],

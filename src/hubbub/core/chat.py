@@ -8,6 +8,8 @@ the `Client` a request came from.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import hashlib
 import re
 import secrets
@@ -30,12 +32,14 @@ from hubbub.engine.base import (
     Presence,
     Role,
     Room,
+    RoomChange,
     Store,
 )
 from hubbub.protocol import rules
-from hubbub.protocol.bodies import NewRoom, Registration, convert
+from hubbub.protocol.bodies import AccountDeletion, NewRoom, Registration, RoomChanges, convert
 from hubbub.protocol.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     NotFound,
     ProtocolError,
@@ -80,6 +84,7 @@ class Chat:
         presence: Presence,
         *,
         token_ttl: int,
+        name_grace: int = 7 * 24 * 3600,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
         throttle: LoginThrottle | None = None,
@@ -89,11 +94,16 @@ class Chat:
         self.bus = bus
         self.presence = presence
         self.token_ttl = token_ttl
+        self.name_grace = name_grace  # seconds a deleted room's name stays held
         self.passwords = Passwords(hasher)
         self.clock = clock
         self.throttle = throttle or LoginThrottle(None, 0, 0)
         self._tokens = TokenCache()
         self._joining: dict[tuple[str, str], asyncio.Future[bool]] = {}  # memberships being written
+        # Rooms joined on this node that are archived or deleted (-> ARCHIVED or DELETED):
+        # sends to them are refused without a read (each join refreshes its room's entry
+        # from the record it loads anyway, and `room_changed` keeps it current between joins).
+        self._closed: dict[str, RoomChange] = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -232,6 +242,25 @@ class Chat:
         )
         return len(revoked)
 
+    async def delete_account(
+        self, user: str, data: dict[str, Any], client: Client | None = None
+    ) -> None:
+        """Delete the user's account once its password is given (throttled as logins are):
+        tokens revoked (their WebSockets close with 4001 on every node), memberships and
+        bans gone; the name stays taken for good, and sent messages keep their sender."""
+        with audited("account_deleted", user, client):
+            deletion = convert(data, AccountDeletion)
+            keys = self.throttle.keys(user, (client or Client()).address)
+            await self.throttle.check(keys)
+            account = await self.store.get_user(user)
+            stored = account.password_hash if account else self.passwords.dummy_hash
+            if not await self.passwords.verify(stored, deletion.password) or account is None:
+                await self.throttle.failed(keys)
+                raise Unauthorized("wrong password: the account was not deleted")
+            await self.throttle.succeeded(keys)
+            for hashed in await self.store.delete_user(account.name, self.now_ms()):
+                self._revoked(hashed)
+
     # Rooms
 
     async def create_room(self, user: str, name: Any, topic: Any, private: Any) -> dict[str, Any]:
@@ -244,8 +273,28 @@ class Chat:
             owner=user,
             created_at=self.now_ms(),
         )
-        await self.store.create_room(room)
+        try:
+            await self.store.create_room(room)
+        except Conflict:
+            if not await self._free_deleted_name(new.name):
+                raise
+            await self.store.create_room(room)
         return await self.room_view(room)
+
+    async def _free_deleted_name(self, name: str) -> bool:
+        """Purge the room deleted under `name` once its grace is over (True); Conflict, with
+        the date it is free, within the grace; False if no deleted room holds the name."""
+        deleted_at = await self.store.deleted_at(name)
+        if deleted_at is None:
+            return False
+        free_at = deleted_at + self.name_grace * 1000
+        if self.now_ms() < free_at:
+            when = datetime.datetime.fromtimestamp(free_at / 1000, datetime.UTC)
+            raise Conflict(rules.name_held(name, when.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        await self.log.purge(name)
+        await self.store.purge_room(name)
+        self._closed.pop(name, None)
+        return True
 
     async def readable(self, user: str, name: str) -> tuple[Room, Role | None]:
         """The room and the user's role in it, if the user may see it; else NotFound/Forbidden."""
@@ -262,6 +311,48 @@ class Chat:
             if await self.store.is_banned(name, user):
                 raise Forbidden(f"you are banned from {name!r}")
         return room, role
+
+    async def owned(self, user: str, name: str) -> Room:
+        room, role = await self.readable(user, name)
+        if role is not Role.OWNER:
+            raise Forbidden(f"only the owner of {name!r} may do that")
+        return room
+
+    async def change_room(
+        self, user: str, name: str, data: dict[str, Any], client: Client | None = None
+    ) -> dict[str, Any]:
+        """Apply a `RoomChanges` body (the owner's); the room as it is afterwards."""
+        changes = convert(data, RoomChanges)
+        if changes.archived is None:
+            return await self.room_view(await self.owned(user, name))
+        archived = changes.archived
+        with audited("room_archived" if archived else "room_unarchived", user, client, room=name):
+            room = await self.owned(user, name)
+            if archived != room.archived:
+                await self.store.set_archived(name, archived)
+                self.bus.publish_room_changed(
+                    name, RoomChange.ARCHIVED if archived else RoomChange.UNARCHIVED
+                )
+                room = dataclasses.replace(room, archived=archived)
+        return await self.room_view(room)
+
+    async def delete_room(self, user: str, name: str, client: Client | None = None) -> None:
+        """Delete the room (the owner's): memberships and bans go, every body is redacted,
+        joined connections are told `left`, and the name is held for the grace."""
+        with audited("room_deleted", user, client, room=name):
+            await self.owned(user, name)
+            await self.store.delete_room(name, self.now_ms())
+            # Before the redaction: no send is taken here once it starts (see `send`).
+            self._closed[name] = RoomChange.DELETED
+            self.bus.publish_room_changed(name, RoomChange.DELETED)
+            await self.log.redact(name)
+
+    def room_changed(self, room: str, change: str) -> None:
+        """A room was archived, unarchived or deleted on some node (from the bus)."""
+        if change == RoomChange.UNARCHIVED:
+            self._closed.pop(room, None)
+        elif self._closed.get(room) is not RoomChange.DELETED:
+            self._closed[room] = RoomChange(change)
 
     async def staff(self, user: str, name: str) -> tuple[Room, Role]:
         room, role = await self.readable(user, name)
@@ -281,14 +372,15 @@ class Chat:
             "members": [name for name, _ in members],
             "last_seq": await self.log.last_seq(room.name),
             "created_at": room.created_at,
+            "archived": room.archived,
         }
 
     async def get_room(self, user: str, name: str) -> dict[str, Any]:
         room, _ = await self.readable(user, name)
         return await self.room_view(room)
 
-    async def list_rooms(self, user: str) -> list[dict[str, Any]]:
-        rooms = await self.store.list_rooms(user)
+    async def list_rooms(self, user: str, archived: bool = False) -> list[dict[str, Any]]:
+        rooms = await self.store.list_rooms(user, archived)
         banned = [await self.store.is_banned(r.name, user) for r in rooms]
         return [await self.room_view(r) for r, b in zip(rooms, banned, strict=True) if not b]
 
@@ -297,9 +389,14 @@ class Chat:
         return {"user": {"name": user}, "rooms": [await self.room_view(r) for r in rooms]}
 
     async def join(self, user: str, name: str) -> Room:
-        """Make sure the user is a member (joining a public room makes them one)."""
+        """Make sure the user is a member (joining a public room makes them one; joining an
+        archived one only reads it)."""
         room, role = await self.readable(user, name)
-        if role is None:
+        if room.archived:
+            self._closed[name] = RoomChange.ARCHIVED
+        else:
+            self._closed.pop(name, None)
+        if role is None and not room.archived:
             # A burst of joins before the first is written would each write the same row:
             # they share the first one's write instead.
             key = (name, user.lower())
@@ -327,6 +424,8 @@ class Chat:
     async def _add_member(self, actor: str, name: str, target_name: str) -> None:
         room, role = await self.readable(actor, name)
         target = await self._target(target_name)
+        if room.archived:
+            raise Forbidden(rules.archived_members(name))
         if target.lower() != actor.lower() and role not in STAFF:
             raise Forbidden("only the owner or a moderator may add others")
         if target.lower() == actor.lower() and room.private and role is None:
@@ -343,12 +442,14 @@ class Chat:
             await self._remove_member(actor, name, target_name)
 
     async def _remove_member(self, actor: str, name: str, target_name: str) -> None:
-        _, role = await self.readable(actor, name)
+        room, role = await self.readable(actor, name)
         target = await self._target(target_name)
         self_leave = target.lower() == actor.lower()
         target_role = await self.store.role(name, target)
         if target_role is Role.OWNER:
             raise Forbidden("the owner cannot leave or be removed")
+        if not self_leave and room.archived:
+            raise Forbidden(rules.archived_members(name))
         if not self_leave:
             self._check_outranks(role, target_role)
         if await self.store.remove_member(name, target):
@@ -368,7 +469,9 @@ class Chat:
             await self._ban(actor, name, target_name)
 
     async def _ban(self, actor: str, name: str, target_name: str) -> None:
-        _, role = await self.staff(actor, name)
+        room, role = await self.staff(actor, name)
+        if room.archived:
+            raise Forbidden(rules.archived_members(name))
         target = await self._target(target_name)
         if target.lower() == actor.lower():
             raise Forbidden("you cannot ban yourself")
@@ -383,7 +486,9 @@ class Chat:
         self, actor: str, name: str, target_name: str, client: Client | None = None
     ) -> None:
         with audited("unban", actor, client, target=target_name, room=name):
-            await self.staff(actor, name)
+            room, _ = await self.staff(actor, name)
+            if room.archived:
+                raise Forbidden(rules.archived_members(name))
             await self.store.unban(name, await self._target(target_name))
 
     async def bans(self, actor: str, name: str) -> list[str]:
@@ -403,9 +508,11 @@ class Chat:
             await self.set_moderator(actor, name, target_name, False)
 
     async def set_moderator(self, actor: str, name: str, target_name: str, on: bool) -> None:
-        _, role = await self.readable(actor, name)
+        room, role = await self.readable(actor, name)
         if role is not Role.OWNER:
             raise Forbidden("only the owner may promote or demote moderators")
+        if room.archived:
+            raise Forbidden(rules.archived_members(name))
         target = await self._target(target_name)
         target_role = await self.store.role(name, target)
         if target_role is None:
@@ -429,5 +536,12 @@ class Chat:
         return list(await self.presence.online(name))
 
     async def send(self, user: str, room: str, msg_id: str, body: str) -> Appended:
-        """Append to the room's log; the gateway checked that this connection joined it."""
+        """Append to the room's log; the gateway checked that this connection joined it.
+
+        An archived or deleted room is refused from this node's set (no read per send)."""
+        closed = self._closed.get(room)
+        if closed is not None:
+            if closed is RoomChange.DELETED:
+                raise NotFound(f"no room {room!r}")
+            raise Forbidden(rules.archived_room(room))
         return await self.log.append(room, user, msg_id, body)

@@ -67,6 +67,23 @@ class NewRoom(RequestBody):
     rules = {"name": ROOM_NAME_RULE, "topic": TOPIC_RULE, "private": PRIVATE_RULE}
 
 
+class RoomChanges(RequestBody):
+    """`PATCH /api/v1/rooms/{room}`: the fields to change, each optional (absent or null
+    leaves it as it is); more fields join `archived` here as rooms gain settings."""
+
+    archived: bool | None = None
+
+    rules = {"archived": rules.ARCHIVED}
+
+
+class AccountDeletion(RequestBody):
+    """`DELETE /api/v1/me`: the account's password, as a confirmation."""
+
+    password: str
+
+    rules = {"password": rules.DELETION_PASSWORD}
+
+
 B = TypeVar("B", bound=RequestBody)
 
 
@@ -120,15 +137,19 @@ class Room(msgspec.Struct):
     members: list[str]
     last_seq: int
     created_at: int
+    archived: bool
 
 
 class Message(msgspec.Struct):
+    """A message, or the tombstone of a redacted one: no `body`, `"deleted": true`."""
+
     room: str
     seq: int
     id: str
     sender: str = msgspec.field(name="from")
-    body: str
     ts: int
+    body: str | msgspec.UnsetType = msgspec.UNSET
+    deleted: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class Session(msgspec.Struct):

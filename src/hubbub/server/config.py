@@ -31,6 +31,7 @@ class Config:
     max_body: int = 4000
     send_buffer: int = 4 * 1024 * 1024
     token_ttl: int = 30 * 24 * 3600
+    room_name_grace: int = 7 * 24 * 3600
     drain_timeout: float = 10.0
     drain_grace: float = 0.0
     permessage_deflate: bool = False
@@ -92,6 +93,8 @@ _HELP = {
     "max_body": "longest message body in characters (too_large above)",
     "send_buffer": "bytes queued per connection before a slow reader is closed with 1008",
     "token_ttl": "token lifetime in seconds",
+    "room_name_grace": "seconds a deleted room's name stays reserved before a new room "
+    "may take it (and the old room's rows are purged)",
     "drain_timeout": "seconds SIGTERM waits for acks in flight before closing",
     "drain_grace": "seconds a draining node keeps serving with /readyz at 503, so the load "
     "balancer takes it out of rotation before its clients reconnect",

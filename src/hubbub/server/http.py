@@ -129,6 +129,14 @@ async def me(request: web.Request) -> web.Response:
     return json_response(await request.app[CHAT].me(user))
 
 
+@routes.delete("/api/v1/me")
+async def delete_account(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    data = json_object(await request.read())
+    await request.app[CHAT].delete_account(user, data, client_of(request))
+    return web.Response(status=204)
+
+
 @routes.get("/api/v1/me/sessions")
 async def sessions(request: web.Request) -> web.Response:
     user, hashed = await user_of(request)
@@ -168,7 +176,9 @@ async def create_room(request: web.Request) -> web.Response:
 @routes.get("/api/v1/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
-    return json_response(bodies.rooms_reply(await request.app[CHAT].list_rooms(user)))
+    archived = query_bool(request, "archived")
+    rooms = await request.app[CHAT].list_rooms(user, archived)
+    return json_response(bodies.rooms_reply(rooms))
 
 
 @routes.get("/api/v1/rooms/{room}")
@@ -176,6 +186,23 @@ async def get_room(request: web.Request) -> web.Response:
     user, _ = await user_of(request)
     room = await request.app[CHAT].get_room(user, request.match_info["room"])
     return json_response(bodies.room_reply(room))
+
+
+@routes.patch("/api/v1/rooms/{room}")
+async def change_room(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    data = json_object(await request.read())
+    room = await request.app[CHAT].change_room(
+        user, request.match_info["room"], data, client_of(request)
+    )
+    return json_response(bodies.room_reply(room))
+
+
+@routes.delete("/api/v1/rooms/{room}")
+async def delete_room(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    await request.app[CHAT].delete_room(user, request.match_info["room"], client_of(request))
+    return web.Response(status=204)
 
 
 def _member_route(action: Callable[[Chat, str, str, str, Client], Awaitable[None]]) -> Handler:

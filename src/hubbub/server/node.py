@@ -67,6 +67,7 @@ class Node:
             engine.bus,
             engine.presence,
             token_ttl=config.token_ttl,
+            name_grace=config.room_name_grace,
             throttle=LoginThrottle(engine.counters, config.login_failures, config.login_window),
         )
         self.presence = RoomPresence(engine.presence, engine.bus)
@@ -82,6 +83,7 @@ class Node:
         self.gateway.on_room_left = self._room_left
         self.gateway.on_room_closed = engine.bus.unsubscribe
         self.gateway.on_revoked = self.chat.forget_token  # revoked on any node
+        self.gateway.on_changed = self.chat.room_changed  # archived, deleted on any node
         engine.bus.attach(self.gateway)
         # Draining has two steps: `unready` turns /readyz to 503 (the load balancer stops
         # routing here), `draining` refuses new clients and frames once the grace is over.

@@ -86,6 +86,8 @@ def _schemas() -> dict[str, Any]:
             bodies.Registration,
             bodies.Credentials,
             bodies.NewRoom,
+            bodies.RoomChanges,
+            bodies.AccountDeletion,
             bodies.UserReply,
             bodies.LoginReply,
             bodies.MeReply,
@@ -130,7 +132,18 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/logout": {"post": _op("Revoke this token", "204", errors=("401",))},
         "/api/v1/me": {
-            "get": _op("Who am I, and my rooms", "200", result=bodies.MeReply, errors=("401",))
+            "get": _op(
+                "Who am I, and my rooms (archived ones left out)",
+                "200",
+                result=bodies.MeReply,
+                errors=("401",),
+            ),
+            "delete": _op(
+                "Delete my account (the password confirms; 429 after too many wrong ones)",
+                "204",
+                body=bodies.AccountDeletion,
+                errors=("400", "401", "429"),
+            ),
         },
         "/api/v1/me/sessions": {
             "get": _op(
@@ -170,11 +183,34 @@ def openapi_document() -> dict[str, Any]:
                 errors=("400", "401", "409"),
             ),
             "get": _op(
-                "Public rooms and my rooms", "200", result=bodies.RoomsReply, errors=("401",)
+                "Public rooms and my rooms (archived=true: the archived ones instead)",
+                "200",
+                result=bodies.RoomsReply,
+                errors=("400", "401"),
+                params=[
+                    {
+                        "name": "archived",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                    }
+                ],
             ),
         },
         "/api/v1/rooms/{room}": {
-            "get": _op("One room", "200", result=bodies.RoomReply, params=room)
+            "get": _op("One room", "200", result=bodies.RoomReply, params=room),
+            "patch": _op(
+                "Change a room (owner): archive or unarchive it",
+                "200",
+                body=bodies.RoomChanges,
+                result=bodies.RoomReply,
+                params=room,
+            ),
+            "delete": _op(
+                "Delete a room (owner): its messages are redacted, its name held for a while",
+                "204",
+                params=room,
+            ),
         },
         "/api/v1/rooms/{room}/members/{user}": {
             "put": _op("Join (self) or invite", "204", params=room_user),
