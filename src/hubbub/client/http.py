@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -73,7 +74,7 @@ class HttpApi:
         method: str,
         path: str,
         body: dict[str, Any] | None = None,
-        params: dict[str, int] | None = None,
+        params: Mapping[str, int | str] | None = None,
     ) -> Any:
         headers = {"Accept": "application/json"}
         if self.token is not None:
@@ -126,11 +127,37 @@ class HttpApi:
         room: dict[str, Any] = body["room"]
         return room
 
-    async def rooms(self) -> list[dict[str, Any]]:
-        """Public rooms and the rooms the caller belongs to."""
-        body = await self._http("GET", "/rooms")
+    async def rooms(self, archived: bool = False) -> list[dict[str, Any]]:
+        """Public rooms and the rooms the caller belongs to; with `archived`, the archived
+        ones among them instead (the others leave them out)."""
+        params: dict[str, int | str] | None = {"archived": "true"} if archived else None
+        body = await self._http("GET", "/rooms", params=params)
         rooms: list[dict[str, Any]] = body["rooms"]
         return rooms
+
+    async def _change_room(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        body = await self._http("PATCH", f"/rooms/{_segment(name)}", changes)
+        room: dict[str, Any] = body["room"]
+        return room
+
+    async def archive_room(self, name: str) -> dict[str, Any]:
+        """Archive a room (owner only): read-only and out of the lists; the room object."""
+        return await self._change_room(name, {"archived": True})
+
+    async def unarchive_room(self, name: str) -> dict[str, Any]:
+        """Undo `archive_room` (owner only); the room object."""
+        return await self._change_room(name, {"archived": False})
+
+    async def delete_room(self, name: str) -> None:
+        """Delete a room (owner only): its messages are redacted and it answers not_found
+        from then on; its name is free again after the server's grace period."""
+        await self._http("DELETE", f"/rooms/{_segment(name)}")
+
+    async def delete_account(self, password: str) -> None:
+        """Delete the logged-in account (its password confirms it): every token of it is
+        revoked, this client's too; the name is never given out again."""
+        await self._http("DELETE", "/me", {"password": password})
+        self.token = None
 
     async def room(self, name: str) -> dict[str, Any]:
         """One room: `name, topic, private, owner, members, last_seq`, ..."""
