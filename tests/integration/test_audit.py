@@ -4,7 +4,6 @@ runs at --log-level warning: the audit trail is kept anyway."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +13,6 @@ from support.server import ServerProcess
 PASSWORD = "correct horse"
 SECRET = "hunter2-never-logged"
 FIELDS = {"event", "actor", "target", "room", "address", "user_agent", "outcome", "at"}
-
-
-def audit_events(node: ServerProcess) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
-    return [entry for entry in lines if entry.get("logger") == "hubbub.audit"]
 
 
 async def post(api: Api, path: str, payload: dict[str, Any], via: str) -> int:
@@ -91,7 +85,7 @@ async def test_security_events_are_audited_with_their_fields_and_no_secrets(
     ]
 
     async def fetch() -> list[dict[str, Any]]:
-        return audit_events(node)
+        return node.audit_events()
 
     events = await wait_for(fetch, lambda found: len(found) >= len(expected), what="audit lines")
     assert [(e["event"], e["actor"], e["room"], e["outcome"]) for e in events] == expected

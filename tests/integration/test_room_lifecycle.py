@@ -301,6 +301,47 @@ async def test_a_deleted_account_is_gone_for_good_and_its_messages_keep_their_se
     ] == 204
 
 
+# The audit log
+
+
+async def test_archiving_deleting_and_account_deletion_are_audited(
+    server_factory: Any, on: Callable[[ServerProcess], Api], wait_for: Any
+) -> None:
+    node = server_factory(env={"HUBBUB_LOG_LEVEL": "warning"})
+    api = on(node)
+    owner, owner_token = await api.user(password=PASSWORD)
+    bob, bob_token = await api.user()
+    room = await api.room(owner_token)
+    await api.call("PUT", f"/api/v1/rooms/{room}/members/{bob}", owner_token)
+    for method, path, token, payload, status in [
+        ("PATCH", f"/api/v1/rooms/{room}", bob_token, {"archived": True}, 403),
+        ("PATCH", f"/api/v1/rooms/{room}", owner_token, {"archived": True}, 200),
+        ("PATCH", f"/api/v1/rooms/{room}", owner_token, {"archived": False}, 200),
+        ("DELETE", f"/api/v1/rooms/{room}", bob_token, None, 403),
+        ("DELETE", f"/api/v1/rooms/{room}", owner_token, None, 204),
+        ("DELETE", "/api/v1/me", owner_token, {"password": "not the one"}, 401),
+        ("DELETE", "/api/v1/me", owner_token, {"password": PASSWORD}, 204),
+    ]:
+        assert (await api.call(method, path, token, json=payload))[0] == status, (method, path)
+    expected = [
+        ("room_archived", bob, room, "forbidden"),
+        ("room_archived", owner, room, "ok"),
+        ("room_unarchived", owner, room, "ok"),
+        ("room_deleted", bob, room, "forbidden"),
+        ("room_deleted", owner, room, "ok"),
+        ("account_deleted", owner, None, "unauthorized"),
+        ("account_deleted", owner, None, "ok"),
+    ]
+    kinds = {event for event, *_ in expected}
+
+    async def fetch() -> list[dict[str, Any]]:
+        return [e for e in node.audit_events() if e["event"] in kinds]
+
+    events = await wait_for(fetch, lambda found: len(found) >= len(expected), what="audit lines")
+    assert [(e["event"], e["actor"], e["room"], e["outcome"]) for e in events] == expected
+    assert PASSWORD not in node.log() and "not the one" not in node.log()
+
+
 # The SDK
 
 

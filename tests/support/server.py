@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HUBBUB = [sys.executable, "-m", "hubbub"]
 
@@ -74,6 +76,11 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's lines in the node's log so far (docs/security.md)."""
+        lines = [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+        return [entry for entry in lines if entry.get("logger") == "hubbub.audit"]
 
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""
