@@ -221,6 +221,7 @@ async def test_creator_owns_a_new_room(world: World) -> None:
         "members": ["Alice"],
         "last_seq": 0,
         "created_at": world.chat.now_ms(),
+        "archived": False,
     }
     assert await world.role("lobby", "alice") is Role.OWNER
 
@@ -604,3 +605,134 @@ async def test_me_lists_the_rooms_the_user_belongs_to(staffed: World) -> None:
     me = await staffed.chat.me("member")
     assert me["user"] == {"name": "member"}
     assert [r["name"] for r in me["rooms"]] == ["lobby", "secret"]
+
+
+# Archiving and deleting rooms, deleting accounts
+
+
+class CountingStore:
+    """The engine's store, noting the name of every call made through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+async def test_sends_read_nothing_from_the_store_whether_taken_or_refused_as_archived(
+    world: World,
+) -> None:
+    counting = CountingStore(world.engine.store)
+    world.chat.store = counting
+    await world.users("owner", "member")
+    await world.room("owner", "lobby")
+    await world.chat.join("member", "lobby")
+    counting.calls.clear()
+    for i in range(5):
+        await world.chat.send("member", "lobby", f"m{i}", "hello")
+    assert counting.calls == []
+    await world.chat.change_room("owner", "lobby", {"archived": True})
+    counting.calls.clear()
+    with pytest.raises(Forbidden, match="#lobby is archived: it is read-only"):
+        await world.chat.send("member", "lobby", "m9", "hello")
+    assert counting.calls == []
+    await world.chat.change_room("owner", "lobby", {"archived": False})
+    assert (await world.chat.send("member", "lobby", "m9", "hello")).message.seq == 6
+
+
+async def test_a_join_refreshes_what_the_node_knows_of_an_archived_room(world: World) -> None:
+    # Archived while this node heard nothing of it (say, on another node before any of
+    # this node's connections joined): the record the join loads says so.
+    await world.users("owner")
+    await world.room("owner", "lobby")
+    await world.engine.store.set_archived("lobby", True)
+    await world.chat.join("owner", "lobby")
+    with pytest.raises(Forbidden):
+        await world.chat.send("owner", "lobby", "m1", "hello")
+    await world.engine.store.set_archived("lobby", False)
+    await world.chat.join("owner", "lobby")
+    assert (await world.chat.send("owner", "lobby", "m1", "hello")).created
+
+
+async def test_only_the_owner_archives_or_deletes_and_others_learn_nothing_of_private_rooms(
+    staffed: World,
+) -> None:
+    chat = staffed.chat
+    for user in ("mod", "member"):
+        with pytest.raises(Forbidden):
+            await chat.change_room(user, "lobby", {"archived": True})
+        with pytest.raises(Forbidden):
+            await chat.delete_room(user, "lobby")
+    with pytest.raises(NotFound):
+        await chat.change_room("outsider", "secret", {"archived": True})
+    with pytest.raises(NotFound):
+        await chat.delete_room("outsider", "secret")
+    with pytest.raises(BadRequest, match="archived is true"):
+        await chat.change_room("owner", "lobby", {"archived": "yes"})
+    room = await chat.change_room("owner", "lobby", {"archived": True})
+    assert room["archived"] is True
+    assert staffed.events.seen[-1] == ("room_changed", "lobby", "archived")
+
+
+async def test_a_deleted_room_is_redacted_not_found_and_its_name_held_for_the_grace(
+    staffed: World,
+) -> None:
+    chat = staffed.chat
+    await chat.join("member", "lobby")
+    await chat.send("member", "lobby", "m1", "secret words")
+    await chat.delete_room("owner", "lobby")
+    assert staffed.events.seen[-1] == ("room_changed", "lobby", "deleted")
+    for user in ("owner", "member", "outsider"):
+        with pytest.raises(NotFound):
+            await chat.get_room(user, "lobby")
+    with pytest.raises(NotFound):
+        await chat.send("member", "lobby", "m2", "too late")
+    (stored,) = await staffed.engine.log.read("lobby", 0, 10)
+    assert (stored.deleted, stored.body, stored.sender) == (True, "", "member")
+    # 1_700_000_000 s + 7 days is 2023-11-21T22:13:20Z.
+    with pytest.raises(Conflict) as held:
+        await chat.create_room("outsider", "lobby", None, None)
+    assert (
+        held.value.message
+        == "#lobby was deleted; the name is free again after 2023-11-21T22:13:20Z"
+    )
+    staffed.clock.now += 7 * 24 * 3600 - 1
+    with pytest.raises(Conflict):
+        await chat.create_room("outsider", "lobby", None, None)
+    staffed.clock.now += 1
+    room = await chat.create_room("outsider", "lobby", None, None)
+    assert (room["owner"], room["members"], room["last_seq"]) == ("outsider", ["outsider"], 0)
+    await chat.join("outsider", "lobby")
+    assert (await chat.send("outsider", "lobby", "m1", "new")).message.seq == 1
+
+
+async def test_account_deletion_needs_the_password_and_revokes_every_token(world: World) -> None:
+    await world.users("owner", "bob")
+    await world.room("bob", "bobs")
+    token, _ = await world.chat.login("bob", PASSWORD)
+    other, _ = await world.chat.login("bob", PASSWORD)
+    with pytest.raises(Unauthorized):
+        await world.chat.delete_account("bob", {"password": "not the password"})
+    with pytest.raises(BadRequest):
+        await world.chat.delete_account("bob", {"password": 12345678})
+    assert await world.chat.authenticate(token)
+    await world.chat.delete_account("bob", {"password": PASSWORD})
+    revoked = [e[1] for e in world.events.seen if e[0] == "revoked"]
+    assert sorted(revoked) == sorted([token_hash(token), token_hash(other)])
+    for t in (token, other):
+        with pytest.raises(Unauthorized):
+            await world.chat.authenticate(t)
+    with pytest.raises(Unauthorized):
+        await world.chat.login("bob", PASSWORD)
+    with pytest.raises(Conflict, match="deleted account"):
+        await world.chat.register("Bob", PASSWORD)
+    kept = await world.chat.get_room("owner", "bobs")
+    assert kept["owner"] == "bob" and kept["members"] == []

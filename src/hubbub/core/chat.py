@@ -330,9 +330,9 @@ class Chat:
             room = await self.owned(user, name)
             if archived != room.archived:
                 await self.store.set_archived(name, archived)
-                self.bus.publish_room_changed(
-                    name, RoomChange.ARCHIVED if archived else RoomChange.UNARCHIVED
-                )
+                change = RoomChange.ARCHIVED if archived else RoomChange.UNARCHIVED
+                self.room_changed(name, change)  # here at once, elsewhere through the bus
+                self.bus.publish_room_changed(name, change)
                 room = dataclasses.replace(room, archived=archived)
         return await self.room_view(room)
 
