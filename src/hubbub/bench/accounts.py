@@ -276,8 +276,14 @@ async def _remove(
         async with gate:
             return await _request(http, "DELETE", path, ignore, 1.0, headers=auth, **kw)
 
+    def unsupported(kind: str) -> bool:
+        """Whether an earlier answer showed the server has no such deletion: not asked again."""
+        return kind in outcome.unsupported
+
     async def room(name: str, owner: int) -> None:
         token = created.tokens.get(owner)
+        if unsupported("rooms"):
+            return
         if token is None:
             outcome.errors.append(f"#{name}: its owner {names[owner]} is not logged in")
             return
@@ -291,6 +297,8 @@ async def _remove(
 
     async def account(user: int) -> None:
         token = created.tokens.get(user)
+        if unsupported("accounts"):
+            return
         if token is None:  # registered, but the setup stopped before its login
             cred = {"username": names[user], "password": password}
             async with gate:

@@ -430,6 +430,8 @@ def _cleanup(args: argparse.Namespace, plan: Plan, created: accounts.Created) ->
     if plan.accounts != "api":
         return ""
     if not plan.cleanup:
+        if not created:
+            return "kept (--no-cleanup): this run created no rooms or accounts"
         return f"kept (--no-cleanup): the {created.describe()} this run created"
     if not created:
         return "cleanup: nothing to remove (this run created no rooms or accounts)"
