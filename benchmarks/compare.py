@@ -177,10 +177,13 @@ class Quiet:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def start(self, description: str, total: float) -> None:
+    def start(self, description: str, total: float, unit: str = "", waiting: str = "") -> None:
         log(f"{self.prefix}: {description}")
 
     def advance(self, amount: float, status: str = "") -> None:
+        pass
+
+    def answered(self, answer: accounts.Answer) -> None:
         pass
 
     def note(self, text: str) -> None:

@@ -8,6 +8,7 @@ anything is.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -66,13 +67,17 @@ def get_json(url: str, token: str | None = None) -> Any:
         return json.loads(r.read())
 
 
-def login(base: str, name: str) -> str:
-    body = json.dumps({"username": name, "password": "hubbub-bench-password"}).encode()
+def login(base: str, name: str, password: str = "hubbub-bench-password") -> str:
+    body = json.dumps({"username": name, "password": password}).encode()
     request = urllib.request.Request(
         base + "/api/v1/login", body, {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=5) as r:
         return str(json.loads(r.read())["token"])
+
+
+def room_names(base: str, token: str) -> set[str]:
+    return {room["name"] for room in get_json(base + "/api/v1/rooms", token)["rooms"]}
 
 
 def test_fanout_at_a_fixed_rate_delivers_every_message_to_every_member(
@@ -153,6 +158,7 @@ def test_send_acks_are_the_messages_the_server_stored(
         prefix,
         "--user-prefix",
         users,
+        "--no-cleanup",  # the rooms and their sender are read afterwards
         json_path=tmp_path / "r.json",
     )
     r = results(code, out, report, "send")
@@ -250,6 +256,7 @@ def _bench_twice_then_log_in(strict_node: ServerProcess, unique: Any) -> None:
             "connections",
             "--workers", "1", "--users", "6", "--rooms", "1", "--quiet",
             "--connections", "6", "--user-prefix", users, "--room-prefix", rooms,
+            "--no-cleanup",  # the second run finds the accounts of the first
         )  # fmt: skip
         assert code == 0, out
     person = {"username": unique("person"), "password": "a long enough password"}
@@ -282,6 +289,116 @@ def test_a_server_limit_the_setup_hits_is_named_with_its_flag(tmp_path: Path, un
     assert "--rooms-per-hour" in out and "HUBBUB_ROOMS_PER_HOUR=0" in out
     assert "Traceback" not in out
     assert time.monotonic() - started < BENCH_TIMEOUT / 2
+
+
+def test_cleanup_removes_the_rooms_and_accounts_the_run_created(
+    tmp_path: Path, unique: Any
+) -> None:
+    """By default the run deletes what it created, without a failed login: a person who
+    logs in from the same address afterwards is let in (two failures lock it), no bench
+    room is listed, and a bench account's login answers 401."""
+    node = strict_node(tmp_path, HUBBUB_LOGIN_FAILURES="2")
+    try:
+        person = {"username": unique("person"), "password": "a long enough password"}
+        assert post_json(node.url + "/api/v1/users", person)[0] == 201
+        rooms = unique("gone") + "-"
+        code, out, report = bench(
+            node.url,
+            "send",
+            "--workers", "1", "--users", "2", "--rooms", "2", "--quiet",
+            "--senders", "2", "--duration", "1",
+            "--user-prefix", unique("gone") + "-", "--room-prefix", rooms,
+            json_path=tmp_path / "r.json",
+        )  # fmt: skip
+        results(code, out, report, "send")
+        created = report["created"]
+        assert len(created["rooms"]) == 2 and len(created["accounts"]) == 2
+        assert "cleanup: removed 2 rooms and 2 accounts" in out
+        assert report["cleanup"] == "cleanup: removed 2 rooms and 2 accounts"
+        token = login(node.url, person["username"], person["password"])
+        assert not {n for n in room_names(node.url, token) if n.startswith(rooms)}
+        for name in created["accounts"]:
+            status, body = post_json(
+                node.url + "/api/v1/login",
+                {"username": name, "password": "hubbub-bench-password"},
+            )
+            assert status == 401, body
+    finally:
+        node.stop()
+
+
+def test_no_cleanup_keeps_the_rooms_and_accounts(node: Any, tmp_path: Path, unique: Any) -> None:
+    users, rooms = unique("kept") + "-", unique("kept") + "-"
+    code, out, report = bench(
+        node.url,
+        "send",
+        *SMALL,
+        "--senders", "2", "--duration", "1",
+        "--user-prefix", users, "--room-prefix", rooms, "--no-cleanup",
+        json_path=tmp_path / "r.json",
+    )  # fmt: skip
+    results(code, out, report, "send")
+    assert "kept (--no-cleanup): the 2 rooms and 2 accounts this run created" in out
+    assert report["created"]["accounts"] == [f"{users}0", f"{users}1"]
+    token = login(node.url, f"{users}1")
+    assert {f"{rooms}send-0", f"{rooms}send-1"} <= room_names(node.url, token)
+
+
+def test_piped_output_shows_plain_progress_while_it_runs(node: Any, unique: Any) -> None:
+    """Not a terminal: a line per phase and one at least every 5 s of a long phase, read
+    while the bench still runs, and no control characters."""
+    argv = [sys.executable, "-m", "hubbub", "bench", node.url, "send"]
+    argv += ["--workers", "1", "--users", "2", "--rooms", "2", "--senders", "2"]
+    argv += ["--duration", "6", "--room-prefix", unique("pipe") + "-"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        running: list[str] = []  # the lines read before the bench ended
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if proc.poll() is None:
+                running.append(line)
+        out = proc.stdout.read()
+        assert proc.wait(BENCH_TIMEOUT) == 0, "".join(lines) + out
+    finally:
+        proc.kill()
+        proc.wait()
+    text = "".join(lines)
+    assert "accounts: 2 users, 2 rooms: 4/4 users and rooms set up" in text
+    assert "send: connecting: 2/2 connections (2 open)" in text
+    assert any(re.match(r"send: 2 senders, window 8: [1-5]/6 s \(", line) for line in running)
+    assert "cleanup: removed" in text or "cannot delete" in text
+    control = {c for c in text + out if not c.isprintable() and c != "\n"}
+    assert not control, control  # no escape sequences, no carriage returns
+
+
+def test_a_stalled_setup_says_what_it_waits_for_and_the_limit_behind_it(
+    tmp_path: Path, unique: Any
+) -> None:
+    """One failed login locks this address out for 5 s: the bench's logins are refused
+    with a short Retry-After that it waits out; meanwhile a line explains the stall with
+    the server's answer and the flag that relaxes the limit, then the run goes on."""
+    node = strict_node(tmp_path, HUBBUB_LOGIN_FAILURES="1", HUBBUB_LOGIN_WINDOW="5")
+    try:
+        wrong = {"username": unique("nobody"), "password": "not the password"}
+        assert post_json(node.url + "/api/v1/login", wrong)[0] == 401
+        code, out, _ = bench(
+            node.url,
+            "connections",
+            "--workers", "1", "--users", "2", "--rooms", "1", "--quiet",
+            "--connections", "2", "--stall-seconds", "1",
+            "--user-prefix", unique("stall") + "-", "--room-prefix", unique("st") + "-",
+        )  # fmt: skip
+    finally:
+        node.stop()
+    assert code == 0, out
+    stall = next(line for line in out.splitlines() if "the server's last answer" in line)
+    assert stall.startswith("accounts: 2 users, 1 rooms: 0/3 users and rooms set up for ")
+    assert "waiting for the server's answers to registrations, logins" in stall
+    assert "429 rate_limited 'too many failed logins from this address'" in stall
+    assert "(retry after " in stall
+    assert "--login-failures" in stall and "HUBBUB_LOGIN_FAILURES=0" in stall
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from typing import Any
 from hubbub import __version__
 from hubbub.bench import accounts, suite
 from hubbub.bench.loadgen import raise_nofile_limit
+from hubbub.bench.phases import STALL_SECONDS
 from hubbub.bench.remote import BadTarget, Observed, Target
 from hubbub.bench.wsclient import DIALECTS
 from hubbub.protocol.rules import ROOM_RE, USERNAME_RE
@@ -107,13 +108,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--user-prefix",
         metavar="PREFIX",
         default="bench-",
-        help="users are PREFIX<n> (default: bench-)",
+        help="users are PREFIX<run>-<n>, or PREFIX<n> with --no-cleanup (default: bench-)",
     )
     g.add_argument(
         "--room-prefix",
         metavar="PREFIX",
         default="bench-",
-        help="rooms are PREFIX<scenario>-<n> (default: bench-)",
+        help="rooms are PREFIX<run>-<scenario>-<n>, or PREFIX<scenario>-<n> with "
+        "--no-cleanup (default: bench-)",
+    )
+    g.add_argument(
+        "--cleanup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at the end (also after a failure or Ctrl-C) delete the rooms and accounts "
+        "this run created; the names carry a tag <run> of their own, as a deleted name is "
+        "not given out again for a while. --no-cleanup keeps them, under names a later "
+        "run reuses (default: clean up)",
     )
     g.add_argument("--password", default=accounts.DEFAULT_PASSWORD, help="the users' password")
     g.add_argument(
@@ -273,7 +284,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write PNG plots (latency CDF, throughput over time): needs matplotlib, "
         "pip install 'hubbub[bench]'",
     )
-    g.add_argument("--quiet", action="store_true", help="no progress display")
+    g.add_argument(
+        "--quiet", action="store_true", help="no progress display (a stall is still explained)"
+    )
+    # Seconds without progress before a phase's stall is explained (tests shorten it).
+    g.add_argument(
+        "--stall-seconds", type=positive(float), default=STALL_SECONDS, help=argparse.SUPPRESS
+    )
 
 
 class UsageError(ValueError):
@@ -288,6 +305,8 @@ class Plan:
     settings: suite.Settings
     scenarios: list[str]
     accounts: accounts.Accounts
+    user_prefix: str  # with the run's tag when it cleans up
+    cleanup: bool  # delete what it created at the end
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -303,10 +322,18 @@ def plan_from(args: argparse.Namespace) -> Plan:
     kind: accounts.Accounts = args.accounts or ("names" if args.dialect == "socketio" else "api")
     if kind == "api" and args.dialect == "socketio":
         raise UsageError("the socketio dialect has no account API: use --accounts names")
-    if not ROOM_RE.match(f"{args.room_prefix}fanout-0"):
+    # Names of their own to every run that deletes them: the server keeps a deleted
+    # room's name, and never gives out a deleted account's again.
+    cleanup = kind == "api" and args.cleanup
+    tag = f"{os.urandom(3).hex()}-" if cleanup else ""
+    room_prefix, user_prefix = args.room_prefix + tag, args.user_prefix + tag
+    if not ROOM_RE.match(f"{room_prefix}fanout-0"):
         raise UsageError(f"--room-prefix {args.room_prefix!r}: lowercase letters, digits, - and _")
-    if not USERNAME_RE.match(f"{args.user_prefix}{args.users - 1}"):
-        raise UsageError(f"--user-prefix {args.user_prefix!r}: letters, digits, ., - and _")
+    if not USERNAME_RE.match(f"{user_prefix}{args.users - 1}"):
+        raise UsageError(
+            f"--user-prefix {args.user_prefix!r}: letters, digits, ., - and _, short enough "
+            f"for {user_prefix}{args.users - 1}"
+        )
     all_cpus = sorted(os.sched_getaffinity(0))
     load_cpus = args.load_cpus or all_cpus
     if not set(load_cpus) <= set(all_cpus):
@@ -318,15 +345,20 @@ def plan_from(args: argparse.Namespace) -> Plan:
         raise UsageError(str(exc)) from None
     names = {f.name for f in dataclasses.fields(suite.Settings)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    values |= {"load_cpus": load_cpus, "room_senders": min(args.room_senders, args.members)}
-    return Plan(target, suite.Settings(**values), scenarios, kind)
+    values |= {
+        "load_cpus": load_cpus,
+        "room_senders": min(args.room_senders, args.members),
+        "room_prefix": room_prefix,
+    }
+    return Plan(target, suite.Settings(**values), scenarios, kind, user_prefix, cleanup)
 
 
 def run(args: argparse.Namespace) -> int:
-    """The `bench` subcommand: 0 when every scenario ran, 1 when one failed, 2 for bad usage."""
+    """The `bench` subcommand: 0 when every scenario ran, 1 when one failed, 2 for bad usage,
+    130 when interrupted (Ctrl-C)."""
     from rich.console import Console
 
-    from hubbub.bench.output import RichDisplay, plot, summary, warnings
+    from hubbub.bench.output import display, plot, summary, warnings
 
     err, out = Console(stderr=True, highlight=False), Console(highlight=False)
     try:
@@ -338,34 +370,79 @@ def run(args: argparse.Namespace) -> int:
     started = datetime.datetime.now(datetime.UTC)
     results: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, suite.Outcome] = {}
-    with RichDisplay(err, enabled=not args.quiet and err.is_terminal) as display:
-        try:
-            tokens = _tokens(args, plan, display)
-        except (accounts.AccountError, OSError) as exc:
-            err.print(f"hubbub bench: accounts: {exc}", markup=False, soft_wrap=True)
-            return 1
-        server = Observed(plan.target, args.server_pid)
-        for name in plan.scenarios:
-            begun = time.monotonic()
+    created = accounts.Created()
+    stopped = 0  # the exit code of a run that ended early
+    try:
+        with display(err, args.quiet, args.stall_seconds) as shown:
             try:
-                outcome = suite.SCENARIOS[name](server, tokens, plan.settings, display)
-            except Exception as exc:  # reported, and the other scenarios still run
-                results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
-                display.note(f"[red]{name} failed:[/red] {exc}")
-                continue
-            outcome.figures["seconds"] = round(time.monotonic() - begun, 1)
-            results[name], outcomes[name] = outcome.figures, outcome
+                tokens = _tokens(args, plan, shown, created)
+            except (accounts.AccountError, OSError) as exc:
+                err.print(f"hubbub bench: accounts: {exc}", markup=False, soft_wrap=True)
+                stopped = 1
+            else:
+                _scenarios(plan, args.server_pid, tokens, shown, results, outcomes)
+    except KeyboardInterrupt:
+        err.print("hubbub bench: interrupted", markup=False)
+        stopped = 130
+    cleaned = _cleanup(args, plan, created)
+    if cleaned:
+        err.print(cleaned, markup=False, soft_wrap=True)
+    if stopped:
+        return stopped
     out.print(summary(results))
     notes = warnings(results)
     for note in notes:
         out.print(f"WARNING {note}", markup=False, soft_wrap=True, style="yellow")
     if args.json is not None:
-        write_json(args, plan, started, results, notes)
+        write_json(args, plan, started, results, notes, created, cleaned)
         out.print(f"JSON: {args.json}", markup=False)
     if args.plot is not None and outcomes:
         for path in plot(args.plot, outcomes):
             out.print(f"plot: {path}", markup=False)
     return 1 if any("failed" in r for r in results.values()) else 0
+
+
+def _scenarios(
+    plan: Plan,
+    server_pid: int | None,
+    tokens: list[str],
+    display: suite.Display,
+    results: dict[str, dict[str, Any]],
+    outcomes: dict[str, suite.Outcome],
+) -> None:
+    """Run every scenario of the plan, filling `results` and `outcomes` as each ends."""
+    server = Observed(plan.target, server_pid)
+    for name in plan.scenarios:
+        begun = time.monotonic()
+        try:
+            outcome = suite.SCENARIOS[name](server, tokens, plan.settings, display)
+        except Exception as exc:  # reported, and the other scenarios still run
+            results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+            display.note(f"[red]{name} failed:[/red] {exc}")
+            continue
+        outcome.figures["seconds"] = round(time.monotonic() - begun, 1)
+        results[name], outcomes[name] = outcome.figures, outcome
+
+
+def _cleanup(args: argparse.Namespace, plan: Plan, created: accounts.Created) -> str:
+    """Delete what the run created, unless --no-cleanup; the line that says what became
+    of it ("" when the run needed no accounts)."""
+    if plan.accounts != "api":
+        return ""
+    if not plan.cleanup:
+        if not created:
+            return "kept (--no-cleanup): this run created no rooms or accounts"
+        return f"kept (--no-cleanup): the {created.describe()} this run created"
+    if not created:
+        return "cleanup: nothing to remove (this run created no rooms or accounts)"
+    removal = accounts.remove(
+        plan.target.base,
+        accounts.user_names(plan.user_prefix, args.users),
+        args.password,
+        created,
+        context=plan.target.endpoint.ssl_context(),
+    )
+    return removal.report(created)
 
 
 def write_json(
@@ -374,7 +451,10 @@ def write_json(
     started: datetime.datetime,
     results: dict[str, dict[str, Any]],
     notes: list[str],
+    created: accounts.Created,
+    cleaned: str,
 ) -> None:
+    names = accounts.user_names(plan.user_prefix, args.users)
     report = {
         "hubbub": __version__,
         "url": args.url,
@@ -385,7 +465,12 @@ def write_json(
         "started": started.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         "settings": dataclasses.asdict(plan.settings)
-        | {"users": args.users, "user_prefix": args.user_prefix},
+        | {"users": args.users, "user_prefix": plan.user_prefix, "cleanup": plan.cleanup},
+        "created": {
+            "rooms": sorted(created.rooms),
+            "accounts": [names[u] for u in sorted(created.users)],
+        },
+        "cleanup": cleaned,
         "results": results,
         "warnings": notes,
     }
@@ -393,14 +478,22 @@ def write_json(
     args.json.write_text(json.dumps(report, indent=2, default=str))
 
 
-def _tokens(args: argparse.Namespace, plan: Plan, display: suite.Display) -> list[str]:
-    """The token of every user, by index: from the API, or the names themselves."""
-    names = accounts.user_names(args.user_prefix, args.users)
+def _tokens(
+    args: argparse.Namespace, plan: Plan, display: suite.Display, created: accounts.Created
+) -> list[str]:
+    """The token of every user, by index: from the API, or the names themselves. What the
+    setup creates on the server is recorded in `created` as it goes."""
+    names = accounts.user_names(plan.user_prefix, args.users)
     if plan.accounts == "names":
         return names
     planned = [spec for n in plan.scenarios for spec in suite.plan(n, plan.settings, len(names))]
     rooms = accounts.memberships((int(spec.token), spec.room) for spec in planned)
-    display.start(f"accounts: {len(names)} users, {len(rooms)} rooms", len(names) + len(rooms))
+    display.start(
+        f"accounts: {len(names)} users, {len(rooms)} rooms",
+        len(names) + len(rooms),
+        "users and rooms set up",
+        "the server's answers to registrations, logins, room creations and joins",
+    )
     return accounts.api_tokens(
         plan.target.base,
         names,
@@ -408,6 +501,8 @@ def _tokens(args: argparse.Namespace, plan: Plan, display: suite.Display) -> lis
         rooms,
         context=plan.target.endpoint.ssl_context(),
         progress=lambda n: display.advance(max(n, 1)),
+        answered=display.answered,
+        created=created,
     )
 
 

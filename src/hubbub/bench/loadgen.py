@@ -20,6 +20,7 @@ import functools
 import os
 import random
 import resource
+import signal
 import time
 import traceback
 from array import array
@@ -364,6 +365,9 @@ def worker_main(
     run: str = "",
 ) -> None:
     """Entry point of a load generator process."""
+    # Ctrl-C reaches the whole process group: the parent, not the signal, ends the workers
+    # (after its cleanup), so they do not die mid-command with a traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, cpus)
     raise_nofile_limit()

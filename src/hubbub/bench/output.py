@@ -1,7 +1,10 @@
-"""What `hubbub bench` shows: progress bars while it runs, a summary table, warnings, plots."""
+"""What `hubbub bench` shows: progress while it runs (bars on a terminal, plain lines
+elsewhere) with stalls explained, then a summary table, warnings, plots."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +13,119 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from hubbub.bench import suite
+from hubbub.bench.accounts import Answer
+from hubbub.bench.phases import STALL_SECONDS
+
+PLAIN_EVERY = 5.0  # seconds between the progress lines of a display that is no terminal
 
 
-class RichDisplay:
-    """Progress bars on stderr: one per phase, the current figure beside it."""
+def _amount(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
-    def __init__(self, console: Console, enabled: bool) -> None:
+
+class Display:
+    """Progress on stderr, phase by phase, and a watch that explains a stall: when a phase
+    has not moved for `stall` seconds, a line says where it stands, what it waits for and
+    the server's last answer (with the flag of the server's limit behind a refusal)."""
+
+    def __init__(self, console: Console, stall: float = STALL_SECONDS) -> None:
         self.console = console
+        self.stall = stall
+        self.lock = threading.RLock()
+        self.description, self.unit, self.waiting = "", "", ""
+        self.total = self.done = 0.0
+        self.status = ""
+        self.phase = False
+        self.moved = self.heard = 0.0  # monotonic times of the last progress and answer
+        self.last: Answer | None = None
+        self.explained = 0  # stall lines said since the phase last moved
+        self.stopped = threading.Event()
+        self.watch = threading.Thread(target=self._watch, name="bench-stall", daemon=True)
+
+    def __enter__(self) -> Display:
+        self.watch.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+        self.stopped.set()
+        self.watch.join()
+
+    def start(self, description: str, total: float, unit: str = "", waiting: str = "") -> None:
+        """A new phase of `total` steps of `unit`; `waiting` names what its steps wait for."""
+        with self.lock:
+            self.finish()
+            self.description, self.total, self.unit, self.waiting = (
+                description,
+                total,
+                unit,
+                waiting,
+            )
+            self.done, self.status, self.phase = 0.0, "", True
+            self.moved, self.explained = time.monotonic(), 0
+            self._started()
+
+    def advance(self, amount: float, status: str = "") -> None:
+        with self.lock:
+            if not self.phase:
+                return
+            self.done += amount
+            self.status = status or self.status
+            if amount > 0:
+                self.moved, self.explained = time.monotonic(), 0
+            self._advanced(amount, status)
+
+    def answered(self, answer: Answer) -> None:
+        """The server's latest answer, for a stall's explanation."""
+        with self.lock:
+            self.last, self.heard = answer, time.monotonic()
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.phase:
+                self.phase = False
+                self._finished()
+
+    def note(self, text: str) -> None:
+        with self.lock:
+            self.console.print(text, soft_wrap=True, highlight=False)
+
+    def position(self) -> str:
+        """Where the phase stands: "fanout: connecting: 37/100 connections (35 open)"."""
+        unit = f" {self.unit}" if self.unit else ""
+        status = f" ({self.status})" if self.status else ""
+        return f"{self.description}: {_amount(self.done)}/{_amount(self.total)}{unit}{status}"
+
+    def stalled(self, now: float) -> str:
+        """The explanation of a phase that has not moved since `self.moved`."""
+        waiting = f", waiting for {self.waiting}" if self.waiting else ""
+        line = f"{self.position()} for {now - self.moved:.0f} s{waiting}; "
+        if self.last is None:
+            return line + "no answer from the server yet"
+        line += f"the server's last answer ({now - self.heard:.0f} s ago): {self.last.text}"
+        return line + (f"; {self.last.hint}" if self.last.hint else "")
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(min(0.25, self.stall / 4)):
+            with self.lock:
+                now = time.monotonic()
+                if self.phase and now - self.moved >= self.stall * 2**self.explained:
+                    self.explained += 1
+                    self.console.print(
+                        self.stalled(now), markup=False, soft_wrap=True, highlight=False
+                    )
+
+    def _started(self) -> None: ...
+
+    def _advanced(self, amount: float, status: str) -> None: ...
+
+    def _finished(self) -> None: ...
+
+
+class RichDisplay(Display):
+    """Progress bars on a terminal: one per phase, the current figure beside it."""
+
+    def __init__(self, console: Console, enabled: bool, stall: float = STALL_SECONDS) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -26,32 +135,65 @@ class RichDisplay:
             disable=not enabled,
             transient=False,
         )
+        super().__init__(self.progress.console, stall)
         self.task: TaskID | None = None
 
     def __enter__(self) -> RichDisplay:
         self.progress.start()
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.finish()
+        super().__exit__(*exc)
         self.progress.stop()
 
-    def finish(self) -> None:
+    def _started(self) -> None:
+        self.task = self.progress.add_task(self.description, total=self.total, status="")
+
+    def _advanced(self, amount: float, status: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, advance=amount, status=status)
+
+    def _finished(self) -> None:
         if self.task is not None:
             task = self.progress.tasks[self.task]
             self.progress.update(self.task, completed=task.total)
             self.task = None
 
-    def start(self, description: str, total: float) -> None:
-        self.finish()
-        self.task = self.progress.add_task(description, total=total, status="")
 
-    def advance(self, amount: float, status: str = "") -> None:
-        if self.task is not None:
-            self.progress.update(self.task, advance=amount, status=status)
+class PlainDisplay(Display):
+    """Progress for a log or a pipe: plain lines, one when a phase starts, then at most one
+    every PLAIN_EVERY seconds, and one when it ends; no control characters."""
 
-    def note(self, text: str) -> None:
-        self.progress.console.print(text)
+    def __init__(self, console: Console, enabled: bool, stall: float = STALL_SECONDS) -> None:
+        super().__init__(console, stall)
+        self.enabled = enabled
+        self.shown = 0.0  # monotonic time of the last line
+        self.begun = 0.0
+
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, markup=False, soft_wrap=True, highlight=False)
+            self.shown = time.monotonic()
+
+    def _started(self) -> None:
+        self.begun = time.monotonic()
+        self._line(self.position())
+
+    def _advanced(self, amount: float, status: str) -> None:
+        if time.monotonic() - self.shown >= PLAIN_EVERY:
+            self._line(self.position())
+
+    def _finished(self) -> None:
+        self._line(f"{self.position()}, {time.monotonic() - self.begun:.1f} s")
+
+
+def display(console: Console, quiet: bool, stall: float = STALL_SECONDS) -> Display:
+    """Progress bars on a terminal, plain lines elsewhere, none with `quiet` (a stall is
+    explained either way)."""
+    if console.is_terminal:
+        return RichDisplay(console, not quiet, stall)
+    return PlainDisplay(console, not quiet, stall)
 
 
 def _fmt(value: Any, digits: int = 0) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hubbub.bench.accounts import Answer
 from hubbub.bench.loadgen import ConnSpec
 from hubbub.bench.measure import SATURATED, Window, measure
 from hubbub.bench.pool import LoadPool
@@ -21,15 +22,19 @@ from hubbub.bench.remote import Observed
 
 TICK = 1.0  # seconds per measured window
 OUR_SHARE = 0.5  # our load processes' share of busy load CPUs that makes them the limit
+STALL_SECONDS = 5.0  # a phase without progress this long is explained (then at 2x, 4x, ...)
 SAMPLES_KEPT = 50_000  # latency samples kept per scenario for the plots
 
 
 class Display(Protocol):
-    """Where a scenario shows its progress (a rich progress display, or nothing)."""
+    """Where a scenario shows its progress (output.Display: bars, lines, or nothing) and
+    the server's answers that would explain a stall."""
 
-    def start(self, description: str, total: float) -> None: ...
+    def start(self, description: str, total: float, unit: str = "", waiting: str = "") -> None: ...
 
     def advance(self, amount: float, status: str = "") -> None: ...
+
+    def answered(self, answer: Answer) -> None: ...
 
     def note(self, text: str) -> None: ...
 
@@ -129,7 +134,12 @@ class Scenario:
     def connect(self, planned: list[ConnSpec], what: str) -> dict[str, Any]:
         """Open the connections in slices (so progress shows); count failures, do not raise."""
         specs = self.specs(planned)
-        self.display.start(f"{what}: connecting", len(specs))
+        self.display.start(
+            f"{what}: connecting",
+            len(specs),
+            "connections",
+            "the server's answers to handshakes, hellos and joins",
+        )
         size = max(self.s.concurrency, len(specs) // 20, 1)
         opened, seconds, failures = 0, 0.0, Counter[str]()
         for i in range(0, len(specs), size):
@@ -137,6 +147,8 @@ class Scenario:
             opened += part["opened"]
             seconds += part["s"]
             failures.update(part["failures"])
+            for failure, _ in Counter(part["failures"]).most_common(1):
+                self.display.answered(Answer(failure))
             self.display.advance(len(specs[i : i + size]), f"{opened:,} open")
         return {
             "opened": opened,
@@ -187,7 +199,7 @@ class Scenario:
 
     def run_for(self, seconds: float, what: str, each: Callable[[Window], str]) -> list[Window]:
         """Measure `seconds` in windows of TICK, showing `each(window)` as the status."""
-        self.display.start(what, seconds)
+        self.display.start(what, seconds, "s", "the load workers' figures")
         done, windows = 0.0, []
         while done < seconds - 1e-9:
             tick = min(TICK, seconds - done)

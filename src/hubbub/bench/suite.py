@@ -131,7 +131,9 @@ def _fanout_ramp(sc: Scenario, s: Settings, window: int) -> tuple[dict[str, Any]
     best_samples: list[int] = []
     rate, best, flat = s.start_rate, 0.0, 0
     sc.pool.broadcast("record", share=s.latency_sample)
-    sc.display.start("fanout: ramp to saturation", s.max_steps)
+    sc.display.start(
+        "fanout: ramp to saturation", s.max_steps, "steps", "the load workers' figures"
+    )
     # Saturated: short of the offered load and no longer growing; two such steps end it.
     while flat < 2 and len(steps) < s.max_steps:
         sc.pool.set_rate(rate, window, s.body_size)
