@@ -291,6 +291,26 @@ def test_a_server_limit_the_setup_hits_is_named_with_its_flag(tmp_path: Path, un
     assert time.monotonic() - started < BENCH_TIMEOUT / 2
 
 
+def test_refused_connections_name_the_limit_behind_them(tmp_path: Path, unique: Any) -> None:
+    """Eight connections from one address to a node that takes five per address: the
+    report says three failed and names the flags that set the limit."""
+    node = strict_node(tmp_path, HUBBUB_MAX_CONNECTIONS_PER_ADDRESS="5")
+    try:
+        code, out, _ = bench(
+            node.url,
+            "connections",
+            "--workers", "1", "--users", "8", "--rooms", "1", "--quiet",
+            "--connections", "8",
+            "--user-prefix", unique("cap") + "-", "--room-prefix", unique("cap") + "-",
+        )  # fmt: skip
+    finally:
+        node.stop()
+    assert code == 0, out  # the run completes and reports what it could open
+    assert "429" in out, out
+    assert "--max-connections-per-address" in out and "--max-connections-per-user" in out, out
+    assert "Traceback" not in out
+
+
 def test_cleanup_removes_the_rooms_and_accounts_the_run_created(
     tmp_path: Path, unique: Any
 ) -> None:

@@ -302,12 +302,22 @@ def warnings(results: dict[str, dict[str, Any]]) -> list[str]:
         if health.get("server_alive") is False:
             notes.append(f"{name}: the server process died")
         if r.get("failed_connections") or r.get("failures"):
-            notes.append(f"{name}: connection failures: {r.get('failures')}")
+            note = f"{name}: connection failures: {r.get('failures')}"
+            if "429" in str(r.get("failures")):
+                note += f" ({CONNECTION_LIMITS})"
+            notes.append(note)
         if r.get("errors"):
             notes.append(f"{name}: {r['errors']} churn cycles failed")
         if name == "fanout" and r.get("mode") == "ramp" and not r.get("saturated"):
             notes.append("fanout: the ramp ended before saturation (raise --max-steps)")
     return notes
+
+
+CONNECTION_LIMITS = (
+    "a WebSocket handshake answered 429 hit the server's --max-connections-per-address or "
+    "--max-connections-per-user (0 = no limit; HUBBUB_MAX_CONNECTIONS_PER_ADDRESS=0 on the "
+    "server, or spread the load over more client addresses)"
+)
 
 
 def plot(directory: Path, outcomes: dict[str, suite.Outcome]) -> list[Path]:

@@ -247,7 +247,7 @@ def connections(server: Observed, tokens: list[str], s: Settings, display: Displ
             "requested": s.connections,
             "opened": opened + warm["opened"],
             "failed_connections": result["failed"] + len(planned[:20]) - warm["opened"],
-            "failures": result["failures"],
+            "failures": dict(Counter(warm["failures"]) + Counter(result["failures"])),
             "open_at_end": opened + warm["opened"] - closed.total(),
             "closed_by_server": dict(closed),
             "connects_per_s": round(opened / result["s"]) if result["s"] else None,
