@@ -244,16 +244,11 @@ class Client(HttpApi):
 
     # -- the connection ---------------------------------------------------------------------
 
-    async def _http(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        params: dict[str, int] | None = None,
-    ) -> Any:
-        """Every HTTP call: a server out of reach is a `HubbubError` that says so in words."""
+    async def _http(self, *args: Any, **kwargs: Any) -> Any:
+        """Every HTTP call (`HttpApi._http`'s arguments): a server out of reach is a
+        `HubbubError` that says so in words."""
         try:
-            return await super()._http(method, path, body, params)
+            return await super()._http(*args, **kwargs)
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise HubbubError("unavailable", unreachable(self.url, error)) from error
 
