@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -10,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from support.api import unique
-from support.server import ServerProcess
+from support.server import ServerProcess, free_port
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from hubbub.client import Client
+from hubbub.client import Client, HubbubError
+from hubbub.protocol import rules
 from hubbub.tui import commands
 from hubbub.tui.app import ChatApp
 from hubbub.tui.login import LoginScreen
@@ -128,7 +131,7 @@ async def test_log_in_join_talk_and_see_others(
         await pilot.press(*alice_name, "enter", *PASSWORD)
         await pilot.click("#register")
         await until(pilot, lambda: app.state == "live", "the connection")
-        assert "no room yet" in pane(pilot)
+        await until(pilot, lambda: "no room yet" in pane(pilot), "your rooms loaded")
 
         await command(pilot, f"/join {room}")
         await until(pilot, lambda: app.chat.current == room, "the room on screen")
@@ -148,7 +151,7 @@ async def test_log_in_join_talk_and_see_others(
         await bob.send(room, "[bold red]x[/] and [link=http://evil]y[/link]")
         await until(pilot, lambda: "[bold red]x[/]" in pane(pilot), "bob's message")
         last = list(app.pane.query_children(Line))[-1]
-        assert shown(last).endswith(f"{bob.user}  [bold red]x[/] and [link=http://evil]y[/link]")
+        assert drawn(last).endswith(f"{bob.user}  [bold red]x[/] and [link=http://evil]y[/link]")
         assert shown(app.view.typing) == ""  # bob sent: no longer typing
 
         carol = await people()
@@ -179,8 +182,9 @@ async def test_log_in_join_talk_and_see_others(
 
         await command(pilot, "/frobnicate")
         await until(pilot, lambda: "unknown command /frobnicate" in pane(pilot), "an error")
-        await command(pilot, f"/join {unique('nowhere')}")
-        await until(pilot, lambda: "/join: not_found" in pane(pilot), "the server's error")
+        nowhere = unique("nowhere")
+        await command(pilot, f"/join {nowhere}")
+        await until(pilot, lambda: f"! no room {nowhere!r}" in pane(pilot), "the error")
 
         await command(pilot, f"/leave {room}")
         await until(pilot, lambda: room not in app.chat.rooms, "the room left")
@@ -191,6 +195,13 @@ async def test_log_in_join_talk_and_see_others(
         assert f"You own #{mine}, so you stay a member" in pane(pilot)
         await command(pilot, "/quit")
         await until(pilot, lambda: not app.is_running, "the app to exit")
+
+
+def drawn(line: Line, width: int = 200) -> str:
+    """A line of the pane as the screen shows it (rendered, wrapped at `width`)."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(line.shown)
+    return "\n".join(row.rstrip() for row in console.export_text().rstrip("\n").splitlines())
 
 
 def rooms_list(app: ChatApp) -> str:
@@ -341,7 +352,8 @@ async def test_reconnects_after_a_server_restart_and_catches_up(
             await bob.send(room, "welcome back")
             await until(pilot, lambda: "welcome back" in pane(pilot), "bob's live message")
             text = pane(pilot)
-            assert "connection lost: reconnecting…" in text and "reconnected" in text
+            assert "connection lost (the connection was lost): reconnecting…" in text
+            assert "reconnected: caught up." in text
             said = [line.split("  ", 1)[1] for line in text.splitlines() if "  " in line]
             # Replayed (since the last seq seen), resent once, then live: each once, in order.
             assert said == ["said in your absence", "sent while away", "welcome back"]
@@ -372,11 +384,16 @@ async def test_screenshot_of_a_conversation(
         await carol.send("general", "nice, the latency graphs look flat")
         await say(pilot, "great work, thanks bob")
         await bob.send("general", "markup stays literal: [bold red]not red[/]")
+        await carol.send(
+            "general",
+            "**release notes** are in `docs/changes.md`; a long line wraps under the text, "
+            "not under the names, like this one does",
+        )
         await carol.send("ops", "disk on db-2 at 81%, watching it")
         await carol.typing("general")
         await until(pilot, lambda: "carol is typing…" in shown(app.view.typing), "carol typing")
         await until(pilot, lambda: "#ops (1)" in rooms_list(app), "ops unread")
-        await until(pilot, lambda: "not red" in pane(pilot), "the last message")
+        await until(pilot, lambda: "like this one does" in pane(pilot), "the last message")
         await until(pilot, lambda: "sending" not in pane(pilot), "the echo")
         await pilot.pause()
         picture = app.export_screenshot(title="hubbub chat")
@@ -402,6 +419,12 @@ def test_input_lines_parse_to_commands_messages_or_usage() -> None:
     assert commands.parse("/create ops secret") == commands.Invalid("usage: /create ROOM [private]")
     assert commands.parse("/invite") == commands.Invalid("usage: /invite USER [ROOM]")
     assert commands.parse("/") == commands.Invalid("type /help for the list of commands")
+    assert commands.parse("/rooms archived") == commands.Command("rooms", ("archived",))
+    assert commands.parse("/rooms all") == commands.Invalid("usage: /rooms [archived]")
+    assert commands.parse("/delete-room ops ops") == commands.Command("delete-room", ("ops", "ops"))
+    unconfirmed = commands.parse("/delete-room ops opz")
+    assert isinstance(unconfirmed, commands.Invalid)
+    assert unconfirmed.reason.endswith("type its name twice: /delete-room ops ops")
     unknown = commands.parse("/frobnicate now")
     assert isinstance(unknown, commands.Invalid) and "unknown command /frobnicate" in unknown.reason
 
@@ -431,3 +454,118 @@ def test_the_model_counts_unread_drops_repeats_and_lets_typing_fade() -> None:
     assert chat.rooms["a"].online == {"alice"}
     chat.forget("b")
     assert chat.current == "a"
+
+
+async def test_refused_input_shows_the_servers_sentence(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    me = await people()
+    room = unique("r")
+    await me.create_room(room)
+    app = ChatApp(chat_server.url, token=me.token, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await until(pilot, lambda: app.chat.current == room, "the room")
+        bad = f"Design{room}"
+        sentences = [
+            (f"/join {bad}", f"{rules.ROOM}; try design{room}"),
+            (f"/create {bad}", f"{rules.ROOM}; try design{room}"),
+            ("x" * 4100, "a message is at most 4000 characters; this one is 100 over"),
+        ]
+        for line, sentence in sentences:
+            await command(pilot, line)
+            await until(pilot, lambda s=sentence: s in pane(pilot), sentence)
+        errors = [line for line in pane(pilot).splitlines() if line.startswith(("!", "not sent"))]
+        assert errors == [
+            f"! {rules.ROOM}; try design{room}",
+            f"! {rules.ROOM}; try design{room}",
+            "! not sent: a message is at most 4000 characters; this one is 100 over",
+        ]
+        for junk in ("invalid frame", "$.", "bad_request", "too_large", "\\A", "[a-z"):
+            assert junk not in pane(pilot)
+
+        await command(pilot, "/delete-room lobby")
+        assert "to confirm, type its name twice: /delete-room lobby lobby" in pane(pilot)
+
+
+async def test_connection_errors_name_the_url_and_the_cause() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    app = ChatApp(url, username="someone", password=PASSWORD, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the log-in screen")
+        error = app.screen.query_one("#login-error")
+        said = f"cannot reach {url}: connection refused (is the server running, on that port?)"
+        await until(pilot, lambda: shown(error) == said, "the reason")
+        assert "ssl" not in shown(error)
+
+
+async def test_help_rooms_markdown_and_wrapping_line_up(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    bob = await people()
+    room = unique("r")
+    await bob.create_room(room, topic="where the build is discussed")
+    await bob.join(room)
+    me = await people()
+    app = ChatApp(chat_server.url, token=me.token, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state == "live", "the connection")
+        await command(pilot, "/help")
+        await until(pilot, lambda: "/delete-room ROOM ROOM" in pane(pilot), "/help")
+        help_line = list(app.pane.query_children(Line))[-1]
+        rows = drawn(help_line, 70).splitlines()
+        starts = {
+            row.index(does[:10]) for row in rows for _, does in commands.HELP if does[:10] in row
+        }
+        assert len(starts) == 1 and len(rows) > len(commands.HELP)  # one column, some wrapped
+        column = starts.pop()
+        assert all(row[:column].strip() == "" or row[column - 2 : column] == "  " for row in rows)
+
+        await command(pilot, "/rooms")
+        await until(pilot, lambda: f"#{room}  1 member  where the build" in pane(pilot), "/rooms")
+        await command(pilot, f"/join {room}")
+        await until(pilot, lambda: app.chat.current == room, "the room")
+
+        await bob.send(room, "plain text stays  as  typed: 2 * 3 = 6, <b>x</b> # not a title")
+        await bob.send(room, "**strong** _em_ `code` [site](https://example.org) ![img](x.png)")
+        await bob.send(room, "> quoted\n\n- one\n- two\n\n```\nfenced <i>\n```")
+        long = "word " * 40
+        await bob.send(room, long.strip())
+        await until(pilot, lambda: "word word" in pane(pilot), "the messages")
+        lines = list(app.pane.query_children(Line))[-4:]
+        plain, rich, blocks, wrapped = lines
+        assert drawn(plain).endswith(
+            "plain text stays  as  typed: 2 * 3 = 6, <b>x</b> # not a title"
+        )
+        assert drawn(rich).endswith("strong em code site (https://example.org) !img (x.png)")
+        shown_blocks = drawn(blocks)
+        assert "▌ quoted" in shown_blocks and "• one" in shown_blocks
+        assert "fenced <i>" in shown_blocks
+        rows = drawn(wrapped, 60).splitlines()
+        body_at = rows[0].index("word")
+        assert len(rows) > 1 and all(row.index("word") == body_at for row in rows)
+
+
+async def test_owners_archive_unarchive_and_delete_their_rooms(
+    chat_server: ServerProcess, people: Callable[..., Any]
+) -> None:
+    me = await people()
+    room = unique("r")
+    await me.create_room(room)
+    app = ChatApp(chat_server.url, token=me.token, client_options=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.chat.current == room, "the room")
+        await command(pilot, "/archive")
+        await until(pilot, lambda: f"Archived #{room}: it is read-only" in pane(pilot), "/archive")
+        assert (await me.room(room))["archived"] is True
+        await command(pilot, "/rooms archived")
+        await until(pilot, lambda: f"#{room}  1 member (joined)" in pane(pilot), "the archived")
+        await command(pilot, f"/unarchive {room}")
+        await until(pilot, lambda: f"#{room} is open again." in pane(pilot), "/unarchive")
+        assert (await me.room(room))["archived"] is False
+        await command(pilot, f"/delete-room {room} {room}")
+        await until(pilot, lambda: f"Deleted #{room} and its messages." in pane(pilot), "deleted")
+        assert room not in app.chat.rooms
+        with pytest.raises(HubbubError) as caught:
+            await me.room(room)
+        assert caught.value.code == "not_found"

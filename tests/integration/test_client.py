@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from support.api import unique
-from support.server import ServerProcess
+from support.server import ServerProcess, free_port
 
 from hubbub.client import Client, HubbubError
+from hubbub.protocol import rules
 
 PASSWORD = "correct horse"
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.5}
@@ -161,12 +162,12 @@ async def test_resend_after_kill_keeps_ids_and_completes_each_send_once(
         seq_of = {ack["id"]: ack["seq"] for ack in acks}
         assert all(seq_of[m["id"]] == m["seq"] for m in page["messages"])
 
-        # Both event streams: every seq once, in order, and one `reconnected` among them.
+        # Both event streams: every seq once, in order, and one `resumed` among them.
         for events, seen in ((sender_events, []), (watcher_events, watched)):
             reconnects = 0
             async with asyncio.timeout(30):
                 async for event in events:
-                    if event["type"] == "reconnected":
+                    if event["type"] == "connection" and event["state"] == "resumed":
                         reconnects += 1
                     elif event["type"] == "message":
                         seen.append(event["seq"])
@@ -199,8 +200,9 @@ async def test_sigterm_drain_closes_with_1001_and_client_resumes_on_restart(
         pending = asyncio.create_task(writer.send(room, "while restarting", id="during"))
         await asyncio.to_thread(srv.start)
 
-        reconnected = await next_event(events, "reconnected", within=20)
-        assert reconnected["close_code"] == 1001
+        lost = await next_event(events, "connection", within=20)
+        assert lost["state"] == "disconnected" and lost["close_code"] == 1001
+        assert lost["reason"].startswith("the server is going away")
         ack = await asyncio.wait_for(pending, 20)
         assert ack["id"] == "during" and ack["seq"] == 4
         await writer.send(room, "after")
@@ -391,3 +393,103 @@ async def test_backlog_resent_after_restart_completes_under_the_default_rate_lim
         assert sorted(ack["seq"] for ack in acks) == list(range(2, 72))
         received = await messages(events, 71)
         assert [m["seq"] for m in received] == list(range(1, 72))
+
+
+async def test_connection_events_say_connected_disconnected_and_resumed(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(args=["--rate-limit", "0"])
+    reader = await logged_in(srv.url, **FAST)
+    writer = await logged_in(srv.url, **FAST)
+    async with reader, writer:
+        room = unique("r")
+        await writer.create_room(room)
+        await reader.connect()
+        events = reader.events()
+        first = await anext(events)
+        assert first == {
+            "type": "connection",
+            "state": "connected",
+            "session": reader.session_id,
+            "node": reader.node,
+        }
+        await reader.join(room)
+        await writer.connect()
+        await writer.join(room)
+        for i in range(1, 4):
+            await writer.send(room, f"before {i}")
+        assert [m["seq"] for m in await messages(events, 3)] == [1, 2, 3]
+
+        srv.kill()
+        lost = await next_event(events, "connection")
+        assert lost["state"] == "disconnected" and lost["reason"] == "the connection was lost"
+        assert lost["close_code"] in (1006, None) and lost["retry_in"] > 0
+        # The node is down: each attempt fails, and says why.
+        refused = await next_event(events, "connection")
+        assert refused["state"] == "disconnected" and refused["retry_in"] > 0
+        assert refused["reason"].startswith(f"cannot reach {srv.url}: connection refused")
+        away = [asyncio.create_task(writer.send(room, f"away {i}")) for i in range(4, 7)]
+        await asyncio.to_thread(srv.start)
+
+        seen: list[int] = []
+        states = []
+        async with asyncio.timeout(20):
+            async for event in events:
+                if event["type"] == "connection":
+                    states.append(event["state"])
+                    if event["state"] == "resumed":
+                        assert event["rooms"] == {room: 3}
+                        assert event["session"] == reader.session_id != first["session"]
+                        await asyncio.gather(*away)
+                        await writer.send(room, "after 7")
+                elif event["type"] == "message":
+                    seen.append(event["seq"])
+                    if event["body"] == "after 7":
+                        break
+        assert set(states) <= {"disconnected", "resumed"} and states[-1] == "resumed"
+        assert states.count("resumed") == 1
+        assert seen == [4, 5, 6, 7]  # nothing lost, nothing twice
+        assert reader.last_seq == {room: 7}
+
+
+async def test_a_server_out_of_reach_is_named_with_the_cause() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with Client(url) as client:
+        with pytest.raises(HubbubError) as caught:
+            await client.login("someone", PASSWORD)
+    said = f"cannot reach {url}: connection refused (is the server running, on that port?)"
+    assert (caught.value.code, caught.value.message) == ("unavailable", said)
+    client = Client(url, token="a-token")
+    with pytest.raises(HubbubError) as caught:
+        await client.connect()
+    await client.close()
+    assert (caught.value.code, caught.value.message) == ("unavailable", said)
+    async with Client("http://no-such-host.invalid:8080") as client:
+        with pytest.raises(HubbubError) as caught:
+            await client.rooms()
+    assert caught.value.message == (
+        "cannot reach http://no-such-host.invalid:8080: no such host (the name does not resolve)"
+    )
+
+
+async def test_refused_input_reads_as_the_servers_sentence(server: ServerProcess) -> None:
+    client = await logged_in(server.url)
+    async with client:
+        room = unique("r")
+        await client.create_room(room)
+        await client.connect()
+        await client.join(room)
+        bad_name = f"Design Review {room}"
+        attempts = [
+            (client.create_room(bad_name), f"{rules.ROOM}; try design-review-{room}"),
+            (client.join(bad_name), f"{rules.ROOM}; try design-review-{room}"),
+            (client.send(room, "   "), rules.BODY_EMPTY),
+            (
+                client.send(room, "x" * 4100),
+                "a message is at most 4000 characters; this one is 100 over",
+            ),
+        ]
+        for call, sentence in attempts:
+            with pytest.raises(HubbubError) as caught:
+                await call
+            assert caught.value.message == sentence

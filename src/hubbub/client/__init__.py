@@ -14,6 +14,26 @@ their `id`, and the server answers a known `id` with the original ack, so a pend
 completes exactly once, and the event stream has no gap and no duplicate. Resent sends are paced
 (`resend_rate`) to stay under the server's rate limit; a resent call answered `rate_limited`, and
 any call answered `unavailable` (a draining node), is tried again after a backoff.
+
+`events()` says how the connection stands, among the frames, with `connection` events:
+
+    {"type": "connection", "state": "connected", "session": S, "node": N}
+    {"type": "connection", "state": "disconnected", "reason": "the connection was lost",
+     "close_code": 1006, "retry_in": 0.4}
+    {"type": "connection", "state": "resumed", "session": S, "node": N, "rooms": {"lobby": 41}}
+
+`connected` comes once the first connection is up; `disconnected` when it drops, and again after
+every failed attempt to connect again (its `reason` then says why, e.g. "cannot reach
+http://127.0.0.1:8080: connection refused (is the server running, on that port?)"), with
+`retry_in`, the seconds before the next attempt, unless the client gives up (a 4001, or
+`reconnect=False`: `events()` then raises); `resumed` once every room was re-joined from the last
+`seq` seen in it (`rooms`) and the calls still waiting were resent. The messages missed meanwhile
+come once each and in order, just before or just after `resumed` (the replay of a re-join and
+the event are not ordered with each other).
+
+Errors are `HubbubError`s whose `message` is a sentence a person can read: the server's own for
+an error answer ("a message needs some text: it cannot be empty or only spaces"), and for a server
+out of reach, `cannot reach URL: CAUSE` (HTTP calls and `connect()` alike, code `unavailable`).
 """
 
 from __future__ import annotations
@@ -38,8 +58,10 @@ from hubbub.client.state import (
     End,
     Pacer,
     RoomCursors,
+    close_reason,
     parse_frame,
     parse_welcome,
+    unreachable,
 )
 
 __all__ = ["Client", "HubbubError"]
@@ -132,7 +154,7 @@ class Client(HttpApi):
         try:
             ws = await self._open()
         except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost) as error:
-            raise HubbubError("unavailable", f"cannot connect to {self.ws_url}: {error}") from error
+            raise HubbubError("unavailable", unreachable(self.url, error)) from error
         if self._ended:
             self._events, self._ended = asyncio.Queue(), False
         self._runner = asyncio.create_task(self._run(ws))
@@ -203,9 +225,9 @@ class Client(HttpApi):
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every unsolicited frame (`message`, `presence`, `typing`, `left`, `error`), in order.
 
-        Also: `{"type": "reconnected", "close_code", "session", "node"}` after each reconnect
-        (`close_code` is that of the lost connection); an `error` frame with a `room` for a room
-        that could not be re-joined; the `joined` frame of a re-join whose `recovered` is false
+        Also: the `connection` events (`connected`, `disconnected`, `resumed`: see the module's
+        documentation); an `error` frame with a `room` for a room that could not be re-joined;
+        the `joined` frame of a re-join whose `recovered` is false
         (page the history to fill that gap). A `message` already seen (its `seq` at or below the
         last one seen in its room) is not yielded again. The iteration ends after `close()`, and
         raises `HubbubError` when the client ends on its own (4001, or a drop with reconnecting
@@ -221,6 +243,14 @@ class Client(HttpApi):
             yield item
 
     # -- the connection ---------------------------------------------------------------------
+
+    async def _http(self, *args: Any, **kwargs: Any) -> Any:
+        """Every HTTP call (`HttpApi._http`'s arguments): a server out of reach is a
+        `HubbubError` that says so in words."""
+        try:
+            return await super()._http(*args, **kwargs)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise HubbubError("unavailable", unreachable(self.url, error)) from error
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         """Connect and say hello; returns the socket once `welcome` arrived."""
@@ -248,12 +278,12 @@ class Client(HttpApi):
 
     async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Own the connection: read it, and replace it whenever it drops."""
-        reconnected: dict[str, Any] | None = None
+        resumed = False
         try:
             while True:
                 self._ws = ws
                 self._generation += 1
-                restore = self._spawn(self._restore(self._generation, reconnected))
+                restore = self._spawn(self._restore(self._generation, resumed))
                 code = await self._read(ws)
                 self._ready = False
                 restore.cancel()
@@ -262,11 +292,13 @@ class Client(HttpApi):
                     if not call.resumable and not call.future.done():
                         call.future.set_exception(ConnectionLost(f"closed with {code}"))
                 if code == _UNAUTHORIZED:
+                    self._disconnected(close_reason(code), code, None)
                     raise HubbubError("unauthorized", "the server closed with 4001")
                 if not self.reconnect:
+                    self._disconnected(close_reason(code), code, None)
                     raise HubbubError("unavailable", f"connection lost (close code {code})")
-                ws = await self._reconnect()
-                reconnected = {"type": "reconnected", "close_code": code}
+                ws = await self._reconnect(code)
+                resumed = True
         except HubbubError as error:
             self._end(error)
         except Exception as error:  # a bug: end loudly rather than leave every call hanging
@@ -282,22 +314,34 @@ class Client(HttpApi):
             elif message.type is not aiohttp.WSMsgType.BINARY:  # CLOSE, CLOSED or ERROR
                 return ws.close_code
 
-    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
+    async def _reconnect(self, code: int | None) -> aiohttp.ClientWebSocketResponse:
+        """Connect again, with backoff; every wait is told as a `disconnected` event."""
+        reason = close_reason(code)
         for attempt in itertools.count():
-            await asyncio.sleep(self._backoff(attempt))
+            delay = self._backoff(attempt)
+            self._disconnected(reason, code, delay)
+            await asyncio.sleep(delay)
             try:
                 return await self._open()
             except HubbubError as error:
                 if error.code == "unauthorized":
+                    self._disconnected(close_reason(_UNAUTHORIZED), code, None)
                     raise
-            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost):
-                pass
+                reason = error.message
+            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost) as error:
+                reason = unreachable(self.url, error)
         raise AssertionError("unreachable")
 
-    async def _restore(self, generation: int, reconnected: dict[str, Any] | None) -> None:
-        """Re-join every joined room, then resend every call still waiting, in order."""
-        if reconnected is not None:
-            self._emit({**reconnected, "session": self.session_id, "node": self.node})
+    def _disconnected(self, reason: str, code: int | None, retry_in: float | None) -> None:
+        event: dict[str, Any] = {"type": "connection", "state": "disconnected"}
+        event |= {"reason": reason, "close_code": code}
+        if retry_in is not None:
+            event["retry_in"] = retry_in
+        self._emit(event)
+
+    async def _restore(self, generation: int, resumed: bool) -> None:
+        """Re-join every joined room, then resend every call still waiting, in order; then say
+        `connected` (the first time) or `resumed`."""
         try:
             rooms = list(self._rooms.last.items())
             await asyncio.gather(*(self._rejoin(room, since) for room, since in rooms))
@@ -318,6 +362,13 @@ class Client(HttpApi):
                     call.resent = True
                     await self._write(call)
         self._ready = self._generation == generation
+        if self._ready:
+            state = "resumed" if resumed else "connected"
+            event: dict[str, Any] = {"type": "connection", "state": state}
+            event |= {"session": self.session_id, "node": self.node}
+            if resumed:
+                event["rooms"] = dict(rooms)
+            self._emit(event)
 
     async def _rejoin(self, room: str, since: int) -> None:
         frame = {"type": "join", "room": room, "since": since}

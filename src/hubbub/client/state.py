@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+import aiohttp
 import orjson
 
 from hubbub.client.http import HubbubError
@@ -111,3 +114,65 @@ def parse_welcome(data: str) -> dict[str, Any]:
         ):
             return frame
     raise HubbubError("internal", f"expected welcome, got {data[:200]!r}")
+
+
+# Why the server closed a connection, by close code, as the reason of a `disconnected` event.
+_CLOSED: Final = {
+    1000: "the server closed the connection",
+    1001: "the server is going away (restarting, or draining for maintenance)",
+    1008: "the server closed the connection for flooding (too many frames too fast)",
+    1009: "the server closed the connection: a frame was over its size limit",
+    1011: "the server closed the connection after an internal error",
+    1012: "the server is restarting",
+    1013: "the server is overloaded: try again later",
+    4001: "the server refused the token: log in again",
+}
+
+_ERRNO: Final = {
+    errno.ECONNREFUSED: "connection refused (is the server running, on that port?)",
+    errno.ECONNRESET: "the connection was reset",
+    errno.EHOSTUNREACH: "no route to the host",
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.ETIMEDOUT: "timed out",
+}
+
+
+def close_reason(code: int | None) -> str:
+    """A sentence for a lost WebSocket: what its close code means."""
+    if code is None or code == 1006:
+        return "the connection was lost"
+    return _CLOSED.get(code, f"the server closed the connection (close code {code})")
+
+
+def unreachable(url: str, error: BaseException) -> str:
+    """`cannot reach URL: CAUSE`, for an error of aiohttp (or the OS) on the way to the server.
+
+    aiohttp's own words ("Cannot connect to host h:p ssl:default [...]") name TLS even for an
+    http:// URL and hide the cause in brackets; this names the URL the caller gave, and the cause.
+    """
+    return f"cannot reach {url}: {_cause(error)}"
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"its TLS certificate is not trusted ({error.certificate_error})"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return "no such host (the name does not resolve)"
+    if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
+        return f"the TLS handshake failed ({getattr(error, 'reason', None) or error})"
+    if isinstance(error, aiohttp.WSServerHandshakeError):
+        return f"it answered HTTP {error.status} where a WebSocket was expected"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection before answering"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        error = error.os_error
+    if isinstance(error, OSError):
+        if error.errno in _ERRNO:
+            return _ERRNO[error.errno]
+        if error.strerror:
+            return error.strerror[0].lower() + error.strerror[1:]
+    if isinstance(error, ConnectionLost):
+        return str(error)
+    return str(error) or type(error).__name__

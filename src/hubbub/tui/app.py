@@ -2,7 +2,7 @@
 
 The app speaks no protocol of its own: every HTTP call and frame goes through the SDK, which
 reconnects, re-joins with `since` and resends pending sends by itself. The app follows the
-SDK's `connected` flag to show the connection state, and renders `hubbub.tui.model.Chat`.
+SDK's `connection` events for the connection state, and renders `hubbub.tui.model.Chat`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-import aiohttp
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -27,7 +27,7 @@ from hubbub.tui import commands
 from hubbub.tui.login import LoginScreen
 from hubbub.tui.model import Chat, Message
 from hubbub.tui.view import ChatView
-from hubbub.tui.widgets import MessagePane, error_line, message_line, note_line
+from hubbub.tui.widgets import MessagePane, columns, error_line, message_line, note_line
 
 PAGE: Final = 50  # messages per history page
 TYPING_EVERY: Final = 3.0  # seconds between two `typing` frames while typing
@@ -50,6 +50,7 @@ class ChatApp(App[None]):
     ]
 
     state: reactive[str] = reactive("signed out")
+    why: reactive[str] = reactive("")  # why the connection is down, while reconnecting
 
     def __init__(
         self,
@@ -119,9 +120,7 @@ class ChatApp(App[None]):
         except HubbubError as error:
             if error.code == "unauthorized":
                 return "wrong username or password"
-            return f"{error.code}: {error.message}"
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            return f"cannot reach {self.url}: {error}"
+            return error.message
         self.username = username
         return None
 
@@ -144,7 +143,7 @@ class ChatApp(App[None]):
             delay = min(delay * 2, 10.0)
         self.chat.me = self.client.user or ""
         self.run_worker(self._pump(), group="events")
-        await self._guard(self._enter_rooms(), "loading your rooms")
+        await self._guard(self._enter_rooms())
 
     async def _enter_rooms(self) -> None:
         me = await self.client.me()
@@ -204,13 +203,15 @@ class ChatApp(App[None]):
         elif kind == "error":
             if room:  # a room that could not be re-joined after a reconnect
                 await self._drop(room)
-            where = f" in #{room}" if room else ""
-            self.note(error_line(f"{event.get('code')}{where}: {event.get('message', '')}"))
+            where = f"#{room}: " if room else ""
+            self.note(error_line(f"{where}{event.get('message', '')}"))
+        elif kind == "connection":
+            self._connection(event)
         elif kind == "joined" and event.get("recovered") is False:
             # Too much was missed to replay: start again from the latest page.
             self.chat.rooms.pop(room, None)
             self.chat.joined(event)
-            await self._guard(self._load_latest(room), "loading messages")
+            await self._guard(self._load_latest(room))
             if room == self.chat.current:
                 await self._show(room)
 
@@ -241,21 +242,31 @@ class ChatApp(App[None]):
             self.view.draw_rooms()
 
     def _draw_status(self) -> None:
-        self.view.draw_status(self.state, self.username or "")
+        self.view.draw_status(self.state, self.username or "", self.why)
 
-    def watch_state(self, old: str, new: str) -> None:
-        if old == "live" and new == "reconnecting":
-            self.note(error_line("connection lost: reconnecting…"))
-        elif old == "reconnecting" and new == "live":
-            self.note(note_line("reconnected: caught up."))
+    def _connection(self, event: dict[str, Any]) -> None:
+        """The SDK's word on the connection: `connected`, `disconnected` (again after every
+        failed attempt, with the reason) or `resumed` (every room re-joined)."""
+        state, reason = event.get("state"), str(event.get("reason", ""))
+        if state == "disconnected":
+            if self.state == "live":
+                self.note(error_line(f"connection lost ({reason}): reconnecting…"))
+            self.why = reason
+            self.state = "reconnecting"
+        elif state in ("connected", "resumed"):
+            if self.state == "reconnecting":
+                self.note(note_line("reconnected: caught up."))
+            self.why = ""
+            self.state = "live"
+
+    def watch_state(self) -> None:
+        self._draw_status()
+
+    def watch_why(self) -> None:
         self._draw_status()
 
     def _tick(self) -> None:
-        """Follow the SDK's connection state, and let typing notices expire."""
-        if self.state in ("live", "reconnecting"):
-            self.state = "live" if self.client.connected else "reconnecting"
-        elif self.state == "connecting" and self.client.connected:
-            self.state = "live"
+        """Let typing notices expire."""
         self.view.draw_typing()
 
     # -- input --------------------------------------------------------------------------------
@@ -268,7 +279,7 @@ class ChatApp(App[None]):
             return
         if now - self._typed_at >= TYPING_EVERY and self.client.connected:
             self._typed_at = now
-            self.run_worker(self._guard(self.client.typing(room), "typing"))
+            self.run_worker(self._guard(self.client.typing(room)))
 
     @on(Input.Submitted, "#input")
     def submitted(self, event: Input.Submitted) -> None:
@@ -279,7 +290,7 @@ class ChatApp(App[None]):
         elif isinstance(parsed, commands.Invalid):
             self.note(error_line(parsed.reason))
         elif isinstance(parsed, commands.Command):
-            self.run_worker(self._guard(self._run(parsed), f"/{parsed.name}"))
+            self.run_worker(self._guard(self._run(parsed)))
 
     def _say(self, body: str) -> None:
         room = self.chat.current
@@ -297,18 +308,17 @@ class ChatApp(App[None]):
             try:
                 await self.client.send(room, body, id=id)
             except HubbubError as error:
-                self.pane.fail_pending(id, f"not sent: {error.code}: {error.message}")
+                self.pane.fail_pending(id, f"not sent: {error.message}")
 
         self.run_worker(send())
 
-    async def _guard(self, work: Awaitable[None], what: str) -> None:
-        """Run a call; an error answer (or an unreachable server) becomes a line in the pane."""
+    async def _guard(self, work: Awaitable[None]) -> None:
+        """Run a call; an error answer (or a server out of reach) becomes a line in the pane,
+        in the SDK's words: the server's sentence, or "cannot reach URL: CAUSE"."""
         try:
             await work
         except HubbubError as error:
-            self.note(error_line(f"{what}: {error.code}: {error.message}"))
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            self.note(error_line(f"{what}: cannot reach the server ({error})"))
+            self.note(error_line(error.message or error.code))
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -327,11 +337,23 @@ class ChatApp(App[None]):
             room = args[1] if len(args) > 1 else self._here()
             await self.client.add_member(room, args[0])
             self.note(note_line(f"Invited {args[0]} to #{room}."))
+        elif name == "rooms":
+            await self._list_rooms(archived=bool(args))
+        elif name == "archive":
+            room = args[0] if args else self._here()
+            await self.client.archive_room(room)
+            self.note(note_line(f"Archived #{room}: it is read-only now (/unarchive {room})."))
+        elif name == "unarchive":
+            await self.client.unarchive_room(args[0])
+            self.note(note_line(f"#{args[0]} is open again."))
+        elif name == "delete-room":
+            await self.client.delete_room(args[0])
+            await self._drop(args[0])  # the server's `left` may come first: no harm
+            self.note(note_line(f"Deleted #{args[0]} and its messages."))
         elif name == "who":
             await self._who(self._here())
         elif name == "help":
-            for line in commands.HELP.splitlines():
-                self.note(note_line(line, ""))
+            self._help()
         elif name == "quit":
             self.exit()
 
@@ -351,6 +373,33 @@ class ChatApp(App[None]):
             await self.client.leave(room)
             await self._drop(room)
             self.note(note_line(f"You own #{room}, so you stay a member; /join shows it again."))
+
+    def _help(self) -> None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(ratio=1)
+        for usage, does in commands.HELP:
+            grid.add_row(Text(usage), Text(does))
+        plain = "\n".join(f"{usage}  {does}" for usage, does in commands.HELP)
+        self.pane.add_note(Text(plain), shown=grid)
+
+    async def _list_rooms(self, archived: bool) -> None:
+        """The public rooms (or the archived ones one can see): name, members, topic."""
+        found = await self.client.rooms(archived=archived)
+        shown = [room for room in found if archived or not room.get("private")]
+        if not shown:
+            self.note(note_line("No archived room." if archived else "No public room yet."))
+            return
+        self.note(note_line("Archived rooms:" if archived else "Public rooms (/join ROOM):", ""))
+        for room in sorted(shown, key=lambda room: str(room["name"])):
+            count = len(room.get("members", []))
+            name = Text(f"#{room['name']}", style="bold")
+            mine = " (joined)" if room["name"] in self.chat.rooms else ""
+            about = Text(f"{count} member{'' if count == 1 else 's'}{mine}", style="dim")
+            if room.get("topic"):
+                about.append(f"  {room['topic']}", style="")
+            plain = Text(f"{name.plain}  {about.plain}")
+            self.pane.add_note(plain, shown=columns(name.append("  "), about))
 
     async def _who(self, room: str) -> None:
         details = await self.client.room(room)
@@ -392,7 +441,7 @@ class ChatApp(App[None]):
         if room is None or not room.more_before or self._loading_older:
             return
         self._loading_older = True
-        self.run_worker(self._guard(self._page_back(room.name), "loading older messages"))
+        self.run_worker(self._guard(self._page_back(room.name)))
 
     async def _page_back(self, name: str) -> None:
         try:

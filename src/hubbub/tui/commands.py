@@ -5,18 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-HELP: Final = """\
-/join ROOM             join a public room (or a private one you were invited to) and show it
-/leave [ROOM]          leave a room (default: this one); you stop being a member
-/create ROOM [private] create a room (public unless "private") and join it
-/invite USER [ROOM]    add USER to a room (default: this one); needed for private rooms
-/who                   who is online here, and who the members are
-/help                  this list
-/quit                  leave the program
-//text                 send "/text" as a message
-anything else          is sent to the room on screen
-Keys: Ctrl+N / Ctrl+P next / previous room, PageUp / PageDown scroll (PageUp at the top loads
-older messages), Tab moves between the input and the room list, Ctrl+Q quits."""
+# (what to type, what it does): `/help` shows them in two aligned columns.
+HELP: Final = (
+    ("/join ROOM", "join a public room (or a private one you were invited to) and show it"),
+    ("/leave [ROOM]", "leave a room (default: this one); you stop being a member"),
+    ("/create ROOM [private]", 'create a room (public unless "private") and join it'),
+    ("/invite USER [ROOM]", "add USER to a room (default: this one); needed for private rooms"),
+    ("/rooms [archived]", "the public rooms (or the archived ones): members and topic"),
+    ("/archive [ROOM]", "make a room of yours read-only and take it out of the lists"),
+    ("/unarchive ROOM", "open an archived room of yours again"),
+    ("/delete-room ROOM ROOM", "delete a room of yours and its messages (type its name twice)"),
+    ("/who", "who is online here, and who the members are"),
+    ("/help", "this list"),
+    ("/quit", "leave the program"),
+    ("//text", 'send "/text" as a message'),
+    ("anything else", "is sent to the room on screen"),
+    ("Ctrl+N / Ctrl+P", "next / previous room"),
+    ("PageUp / PageDown", "scroll (PageUp at the top loads older messages)"),
+    ("Tab", "moves between the input and the room list"),
+    ("Ctrl+Q", "quits"),
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ _ARITY: Final = {
     "leave": (0, 1, "/leave [ROOM]"),
     "create": (1, 2, "/create ROOM [private]"),
     "invite": (1, 2, "/invite USER [ROOM]"),
+    "rooms": (0, 1, "/rooms [archived]"),
+    "archive": (0, 1, "/archive [ROOM]"),
+    "unarchive": (1, 1, "/unarchive ROOM"),
+    "delete-room": (1, 2, "/delete-room ROOM ROOM"),
     "who": (0, 0, "/who"),
     "help": (0, 0, "/help"),
     "quit": (0, 0, "/quit"),
@@ -72,4 +84,11 @@ def parse(line: str) -> Command | Say | Invalid | None:
         return Invalid(f"usage: {usage}")
     if name == "create" and args[1:] not in ([], ["private"]):
         return Invalid("usage: /create ROOM [private]")
+    if name == "rooms" and args not in ([], ["archived"]):
+        return Invalid("usage: /rooms [archived]")
+    if name == "delete-room" and args[1:] != args[:1]:
+        return Invalid(
+            f"deleting #{args[0]} removes its messages for good: to confirm, type its name "
+            f"twice: /delete-room {args[0]} {args[0]}"
+        )
     return Command(name, tuple(args))

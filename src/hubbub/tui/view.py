@@ -12,13 +12,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList, Static
 
 from hubbub.tui.model import Chat, Message
-from hubbub.tui.widgets import MessagePane, message_line, note_line
+from hubbub.tui.widgets import Line, MessagePane, message_widget, note_line
 
 _STATE_STYLES: Final = {"live": "bold green", "reconnecting": "bold yellow"}
 
 
-def beginning(room: str) -> Text:
-    return note_line(f"— the beginning of #{room} —", "dim")
+def beginning(room: str) -> Line:
+    return Line(note_line(f"— the beginning of #{room} —", "dim"), 0)
 
 
 class ChatView(Vertical):
@@ -56,9 +56,9 @@ class ChatView(Vertical):
         """Put a room on screen (or an empty pane when none is left)."""
         if name is not None:
             room = self.chat.switch(name)
-            lines = [(message_line(m, self.chat.me), m.seq) for m in room.ordered()]
+            lines = [message_widget(m, self.chat.me) for m in room.ordered()]
             if not room.more_before:
-                lines.insert(0, (beginning(name), 0))
+                lines.insert(0, beginning(name))
             await self.pane.show(lines)
         else:
             self.chat.current = None
@@ -70,8 +70,7 @@ class ChatView(Vertical):
     def show_message(self, message: Message) -> None:
         """A new message: at the bottom of the pane, or counted as unread in the room list."""
         if message.room == self.chat.current:
-            line = message_line(message, self.chat.me)
-            self.pane.add_message(line, message.seq, message.id)
+            self.pane.add_message(message_widget(message, self.chat.me), message.id)
             self.draw_typing()
         else:
             self.draw_rooms()
@@ -80,9 +79,9 @@ class ChatView(Vertical):
         """An older page of the room on screen, above what is shown."""
         if name != self.chat.current:
             return
-        lines = [(message_line(m, self.chat.me), m.seq) for m in messages]
+        lines = [message_widget(m, self.chat.me) for m in messages]
         if not more:
-            lines.insert(0, (beginning(name), 0))
+            lines.insert(0, beginning(name))
         self.pane.add_older(lines)
 
     def draw_rooms(self) -> None:
@@ -110,11 +109,13 @@ class ChatView(Vertical):
             self._typing_shown = line
             self.typing.update(Text(line, style="italic dim"))
 
-    def draw_status(self, state: str, user: str) -> None:
+    def draw_status(self, state: str, user: str, why: str = "") -> None:
         status = Text("hubbub", style="bold")
         status.append(f"  {self.chat.me or user or '?'} @ {self.url}")
         if self.chat.current:
             status.append(f"  #{self.chat.current}", style="bold")
         status.append("  ")
         status.append(f"● {state}", style=_STATE_STYLES.get(state, "bold red"))
+        if why:
+            status.append(f"  {why}", style="dim")
         self.status.update(status)
