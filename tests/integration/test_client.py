@@ -472,6 +472,27 @@ async def test_a_server_out_of_reach_is_named_with_the_cause() -> None:
     )
 
 
+async def test_a_frame_over_the_servers_limit_fails_once_and_the_client_goes_on(
+    server: ServerProcess,
+) -> None:
+    """A paste larger than the server's frame limit closes the connection (1009): that send
+    fails with too_large, is not resent after the reconnect, and the next send is acked."""
+    client = await logged_in(server.url)
+    async with client:
+        room = unique("r")
+        await client.create_room(room)
+        await client.connect()
+        await client.join(room)
+        with pytest.raises(HubbubError) as caught:
+            await client.send(room, "x" * 70_000)
+        assert caught.value.code == "too_large"
+        assert "more than the server accepts" in caught.value.message
+        ack = await asyncio.wait_for(client.send(room, "after the paste"), 30)
+        assert ack["seq"] == 1
+        page = await client.history(room)
+        assert [m["body"] for m in page["messages"]] == ["after the paste"]
+
+
 async def test_refused_input_reads_as_the_servers_sentence(server: ServerProcess) -> None:
     client = await logged_in(server.url)
     async with client:

@@ -67,6 +67,7 @@ from hubbub.client.state import (
 __all__ = ["Client", "HubbubError"]
 
 _UNAUTHORIZED: Final = 4001
+_MESSAGE_TOO_BIG: Final = 1009  # the server's close code for a frame over --max-frame
 _HELLO_TIMEOUT: Final = 10.0
 # Our own WebSocket pings find a dead path (no FIN, no RST) that the server pings cannot tell us
 # about: aiohttp closes the connection when a ping gets no pong within half this interval.
@@ -291,6 +292,8 @@ class Client(HttpApi):
                 for call in list(self._calls.values()):
                     if not call.resumable and not call.future.done():
                         call.future.set_exception(ConnectionLost(f"closed with {code}"))
+                if code == _MESSAGE_TOO_BIG:
+                    self._fail_oversized()
                 if code == _UNAUTHORIZED:
                     self._disconnected(close_reason(code), code, None)
                     raise HubbubError("unauthorized", "the server closed with 4001")
@@ -401,6 +404,26 @@ class Client(HttpApi):
             return await future
         finally:
             del self._calls[ref]
+
+    def _fail_oversized(self) -> None:
+        """The server closed with 1009: the largest frame written to that connection was over
+        its `--max-frame`. Fail that call instead of resending it after every reconnect."""
+        written = [
+            call
+            for call in self._calls.values()
+            if call.generation == self._generation and not call.future.done()
+        ]
+        if not written:
+            return
+        call = max(written, key=lambda c: len(orjson.dumps(c.frame)))
+        size = len(orjson.dumps(call.frame))
+        call.future.set_exception(
+            HubbubError(
+                "too_large",
+                f"this {call.frame['type']} frame is {size:,} bytes, more than the server "
+                "accepts in one frame; it was not sent",
+            )
+        )
 
     async def _write(self, call: Call) -> None:
         ws = self._ws
