@@ -27,7 +27,7 @@ from hubbub.tui import commands
 from hubbub.tui.login import LoginScreen
 from hubbub.tui.model import Chat, Message
 from hubbub.tui.view import ChatView
-from hubbub.tui.widgets import MessagePane, columns, error_line, message_line, note_line
+from hubbub.tui.widgets import MessagePane, error_line, message_line, note_line
 
 PAGE: Final = 50  # messages per history page
 TYPING_EVERY: Final = 3.0  # seconds between two `typing` frames while typing
@@ -391,15 +391,19 @@ class ChatApp(App[None]):
             self.note(note_line("No archived room." if archived else "No public room yet."))
             return
         self.note(note_line("Archived rooms:" if archived else "Public rooms (/join ROOM):", ""))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(no_wrap=True, style="dim")
+        grid.add_column(ratio=1)
+        plain = []
         for room in sorted(shown, key=lambda room: str(room["name"])):
             count = len(room.get("members", []))
-            name = Text(f"#{room['name']}", style="bold")
             mine = " (joined)" if room["name"] in self.chat.rooms else ""
-            about = Text(f"{count} member{'' if count == 1 else 's'}{mine}", style="dim")
-            if room.get("topic"):
-                about.append(f"  {room['topic']}", style="")
-            plain = Text(f"{name.plain}  {about.plain}")
-            self.pane.add_note(plain, shown=columns(name.append("  "), about))
+            row = (f"#{room['name']}", f"{count} member{'' if count == 1 else 's'}{mine}")
+            topic = str(room.get("topic") or "")
+            grid.add_row(Text(row[0]), Text(row[1]), Text(topic))
+            plain.append("  ".join((*row, topic)).rstrip())
+        self.pane.add_note(Text("\n".join(plain)), shown=grid)
 
     async def _who(self, room: str) -> None:
         details = await self.client.room(room)
