@@ -120,7 +120,7 @@ async def test_unknown_route_answers_404_with_the_json_error_body(
 WRONG_METHODS = [
     ("GET", "/api/v1/login"),
     ("GET", "/api/v1/users"),
-    ("DELETE", "/api/v1/me"),
+    ("PUT", "/api/v1/me"),
     ("PATCH", "/api/v1/rooms"),
     ("POST", "/api/v1/rooms/{room}/messages"),
     ("POST", "/api/v1/rooms/{room}/members/{user}"),
