@@ -245,12 +245,19 @@ async def test_groups_avatars_and_right_to_left_bodies_between_two_users(
         assert title and len(title) > len(await later_time.inner_text())
         await later.first.hover()
         await expect(later_time).to_be_visible()
+        # ... or while one of their links has the keyboard focus.
+        await page.get_by_test_id("room-title").hover()
+        await expect(later_time).to_be_hidden()
+        linked_time = later.nth(1).get_by_test_id("message-time")
+        await expect(linked_time).to_be_hidden()
+        await later.nth(1).locator("a").first.focus()
+        await expect(linked_time).to_be_visible()
 
         await expect(messages.locator("strong")).to_have_text(["new message view"])
         await expect(messages.locator("li")).to_have_text(
             ["messages are grouped", "avatars show initials", "code and links work"]
         )
-        await expect(messages.locator("pre")).to_have_text("hubbub serve -p 8080")
+        await expect(messages.locator("pre")).to_have_text("hubbub serve --port 8080")
         await expect(messages.locator("blockquote")).to_have_text("messages are grouped")
         links = messages.locator("a")
         await expect(links).to_have_count(2)
