@@ -50,7 +50,8 @@ export function dayLabel(ms) {
 /**
  * One message: avatar, sender, time, body. `pending` ones are ours, waiting for their ack.
  * A `continued` one follows another from the same sender shortly before: it shows only its
- * body, and its time in the gutter on hover or focus (the full time in its title).
+ * body (its sender for screen readers only), and its time in the gutter on hover or focus
+ * (the full time in its title).
  */
 export function messageNode(message, { mine, pending = false, failed = false, continued = false }) {
   const when = message.ts ? new Date(message.ts) : null;
@@ -97,7 +98,7 @@ export function messageNode(message, { mine, pending = false, failed = false, co
       "div",
       { className: "content" },
       continued
-        ? null
+        ? el("span", { className: "sr-only", text: message.from }) // read out, not shown
         : el(
             "header",
             { className: "meta" },
