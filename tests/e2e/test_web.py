@@ -294,7 +294,7 @@ async def test_hostile_bodies_are_shown_as_text_under_the_content_security_polic
         links = messages.locator("a")
         await expect(links).to_have_count(1)
         await expect(links).to_have_attribute("href", "https://example.com/a?b=1&c=")
-        await expect(links).to_have_attribute("rel", "noopener noreferrer")
+        await expect(links).to_have_attribute("rel", "noopener noreferrer nofollow")
         assert await alice.evaluate("typeof window.__xss") == "undefined"
         await alice.reload()
 

@@ -2,7 +2,7 @@
 
 import { renderPeople } from "./people.js";
 import { isMe, sortedRooms, state, unread } from "./state.js";
-import { $, dayKey, daySeparator, el, messageNode, typingText } from "./view.js";
+import { $, continues, dayKey, daySeparator, el, messageNode, typingText } from "./view.js";
 
 /** What the drawn controls do; app.js fills it in (it owns the actions). */
 export const actions = {};
@@ -72,6 +72,7 @@ export function renderHeader() {
   const room = state.current;
   $("room-title").replaceChildren(...(room ? [roomMark(room), room.name] : ["No room open"]));
   $("room-topic").textContent = room && room.info ? room.info.topic : "";
+  $("room-topic").dir = "auto";
   $("room-leave").hidden = !room || room.role(state.session.user) === "owner";
   const enabled = Boolean(room);
   $("message-input").disabled = !enabled;
@@ -109,19 +110,26 @@ export function renderRoom(mode) {
   const fromBottom = box.scrollHeight - box.scrollTop;
   const nodes = [historyEdge(room)];
   let day = null;
+  let previous = null;
   for (const message of room.messages) {
     if (dayKey(message.ts) !== day) {
       day = dayKey(message.ts);
       nodes.push(daySeparator(message.ts));
     }
-    nodes.push(messageNode(message, { mine: isMe(message.from) }));
+    const continued = continues(previous, message);
+    nodes.push(messageNode(message, { mine: isMe(message.from), continued }));
+    previous = message;
   }
   for (const pending of state.outbox.values()) {
     if (pending.room !== room.name) continue;
-    const node = messageNode(
-      { id: pending.id, from: state.session.user, body: pending.body },
-      { mine: true, pending: !pending.failed, failed: pending.failed },
-    );
+    const message = { id: pending.id, from: state.session.user, body: pending.body };
+    const node = messageNode(message, {
+      mine: true,
+      pending: !pending.failed,
+      failed: pending.failed,
+      continued: continues(previous, message),
+    });
+    previous = message;
     if (pending.failed) {
       node.append(
         el("button", {

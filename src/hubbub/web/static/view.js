@@ -1,5 +1,8 @@
 // DOM building without HTML strings: every text from the network goes in as textContent.
 
+import { avatar } from "./avatar.js";
+import { renderMarkdown } from "./markdown.js";
+
 /** Find the element with this data-testid. */
 export function $(testid, root = document) {
   return root.querySelector(`[data-testid="${testid}"]`);
@@ -24,32 +27,6 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
-const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
-
-/** A message body as text nodes, with http(s) URLs as links that cannot reach back to us. */
-export function bodyNodes(body) {
-  const nodes = [];
-  let last = 0;
-  for (const match of body.matchAll(URL_PATTERN)) {
-    const href = safeUrl(match[0]);
-    if (!href) continue;
-    if (match.index > last) nodes.push(document.createTextNode(body.slice(last, match.index)));
-    nodes.push(el("a", { href, target: "_blank", rel: "noopener noreferrer", text: match[0] }));
-    last = match.index + match[0].length;
-  }
-  if (last < body.length) nodes.push(document.createTextNode(body.slice(last)));
-  return nodes;
-}
-
-function safeUrl(text) {
-  try {
-    const url = new URL(text);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-  } catch {
-    return null;
-  }
-}
-
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dayFormat = new Intl.DateTimeFormat(undefined, {
   weekday: "long",
@@ -70,14 +47,43 @@ export function dayLabel(ms) {
   return dayFormat.format(new Date(ms));
 }
 
-/** One message: sender, time, body. `pending` ones are ours, waiting for their ack. */
-export function messageNode(message, { mine, pending = false, failed = false }) {
+/**
+ * One message: avatar, sender, time, body. `pending` ones are ours, waiting for their ack.
+ * A `continued` one follows another from the same sender shortly before: it shows only its
+ * body (its sender for screen readers only), and its time in the gutter on hover or focus
+ * (the full time in its title).
+ */
+export function messageNode(message, { mine, pending = false, failed = false, continued = false }) {
   const when = message.ts ? new Date(message.ts) : null;
+  const time = when
+    ? el("time", {
+        testid: "message-time",
+        datetime: when.toISOString(),
+        title: when.toLocaleString(),
+        text: timeFormat.format(when),
+      })
+    : null;
+  const state =
+    pending || failed
+      ? el("span", {
+          className: "state",
+          testid: "message-state",
+          text: failed ? "not sent" : "sending…",
+        })
+      : null;
+  const body = el("div", { className: "body", testid: "message-body", dir: "auto" });
+  body.append(renderMarkdown(message.body));
   return el(
     "article",
     {
       testid: "message",
-      className: ["message", mine && "mine", pending && "pending", failed && "failed"]
+      className: [
+        "message",
+        continued ? "continued" : "first",
+        mine && "mine",
+        pending && "pending",
+        failed && "failed",
+      ]
         .filter(Boolean)
         .join(" "),
       dataset: {
@@ -87,25 +93,33 @@ export function messageNode(message, { mine, pending = false, failed = false }) 
         from: message.from,
       },
     },
+    continued ? el("div", { className: "gutter" }, time) : avatar(message.from),
     el(
-      "header",
-      { className: "meta" },
-      el("span", { className: "from", testid: "message-from", text: message.from }),
-      when
-        ? el("time", {
-            testid: "message-time",
-            datetime: when.toISOString(),
-            title: when.toLocaleString(),
-            text: timeFormat.format(when),
-          })
-        : el("span", {
-            className: "state",
-            testid: "message-state",
-            text: failed ? "not sent" : "sending…",
-          }),
+      "div",
+      { className: "content" },
+      continued
+        ? el("span", { className: "sr-only", text: message.from }) // read out, not shown
+        : el(
+            "header",
+            { className: "meta" },
+            el("span", { className: "from", testid: "message-from", text: message.from }),
+            time,
+            state,
+          ),
+      body,
+      continued ? state : null,
     ),
-    el("div", { className: "body", testid: "message-body" }, ...bodyNodes(message.body)),
   );
+}
+
+const GROUP_MS = 5 * 60 * 1000;
+
+/** Whether `message` continues `previous`: same sender, same day, within five minutes. */
+export function continues(previous, message) {
+  if (!previous || previous.from !== message.from) return false;
+  const at = message.ts || Date.now();
+  const before = previous.ts || Date.now();
+  return dayKey(at) === dayKey(before) && at - before >= 0 && at - before < GROUP_MS;
 }
 
 export function daySeparator(ms) {
