@@ -2,7 +2,17 @@
 
 import { call, roomPath } from "./api.js";
 import { Connection, ConnectionLost, socketUrl } from "./connection.js";
-import { pump, retry, sendMessage, typed } from "./outbox.js";
+import {
+  discard,
+  dropRoomOutbox,
+  forget,
+  pump,
+  restoreOutbox,
+  retry,
+  sendMessage,
+  typed,
+  updateCounter,
+} from "./outbox.js";
 import {
   actions,
   renderHeader,
@@ -14,8 +24,8 @@ import {
 } from "./render.js";
 import { Room } from "./rooms.js";
 import { isMe, same, sortedRooms, state, token } from "./state.js";
-import { SeenMarks, clearSession, loadSession, saveSession } from "./store.js";
-import { $, errorText, hideBanner, showBanner, showError } from "./view.js";
+import { SeenMarks, StoredOutbox, clearSession, loadSession, saveSession } from "./store.js";
+import { $, errorText, hideBanner, hideBannerOf, showBanner, showError } from "./view.js";
 
 const HISTORY_PAGE = 50;
 
@@ -32,6 +42,7 @@ async function submitLogin(register) {
   if (!form.reportValidity()) return;
   const username = $("login-username").value.trim();
   const password = $("login-password").value;
+  hideBanner();
   try {
     if (register) await call("POST", "/users", { body: { username, password } });
     const data = await call("POST", "/login", { body: { username, password } });
@@ -47,6 +58,7 @@ async function submitLogin(register) {
 async function enter(session) {
   state.session = session;
   state.seen = new SeenMarks(session.user);
+  state.stored = new StoredOutbox(session.user);
   let me;
   try {
     me = await call("GET", "/me", { token: session.token });
@@ -63,6 +75,7 @@ async function enter(session) {
   $("chat-view").hidden = false;
   $("current-user").textContent = me.user.name;
   for (const info of me.rooms) addRoom(info);
+  restoreOutbox();
   renderRoomList();
   renderHeader();
   refreshPublic();
@@ -89,6 +102,7 @@ function endSession(message) {
     current: null,
     publicRooms: [],
     outbox: new Map(),
+    stored: null,
     pumping: new Set(),
     drafts: new Map(),
   });
@@ -106,6 +120,8 @@ function endSession(message) {
 async function logout() {
   const { token: current } = state.session;
   state.conn.stop();
+  // Logging out is leaving this browser: what is unsent goes too.
+  state.stored.clear();
   try {
     await call("POST", "/logout", { token: current });
   } catch {
@@ -119,6 +135,15 @@ function connectionState(name) {
   pill.textContent = name;
   pill.dataset.state = name;
   if (name !== "live") for (const room of state.rooms.values()) room.joined = false;
+  else hideBannerOf("network");
+  markPresence();
+}
+
+/** Who is online is known only in a room joined on a live connection: else say so. */
+function markPresence() {
+  const known = !state.current || state.current.joined;
+  $("people").dataset.presence = known ? "known" : "unknown";
+  $("presence-unknown").hidden = known;
 }
 
 // --- rooms -----------------------------------------------------------------------------------
@@ -137,7 +162,7 @@ function addRoom(info) {
 
 function dropRoom(name) {
   state.rooms.delete(name);
-  for (const [id, pending] of state.outbox) if (pending.room === name) state.outbox.delete(id);
+  dropRoomOutbox(name);
   if (state.current && state.current.name === name) {
     state.current = null;
     const next = sortedRooms()[0];
@@ -173,6 +198,7 @@ async function joinRoom(room) {
     if (!room.loaded) loadOlder(room);
     renderRoom("keep");
     renderPeopleNow();
+    markPresence();
   }
   renderRoomList();
   pump(room.name);
@@ -180,6 +206,7 @@ async function joinRoom(room) {
 
 /** Open a room by name: one of ours, or a public room we join (404 for a private one). */
 async function joinByName(name) {
+  hideBanner();
   if (state.rooms.has(name)) {
     openRoom(name);
     return;
@@ -233,12 +260,15 @@ function openRoom(name) {
   const room = state.rooms.get(name);
   if (!room) return;
   const switched = state.current !== room;
+  // What went wrong in the last room is not news in this one.
+  if (switched && state.current) hideBanner();
   const input = $("message-input");
   if (switched) {
     // Each room keeps its own draft: text typed for one room never goes to another.
     if (state.current) state.drafts.set(state.current.name, input.value);
     input.value = state.drafts.get(name) || "";
     state.drafts.delete(name);
+    updateCounter();
   }
   state.current = room;
   history.replaceState(null, "", `#room=${encodeURIComponent(name)}`);
@@ -247,6 +277,7 @@ function openRoom(name) {
   renderRoomList();
   renderHeader();
   renderPeopleNow();
+  markPresence();
   renderTyping();
   renderRoom("bottom");
   if (!room.loaded) loadOlder(room);
@@ -358,7 +389,7 @@ function receivedMessage(room, frame) {
     ts: frame.ts,
   };
   const ours = isMe(message.from) && state.outbox.has(message.id);
-  if (ours) state.outbox.delete(message.id);
+  if (ours) forget(message.id);
   if (!room.add(message) && !ours) return;
   if (room === state.current) {
     markSeen();
@@ -386,9 +417,9 @@ function receivedPresence(room, frame) {
 async function memberAction(method, kind, user) {
   const room = state.current;
   if (!room) return;
+  hideBanner();
   try {
     await call(method, roomPath(room.name, kind, user), { token: token() });
-    hideBanner();
   } catch (error) {
     showError(error);
   }
@@ -398,6 +429,7 @@ async function memberAction(method, kind, user) {
 async function leaveRoom() {
   const room = state.current;
   if (!room) return;
+  hideBanner();
   try {
     await call("DELETE", roomPath(room.name, "members", state.session.user), { token: token() });
   } catch (error) {
@@ -483,6 +515,10 @@ function bind() {
     }
   });
   input.addEventListener("input", typed);
+  $("messages").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-discard]");
+    if (button) discard(button.dataset.discard);
+  });
   $("messages").addEventListener("scroll", () => {
     const room = state.current;
     if (room && $("messages").scrollTop < 80) loadOlder(room);
@@ -504,10 +540,6 @@ function bind() {
     if (state.session && wanted && !there) joinByName(wanted);
   });
   window.addEventListener("focus", () => state.session && refreshPublic());
-  // The outbox lives in this page only: closing it with messages unsent would lose them.
-  window.addEventListener("beforeunload", (event) => {
-    if (state.outbox.size) event.preventDefault();
-  });
   setInterval(renderTyping, 1000);
 }
 

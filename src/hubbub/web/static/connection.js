@@ -1,9 +1,13 @@
-// The WebSocket to the node: hello, replies matched by `ref`, reconnect with backoff and jitter.
+// The WebSocket to the node: hello, replies matched by `ref`, a ping that finds dead paths,
+// reconnect with backoff and jitter, and nothing at all while the browser says it is offline.
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 10000;
-const PING_EVERY_MS = 25000;
+const PING_DEFAULT_MS = 25000;
+const PING_MIN_MS = 1000;
 const UNAUTHORIZED = 4001;
+const NO_PONG = 4000;
+const WELCOME_WAIT_MS = 10000;
 
 /** A request whose connection closed before its reply came: the caller may retry it. */
 export class ConnectionLost extends Error {
@@ -29,9 +33,18 @@ export function socketUrl(location) {
 }
 
 /**
- * One logical connection that outlives its sockets. `onState` hears "connecting", "live"
- * and "reconnecting"; `onLive` runs after each welcome (rejoin rooms, resend the outbox);
- * `onFrame` gets every frame that is not a reply; `onUnauthorized` ends the session.
+ * How often the app pings: the server's `welcome.heartbeat` (its own ping interval), no more
+ * often than once a second and no less than every 25 s.
+ */
+export function pingInterval(heartbeat) {
+  if (typeof heartbeat !== "number" || !(heartbeat > 0)) return PING_DEFAULT_MS;
+  return Math.min(PING_DEFAULT_MS, Math.max(PING_MIN_MS, heartbeat * 1000));
+}
+
+/**
+ * One logical connection that outlives its sockets. `onState` hears "connecting", "live",
+ * "reconnecting" and "offline"; `onLive` runs after each welcome (rejoin rooms, resend the
+ * outbox); `onFrame` gets every frame that is not a reply; `onUnauthorized` ends the session.
  */
 export class Connection {
   constructor(url, token, handlers) {
@@ -41,22 +54,35 @@ export class Connection {
     this.socket = null;
     this.live = false;
     this.stopped = false;
+    this.offline = false;
     this.attempt = 0;
     this.nextRef = 1;
     this.waiting = new Map();
     this.retryTimer = null;
     this.pingTimer = null;
+    this.welcomeTimer = null;
     this.pongDue = false;
+    this.wentOffline = () => this.networkLost();
+    this.cameOnline = () => this.networkBack();
   }
 
   start() {
+    window.addEventListener("offline", this.wentOffline);
+    window.addEventListener("online", this.cameOnline);
+    if (navigator.onLine === false) {
+      this.networkLost();
+      return;
+    }
     this.handlers.onState("connecting");
     this.open();
   }
 
   stop() {
     this.stopped = true;
+    window.removeEventListener("offline", this.wentOffline);
+    window.removeEventListener("online", this.cameOnline);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.welcomeTimer);
     clearInterval(this.pingTimer);
     if (this.socket) this.socket.close(1000, "bye");
   }
@@ -79,13 +105,15 @@ export class Connection {
   open() {
     const socket = new WebSocket(this.url);
     this.socket = socket;
-    socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "hello", token: this.token }));
-    });
-    socket.addEventListener("message", (event) => this.received(event.data));
-    socket.addEventListener("close", (event) => {
-      if (this.socket === socket) this.closed(event.code);
-    });
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", token: this.token }));
+    socket.onmessage = (event) => this.received(event.data);
+    socket.onclose = (event) => this.closed(event.code);
+    // A connect into a dead path can hang for minutes before the browser gives up.
+    clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = setTimeout(() => {
+      this.abandon(NO_PONG, "no welcome");
+      this.closed(NO_PONG);
+    }, WELCOME_WAIT_MS);
   }
 
   received(data) {
@@ -111,28 +139,46 @@ export class Connection {
   }
 
   welcomed(frame) {
+    clearTimeout(this.welcomeTimer);
     this.live = true;
     this.attempt = 0;
+    this.pongDue = false;
     this.handlers.onState("live");
     clearInterval(this.pingTimer);
-    this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
+    this.pingTimer = setInterval(() => this.heartbeat(), pingInterval(frame.heartbeat));
     this.handlers.onLive(frame);
   }
 
-  /** Our own ping finds a dead path that no close event would report for minutes. */
+  /**
+   * Our own ping finds a dead path that no close event would report for minutes: without
+   * an answer (any frame) by the next ping, the socket is given up at once.
+   */
   heartbeat() {
     if (this.pongDue) {
-      this.socket.close(4000, "no answer to ping");
+      this.abandon(NO_PONG, "no answer to ping");
+      this.closed(NO_PONG);
       return;
     }
     this.pongDue = true;
     this.post({ type: "ping" });
   }
 
+  /** Stop using the socket now: its late events are ignored, its close is not waited for. */
+  abandon(code, reason) {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    this.socket = null;
+    socket.close(code, reason);
+  }
+
+  /** The socket is gone: fail the requests in flight, then reconnect unless told not to. */
   closed(code) {
     this.live = false;
     this.socket = null;
     clearInterval(this.pingTimer);
+    clearTimeout(this.welcomeTimer);
+    clearTimeout(this.retryTimer);
     for (const waiter of this.waiting.values()) waiter.reject(new ConnectionLost());
     this.waiting.clear();
     if (this.stopped) return;
@@ -141,8 +187,27 @@ export class Connection {
       this.handlers.onUnauthorized();
       return;
     }
+    if (this.offline) return;
     this.handlers.onState("reconnecting");
     this.retryTimer = setTimeout(() => this.open(), this.backoff());
+  }
+
+  /** The browser has no network: drop the socket and wait for `online`, trying nothing. */
+  networkLost() {
+    if (this.stopped) return;
+    this.offline = true;
+    this.abandon(1000, "offline");
+    this.closed(1000);
+    this.handlers.onState("offline");
+  }
+
+  /** The network is back: connect now, without waiting out a backoff. */
+  networkBack() {
+    if (this.stopped || !this.offline) return;
+    this.offline = false;
+    this.attempt = 0;
+    this.handlers.onState("reconnecting");
+    this.open();
   }
 
   /** Exponential backoff with jitter, so a restarted node is not hit by every tab at once. */

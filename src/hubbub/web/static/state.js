@@ -7,7 +7,8 @@ export const state = {
   rooms: new Map(),
   current: null,
   publicRooms: [],
-  outbox: new Map(), // id -> {id, room, body, failed}: sends not yet seen back, in typed order
+  outbox: new Map(), // id -> {id, room, body, failed, reason}: sends not yet seen back, in typed order
+  stored: null, // StoredOutbox: the outbox's messages not yet acked, kept in localStorage
   pumping: new Set(),
   drafts: new Map(), // room -> text typed there and not sent, while another room is open
   lastTyping: 0,

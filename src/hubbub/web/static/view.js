@@ -2,6 +2,7 @@
 
 import { avatar } from "./avatar.js";
 import { renderMarkdown } from "./markdown.js";
+import { state as app } from "./state.js";
 
 /** Find the element with this data-testid. */
 export function $(testid, root = document) {
@@ -108,7 +109,25 @@ export function messageNode(message, { mine, pending = false, failed = false, co
           ),
       body,
       continued ? state : null,
+      failed ? refusal(message.id) : null,
     ),
+  );
+}
+
+/** Why the server refused one of our messages, and a button that throws it away. */
+function refusal(id) {
+  const pending = app.outbox.get(id);
+  return el(
+    "div",
+    { className: "refusal" },
+    el("span", { className: "reason", testid: "message-reason", text: pending?.reason || "" }),
+    el("button", {
+      type: "button",
+      className: "small secondary",
+      testid: "message-discard",
+      text: "Discard",
+      dataset: { discard: id },
+    }),
   );
 }
 
@@ -157,18 +176,25 @@ export function errorText(error) {
   return `${label}: ${error.message}`;
 }
 
-// The error banner: one line, until dismissed or replaced.
+// The error banner: one line, until dismissed, replaced, the next attempt or another room.
 
 export function showError(error) {
   const known = error instanceof Error && error.code;
-  showBanner(known ? errorText(error) : String(error.message || error));
+  showBanner(known ? errorText(error) : String(error.message || error), known || "");
 }
 
-export function showBanner(text) {
+/** `code` names the error shown, so that hideBannerOf(code) can take it back. */
+export function showBanner(text, code = "") {
   $("error-text").textContent = text;
+  $("error-banner").dataset.code = code;
   $("error-banner").hidden = false;
 }
 
 export function hideBanner() {
   $("error-banner").hidden = true;
+}
+
+/** Hide the banner if it shows an error of this code (a network error, once back online). */
+export function hideBannerOf(code) {
+  if ($("error-banner").dataset.code === code) hideBanner();
 }
