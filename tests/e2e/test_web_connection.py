@@ -314,4 +314,3 @@ async def test_a_refused_message_keeps_its_reason_until_discarded_and_banners_do
     await join_by_name(page, "long")
     await expect(banner).to_be_hidden()
     await expect(page.get_by_test_id("room-item-long")).to_have_attribute("aria-current", "page")
-

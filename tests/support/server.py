@@ -107,14 +107,15 @@ class ServerProcess:
 SERVER_ENGINES = ("sqlite", "postgres", "redis")
 # The shared servers carry thousands of tests through a few pooled users, all from one
 # address: the abuse limits that count per user or per address over time (history calls,
-# rooms created per hour, connections, the penalty after a flood) would trip on the suite,
-# not on an abuser. The
-# spec's per-connection rate limits stay on; the others have their own tests on their own
-# nodes (tests/integration/test_abuse_limits.py).
+# rooms created per hour, connections, the penalty after a flood, failed logins from the
+# address: wrong passwords, logins of deleted accounts) would trip on the suite, not on an
+# abuser. The spec's per-connection rate limits stay on; the others have their own tests on
+# their own nodes (tests/integration/test_abuse_limits.py, test_login_throttle.py).
 SHARED_ENV = {
     "HUBBUB_HISTORY_RATE": "0",
     "HUBBUB_ROOMS_PER_HOUR": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
     "HUBBUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
     "HUBBUB_ABUSE_PENALTY": "0",
+    "HUBBUB_LOGIN_FAILURES": "0",
 }
