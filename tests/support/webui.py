@@ -70,3 +70,9 @@ async def shown_messages(page: Page) -> list[dict[str, Any]]:
         }))""",
     )
     return result
+
+
+async def member_action(page: Page, action: str, user: str) -> None:
+    """Open the member's "⋯" menu in the people panel and pick `action` (kick, ban, ...)."""
+    await page.get_by_test_id(f"member-menu-{user}-open").click()
+    await page.get_by_test_id(f"{action}-{user}").click()

@@ -365,7 +365,9 @@ function received(frame) {
       }
       break;
     case "left":
-      if (room && frame.reason && frame.reason !== "left") {
+      if (room && frame.reason === "deleted") {
+        showBanner(`#${room.name} was deleted by its owner.`);
+      } else if (room && frame.reason && frame.reason !== "left") {
         const what = frame.reason === "banned" ? "banned from" : "removed from";
         showBanner(`You were ${what} #${room.name}.`);
       }
@@ -440,6 +442,54 @@ async function leaveRoom() {
   refreshPublic();
 }
 
+// --- the owner's room actions ----------------------------------------------------------------
+
+async function toggleArchive() {
+  const room = state.current;
+  if (!room || !room.info) return;
+  hideBanner();
+  try {
+    const { room: info } = await call("PATCH", roomPath(room.name), {
+      token: token(),
+      body: { archived: !room.info.archived },
+    });
+    room.info = info;
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (room === state.current) renderHeader();
+}
+
+function askDelete() {
+  const room = state.current;
+  if (!room) return;
+  $("delete-room-warning").textContent =
+    `Every message of #${room.name} is removed for everyone, and its members lose it. ` +
+    "This cannot be undone.";
+  $("delete-room-name").value = "";
+  $("delete-room-submit").disabled = true;
+  $("delete-room-error").textContent = "";
+  $("delete-room-dialog").dataset.room = room.name;
+  $("delete-room-dialog").showModal();
+}
+
+async function deleteRoom(event) {
+  event.preventDefault();
+  const name = $("delete-room-dialog").dataset.room;
+  if ($("delete-room-name").value.trim() !== name) return;
+  try {
+    await call("DELETE", roomPath(name), { token: token() });
+  } catch (error) {
+    $("delete-room-error").textContent = errorText(error);
+    return;
+  }
+  $("delete-room-dialog").close();
+  dropRoom(name);
+  showBanner(`#${name} was deleted.`);
+  refreshPublic();
+}
+
 async function createRoom(event) {
   event.preventDefault();
   const name = $("create-room-name").value.trim();
@@ -489,6 +539,12 @@ function bind() {
   $("create-room-form").addEventListener("submit", createRoom);
   $("rooms-refresh").addEventListener("click", refreshPublic);
   $("room-leave").addEventListener("click", leaveRoom);
+  $("delete-room-form").addEventListener("submit", deleteRoom);
+  $("delete-room-cancel").addEventListener("click", () => $("delete-room-dialog").close());
+  $("delete-room-name").addEventListener("input", () => {
+    const wanted = $("delete-room-dialog").dataset.room;
+    $("delete-room-submit").disabled = $("delete-room-name").value.trim() !== wanted;
+  });
   $("rooms-toggle").addEventListener("click", () => toggleDrawer("rooms-open"));
   $("people-toggle").addEventListener("click", () => toggleDrawer("people-open"));
   $("join-form").addEventListener("submit", (event) => {
@@ -544,7 +600,15 @@ function bind() {
 }
 
 function boot() {
-  Object.assign(actions, { openRoom, joinByName, retry, loadOlder, memberAction });
+  Object.assign(actions, {
+    openRoom,
+    joinByName,
+    retry,
+    loadOlder,
+    memberAction,
+    toggleArchive,
+    askDelete,
+  });
   bind();
   const session = loadSession();
   if (session) enter(session);

@@ -42,24 +42,69 @@ function memberItem(room, me, myRole, user, actions) {
   if (same(user, me) || role === "owner") return item;
   const outranks = myRole === "owner" || (myRole === "moderator" && role === "member");
   if (!outranks) return item;
-  const button = (name, label, action) =>
-    el("button", {
-      type: "button",
-      className: "small secondary",
-      testid: `${name}-${user}`,
-      text: label,
-      "aria-label": `${label} ${user}`,
-      onclick: () => action(user),
-    });
-  const controls = el("span", { className: "actions" });
-  controls.append(button("kick", "Kick", actions.kick), button("ban", "Ban", actions.ban));
+  const entries = [
+    ["kick", "Kick", actions.kick],
+    ["ban", "Ban", actions.ban],
+  ];
   if (myRole === "owner") {
-    controls.append(
+    entries.push(
       role === "moderator"
-        ? button("demote", "Demote", actions.demote)
-        : button("promote", "Promote", actions.promote),
+        ? ["demote", "Demote", actions.demote]
+        : ["promote", "Promote", actions.promote],
     );
   }
-  item.append(controls);
+  item.append(actionMenu(`member-menu-${user}`, `Actions for ${user}`, entries, user));
   return item;
+}
+
+/**
+ * A "⋯" button and the menu it opens (a popover: Escape and a click elsewhere close it).
+ * `entries` are [testid prefix, label, action]; each action is called with `arg`.
+ */
+export function actionMenu(testid, label, entries, arg) {
+  const id = `menu-${testid}`;
+  const menu = el("div", { id, className: "menu", role: "menu", testid, popover: "auto" });
+  menu.append(
+    ...entries.map(([name, text, action]) =>
+      el("button", {
+        type: "button",
+        role: "menuitem",
+        testid: arg === undefined ? name : `${name}-${arg}`,
+        text,
+        onclick: () => {
+          menu.hidePopover();
+          action(arg);
+        },
+      }),
+    ),
+  );
+  const opener = el("button", {
+    type: "button",
+    className: "small secondary menu-button",
+    testid: `${testid}-open`,
+    text: "⋯",
+    "aria-label": label,
+    "aria-haspopup": "menu",
+    popovertarget: id,
+  });
+  menu.addEventListener("beforetoggle", (event) => {
+    if (event.newState !== "open") return;
+    // Under its button, right-aligned, inside the window.
+    const at = opener.getBoundingClientRect();
+    menu.style.top = `${at.bottom + 4}px`;
+    menu.style.left = `${Math.max(8, Math.min(at.right - 176, window.innerWidth - 184))}px`;
+  });
+  menu.addEventListener("toggle", (event) => {
+    if (event.newState === "open") menu.querySelector("button")?.focus();
+  });
+  menu.addEventListener("keydown", (event) => {
+    const items = [...menu.querySelectorAll("button")];
+    const at = items.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      items[(at + step + items.length) % items.length].focus();
+    }
+  });
+  return el("span", { className: "actions" }, opener, menu);
 }

@@ -1,6 +1,6 @@
 // Drawing the page from the state: room list, public rooms, header, messages, typing.
 
-import { renderPeople } from "./people.js";
+import { actionMenu, renderPeople } from "./people.js";
 import { isMe, sortedRooms, state, unread } from "./state.js";
 import { $, continues, dayKey, daySeparator, el, messageNode, typingText } from "./view.js";
 
@@ -73,8 +73,20 @@ export function renderHeader() {
   $("room-title").replaceChildren(...(room ? [roomMark(room), room.name] : ["No room open"]));
   $("room-topic").textContent = room && room.info ? room.info.topic : "";
   $("room-topic").dir = "auto";
-  $("room-leave").hidden = !room || room.role(state.session.user) === "owner";
-  const enabled = Boolean(room);
+  $("room-title").dir = "auto";
+  const owner = Boolean(room) && room.role(state.session.user) === "owner";
+  $("room-leave").hidden = !room || owner;
+  const archived = Boolean(room && room.info && room.info.archived);
+  $("room-menu-slot").replaceChildren(
+    owner
+      ? actionMenu("room-menu", "Room actions", [
+          ["room-archive", archived ? "Unarchive room" : "Archive room", actions.toggleArchive],
+          ["room-delete", "Delete room…", actions.askDelete],
+        ])
+      : "",
+  );
+  $("archived-note").hidden = !archived;
+  const enabled = Boolean(room) && !archived;
   $("message-input").disabled = !enabled;
   $("message-send").disabled = !enabled;
 }
