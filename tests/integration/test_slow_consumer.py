@@ -49,9 +49,11 @@ TOLERANCE = 1.10  # the slow consumer may move the members' p99 by at most 10%..
 # and a run measured 1.45x, 1.6 ms apart, with no defect: the node's extra work for the
 # slow socket (filling its kernel buffer) shows once the cores are contended. What this test
 # guards against is a node that waits for the slow reader: the members would then wait with
-# it, up to its lifetime (3.4 s here), hundreds of times this floor. The precise ratio is a
-# figure this test prints (docs/performance.md), not a bound a shared machine can hold.
-NOISE_FLOOR = 0.010  # seconds
+# it, up to its lifetime (3.4 s here), dozens of times this floor. A CI run with the machine
+# shared measured 1.29x, 22.7 ms apart (one window at 330 ms without a defect), so the floor
+# sits above what noise does and far below what waiting does. The precise ratio is a figure
+# this test prints (docs/performance.md), not a bound a shared machine can hold.
+NOISE_FLOOR = 0.050  # seconds
 # The node holds at most --send-buffer for a connection, plus one loop turn of frames;
 # the rest is slack for the allocator, SQLite's page cache and the other connections.
 RSS_BOUND = 4 * SEND_BUFFER + 4 * 1024 * 1024
