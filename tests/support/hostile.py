@@ -55,29 +55,35 @@ async def connect(
         await asyncio.sleep(COME_BACK)
 
 
-async def close_code(reader: asyncio.StreamReader, within: float = 10.0) -> int | None:
-    """Read server frames to the node's close frame: its code (None if it only hung up)."""
+async def first_frame(
+    reader: asyncio.StreamReader, opcode: int, within: float = 10.0
+) -> bytes | None:
+    """Read server frames to the first with `opcode`: its payload (None if the node hung up)."""
     buf = bytearray()
     async with asyncio.timeout(within):
         while chunk := await reader.read(65536):
             buf += chunk
-            for opcode, payload in parse_frames(buf):
-                if opcode == 0x8:
-                    return int(struct.unpack_from("!H", payload)[0]) if payload else 1005
+            for kind, payload in parse_frames(buf):
+                if kind == opcode:
+                    return payload
     return None
+
+
+async def close_code(reader: asyncio.StreamReader, within: float = 10.0) -> int | None:
+    """Read server frames to the node's close frame: its code (None if it only hung up)."""
+    payload = await first_frame(reader, 0x8, within)
+    if payload is None:
+        return None
+    return int(struct.unpack_from("!H", payload)[0]) if payload else 1005
 
 
 async def first_text(reader: asyncio.StreamReader, within: float = 10.0) -> dict[str, Any]:
     """The first text frame the node sends, decoded."""
-    buf = bytearray()
-    async with asyncio.timeout(within):
-        while chunk := await reader.read(65536):
-            buf += chunk
-            for opcode, payload in parse_frames(buf):
-                if opcode == 0x1:
-                    frame: dict[str, Any] = orjson.loads(payload)
-                    return frame
-    raise ConnectionError("the node hung up before it said anything")
+    payload = await first_frame(reader, 0x1, within)
+    if payload is None:
+        raise ConnectionError("the node hung up before it said anything")
+    frame: dict[str, Any] = orjson.loads(payload)
+    return frame
 
 
 def huge_frame_header(size: int) -> bytes:
