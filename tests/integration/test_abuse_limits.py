@@ -7,11 +7,13 @@ error, and what is under (or comes back once the count falls) still works.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp
 from support.api import Api
 from support.ws import WS
+from support.wsutil import close_code
 
 Frame = dict[str, Any]
 
@@ -176,3 +178,66 @@ async def test_http_history_past_its_rate_gets_429_per_user(
     assert status == 429, body
     assert body["error"]["code"] == "rate_limited" and body["error"]["retry_after"] > 0, body
     assert (await api.call("GET", path, other))[0] == 200  # another user has their own
+
+
+PENALTY_ENV = {
+    "HUBBUB_FRAME_RATE": "5",  # a burst of pings is rate limited at once, and floods
+    "HUBBUB_ABUSE_PENALTY": "60",  # longer than the test: nothing expires under it
+    "HUBBUB_MAX_FRAME": "4096",
+    "HUBBUB_TRUSTED_PROXIES": "127.0.0.1",
+}
+
+
+async def flood_until_cut_off(ws: WS) -> int | None:
+    """Pings far past the frame rate until the node closes the connection for flooding."""
+    for _ in range(400):
+        if ws.ws.closed:
+            break
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send({"type": "ping"})
+    return await close_code(ws, 10)
+
+
+async def test_a_user_who_floods_is_kept_out_and_others_at_the_address_are_not(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env=PENALTY_ENV)
+    api = Api(http, srv.url)
+    flooder, flooder_token = await api.user()
+    _, neighbour_token = await api.user()
+    ws = await open_ws(http, srv.ws_url, flooder_token)
+    assert await flood_until_cut_off(ws) == 1008
+    # The flooder comes back: the upgrade is accepted, the hello refused with the wait.
+    again = await open_ws(http, srv.ws_url)
+    await again.send({"type": "hello", "token": flooder_token})
+    refused = await again.recv()
+    assert refused["code"] == "rate_limited" and refused["retry_after"] > 0, refused
+    assert flooder in refused["message"], refused
+    assert await close_code(again) == 1008
+    # Someone else from the same address (both are 127.0.0.1) did nothing: welcome.
+    neighbour = await open_ws(http, srv.ws_url, neighbour_token)
+    await neighbour.send({"type": "ping"})
+    assert (await neighbour.recv())["type"] == "pong"
+
+
+async def test_an_oversized_frame_before_hello_keeps_the_address_out_and_no_other(
+    server_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = server_factory(env=PENALTY_ENV)
+    api = Api(http, srv.url)
+    _, token = await api.user()
+    abuser = {"X-Forwarded-For": "203.0.113.7"}
+    ws = WS(await http.ws_connect(srv.ws_url, headers=abuser))
+    await ws.ws.send_str("x" * 10_000)  # over --max-frame, and no hello yet
+    assert await close_code(ws) == 1009
+    async with http.get(srv.ws_url, headers={**upgrade_headers(), **abuser}) as r:
+        assert r.status == 429, await r.text()
+        body = await r.json()
+        assert body["error"]["code"] == "rate_limited", body
+        assert "203.0.113.7 was cut off for abuse" in body["error"]["message"], body
+        assert int(r.headers["Retry-After"]) > 0
+    # Another address, and the HTTP API of the same one, are not held up.
+    other = WS(await http.ws_connect(srv.ws_url, headers={"X-Forwarded-For": "203.0.113.8"}))
+    await other.hello(token)
+    status, _ = await api.call("GET", "/api/v1/me", token)
+    assert status == 200

@@ -20,6 +20,7 @@ import os
 import signal
 import struct
 import sys
+from typing import Any
 
 import aiohttp
 import orjson
@@ -54,16 +55,35 @@ async def connect(
         await asyncio.sleep(COME_BACK)
 
 
-async def close_code(reader: asyncio.StreamReader, within: float = 10.0) -> int | None:
-    """Read server frames to the node's close frame: its code (None if it only hung up)."""
+async def first_frame(
+    reader: asyncio.StreamReader, opcode: int, within: float = 10.0
+) -> bytes | None:
+    """Read server frames to the first with `opcode`: its payload (None if the node hung up)."""
     buf = bytearray()
     async with asyncio.timeout(within):
         while chunk := await reader.read(65536):
             buf += chunk
-            for opcode, payload in parse_frames(buf):
-                if opcode == 0x8:
-                    return int(struct.unpack_from("!H", payload)[0]) if payload else 1005
+            for kind, payload in parse_frames(buf):
+                if kind == opcode:
+                    return payload
     return None
+
+
+async def close_code(reader: asyncio.StreamReader, within: float = 10.0) -> int | None:
+    """Read server frames to the node's close frame: its code (None if it only hung up)."""
+    payload = await first_frame(reader, 0x8, within)
+    if payload is None:
+        return None
+    return int(struct.unpack_from("!H", payload)[0]) if payload else 1005
+
+
+async def first_text(reader: asyncio.StreamReader, within: float = 10.0) -> dict[str, Any]:
+    """The first text frame the node sends, decoded."""
+    payload = await first_frame(reader, 0x1, within)
+    if payload is None:
+        raise ConnectionError("the node hung up before it said anything")
+    frame: dict[str, Any] = orjson.loads(payload)
+    return frame
 
 
 def huge_frame_header(size: int) -> bytes:
@@ -156,8 +176,8 @@ class Hostile:
                 writer.close()
 
     async def _upgrade(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A raw upgraded socket after hello (not waiting for welcome), coming back every
-        COME_BACK seconds while the upgrade is refused with 429."""
+        """A raw upgraded socket after welcome, coming back every COME_BACK seconds while
+        the node refuses it (429 before the upgrade, or rate_limited and 1008 at hello)."""
         while True:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
             writer.write(
@@ -171,8 +191,12 @@ class Hostile:
             head = await reader.readuntil(b"\r\n\r\n")
             if head.startswith(b"HTTP/1.1 101"):
                 writer.write(masked_text({"type": "hello", "token": self.token}))
-                return reader, writer
-            assert head.startswith(b"HTTP/1.1 429"), head
+                reply = await first_text(reader)
+                if reply["type"] == "welcome":
+                    return reader, writer
+                assert reply.get("code") == "rate_limited", reply
+            else:
+                assert head.startswith(b"HTTP/1.1 429"), head
             writer.close()
             self.refused.append(1)
             await asyncio.sleep(COME_BACK)

@@ -46,12 +46,17 @@ class ServerProcess:
         cmd = [*HUBBUB, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         return [*cmd, "--data", str(self.data), *self.extra_args]
 
-    def start(self, timeout: float = 20.0) -> None:
+    def spawn(self) -> None:
+        """Start the process without waiting for it (`wait_ready` waits)."""
         env = dict(os.environ)
         env.update(self.extra_env)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.spawn()
         try:
             self.wait_ready(timeout)
         except BaseException:

@@ -50,6 +50,7 @@ async def serve(
     try:
         if not await open_database(db, stopping):
             return
+        log.info("worker ready: the database is open and at the schema's head")
         await Worker(db, client, settings, stopping).run()
     finally:
         await client.aclose()

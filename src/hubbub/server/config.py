@@ -119,8 +119,8 @@ _HELP = {
     "max_rooms_per_connection": "rooms one WebSocket may have joined at once; 0 = no limit",
     "rooms_per_hour": "rooms a user may create per hour; 0 = no limit",
     "header_timeout": "seconds a new connection has to send its request headers (slowloris)",
-    "abuse_penalty": "seconds a user and an address cut off for flooding or an oversized "
-    "frame are refused before they can connect again; 0 = off",
+    "abuse_penalty": "seconds a user cut off for flooding or an oversized frame is refused "
+    "at hello (an address, for an oversized frame before hello: at the upgrade); 0 = off",
     "log_level": "debug, info, warning or error",
 }
 

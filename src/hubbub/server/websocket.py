@@ -178,10 +178,10 @@ class WebSocketHandler:
         finally:
             self.gateway.unregister(conn)
             if conn.close_reason in (FLOODING, OVERSIZED):
-                now = time.monotonic()
-                self.penalties.add(address, now)
-                if conn.user:
-                    self.penalties.add(_user_key(conn.user), now)
+                # Abuse after hello is the user's: others at the address (a NAT, an office)
+                # did nothing. Before hello there is only the address to keep out.
+                key = _user_key(conn.user) if conn.user else address
+                self.penalties.add(key, time.monotonic())
         if not ws.closed:
             await conn.finish()
         return ws

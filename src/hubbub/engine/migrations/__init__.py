@@ -9,6 +9,9 @@ from alembic.config import Config as AlembicConfig
 
 HERE = Path(__file__).resolve().parent
 
+MIGRATION_LOCK = 0x68756262
+"""The PostgreSQL advisory lock every migrator holds while it migrates (env.py)."""
+
 
 def sqlalchemy_url(url: str) -> str:
     """The URL SQLAlchemy needs: PostgreSQL is migrated with psycopg 3 (sync), not asyncpg."""
