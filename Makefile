@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit screenshots bench bench-peers clean postgres promtool haproxy chromium
+.PHONY: run test lint typecheck unit screenshots bench bench-peers chaos clean postgres promtool haproxy chromium
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ SCREENSHOT_TESTS := \
 	tests/integration/test_chat_tui.py::test_screenshot_of_a_conversation
 screenshots: $(VENV)/.dev chromium
 	$(BIN)/pytest -q --screenshots docs/img $(SCREENSHOT_TESTS)
+
+# Every chaos scenario (tests/chaos) CHAOS_RUNS times with longer windows; `make test` runs
+# each once, short. Each run prints its report line (acked, lost, phantoms, gaps, ...).
+CHAOS_RUNS ?= 5
+chaos: $(VENV)/.dev haproxy
+	CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/pytest -q -s tests/chaos
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
 # need it; under CI they fail without it). "Already running" is fine.

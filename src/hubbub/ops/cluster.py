@@ -96,6 +96,7 @@ class Cluster:
         self.haproxy_proc: subprocess.Popen[bytes] | None = None
         self.private_redis: PrivateRedis | None = None
         self.private_postgres: PrivatePostgres | None = None
+        self._backend_urls: tuple[str, str | None] = ("", None)
 
     @property
     def url(self) -> str:
@@ -119,7 +120,7 @@ class Cluster:
     def start(self, timeout: float = 60.0) -> None:
         """Start everything and wait until every node is ready and in HAProxy's rotation."""
         try:
-            database, redis = self._backends(timeout)
+            database, redis = self._backend_urls = self._backends(timeout)
             from hubbub.engine.migrations import upgrade
 
             upgrade(database)  # once, before N nodes would race to migrate it
@@ -149,6 +150,15 @@ class Cluster:
         self.private_postgres.start(timeout)
         self.private_redis.start(timeout)
         return self.private_postgres.url, self.private_redis.url
+
+    def kill_worker(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker (kill -9 by default) and reap it."""
+        signal_and_reap(self.worker_proc, sig, DRAIN_TIMEOUT)
+
+    def restart_worker(self) -> None:
+        """Start the worker again on the cluster's backends (after `kill_worker`)."""
+        database, redis = self._backend_urls
+        self._start_worker(database, redis)
 
     def _start_worker(self, database: str, redis: str | None) -> None:
         if not (self.worker if self.worker is not None else redis is not None):

@@ -1,0 +1,178 @@
+"""Chaos: clients keep chatting through HAProxy while one fault hits the cluster, and nothing
+acked is lost, nothing is delivered that was not kept, no seq means two messages.
+
+Each run starts a cluster of its own (three `hubbub serve` nodes, the worker, HAProxy, a
+throwaway PostgreSQL database and a private redis-server with `appendfsync always`), puts
+30 clients in 10 rooms (three rooms each) through HAProxy, lets them chat, does one fault,
+lets them chat on, then stops new messages, waits until every message is acked, every client
+has seen every room to its end and the worker has moved everything into PostgreSQL, and
+audits (tests/support/chaos.py). Each run prints its report line; the counts that must be
+zero are asserted.
+
+`make chaos` runs every scenario CHAOS_RUNS times (default 5) with longer windows and a
+15 s outage; the ordinary suite runs each once, short (CHAOS_RUNS=1, a 5 s outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+from support.api import Api
+from support.chaos import ChaosClient, Report, audit, history
+from support.pgutil import TestDatabase
+from support.redis_server import REDIS_DURABLE, RedisServer
+from support.tools import require
+
+from hubbub.ops.cluster import Cluster
+
+RUNS = int(os.environ.get("CHAOS_RUNS", "1"))
+LONG = RUNS > 1
+BEFORE = 6.0 if LONG else 2.0  # seconds of chatting before the fault
+AFTER = 10.0 if LONG else 3.0  # ...and after it (after its heal)
+OUTAGE = 15.0 if LONG else 5.0  # seconds a long outage lasts
+CLIENTS = 30
+ROOMS = 10
+ROOMS_EACH = 3
+SETTLE = 90.0  # seconds the cluster may take, after the last new message, to settle
+
+
+class Chaos:
+    """One cluster under chatting clients, and the faults a scenario can do to it."""
+
+    def __init__(self, tmp: Path) -> None:
+        require("haproxy")
+        self.database = TestDatabase(migrate=False)
+        (tmp / "redis").mkdir()
+        self.redis = RedisServer(tmp / "redis", *REDIS_DURABLE)
+        self.cluster = Cluster(
+            3,
+            database=self.database.ensure(),
+            redis=None,
+            data=tmp / "cluster",
+            node_args=["--rooms-per-hour", "0", "--heartbeat", "2"],
+        )
+
+    def start(self) -> None:
+        self.redis.start()
+        self.cluster.redis = self.redis.url
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.redis.stop()
+        self.database.drop()
+
+    async def run(self, fault: Callable[[], Awaitable[None]]) -> Report:
+        async with aiohttp.ClientSession() as http:
+            api = Api(http, self.cluster.url)
+            _, owner = await api.user()
+            rooms = [await api.room(owner) for _ in range(ROOMS)]
+            clients = []
+            for i in range(CLIENTS):
+                name, token = await api.user()
+                mine = [rooms[(i + k) % ROOMS] for k in range(ROOMS_EACH)]
+                clients.append(ChaosClient(name, token, mine, self.cluster.ws_url))
+            tasks = [asyncio.create_task(c.run(http)) for c in clients]
+            try:
+                await until(lambda: all(len(c.first_join) == ROOMS_EACH for c in clients), 30)
+                await asyncio.sleep(BEFORE)  # the workload's length, not a wait for anything
+                fault_at = time.monotonic()
+                await fault()
+                await asyncio.sleep(AFTER)
+                for c in clients:
+                    c.quiet = True
+                stored = await self.settle(api, owner, rooms, clients)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        return audit(clients, stored, fault_at)
+
+    async def settle(
+        self, api: Api, token: str, rooms: list[str], clients: list[ChaosClient]
+    ) -> dict[str, dict[int, str]]:
+        """Wait until all is acked, seen and in PostgreSQL; then the rooms' histories."""
+        deadline = time.monotonic() + SETTLE
+        while True:
+            stored = {room: await history(api, token, room) for room in rooms}
+            ends = {room: max(messages, default=0) for room, messages in stored.items()}
+            if all(c.settled(ends) for c in clients) and self.in_postgres() == sum(
+                len(m) for m in stored.values()
+            ):
+                return stored
+            assert time.monotonic() < deadline, (
+                f"not settled after {SETTLE:g}s: "
+                f"{sum(len(c.pending) for c in clients)} unacked, "
+                f"{self.in_postgres()} of {sum(len(m) for m in stored.values())} in PostgreSQL"
+            )
+            await asyncio.sleep(0.5)
+
+    def in_postgres(self) -> int:
+        assert self.database.url is not None
+        with psycopg.connect(self.database.url) as conn:
+            row = conn.execute("SELECT count(*) FROM messages").fetchone()
+        return int(row[0]) if row else 0
+
+    # --- faults -------------------------------------------------------------------------------
+
+    async def kill_a_node(self) -> None:
+        """kill -9 of one node; it comes back 5 s later."""
+        node = self.cluster.nodes[0]
+        self.cluster.kill(node)
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(self.cluster.restart, node)
+
+    async def kill_the_worker(self) -> None:
+        """kill -9 of the worker mid-batch; a new one starts 5 s later."""
+        self.cluster.kill_worker(signal.SIGKILL)
+        await asyncio.sleep(5.0)
+        self.cluster.restart_worker()
+
+    async def kill_redis(self, down: float) -> None:
+        """kill -9 of redis-server (appendfsync always); started again on its AOF after `down` s."""
+        self.redis.kill()
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.redis.start)
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+SCENARIOS: dict[str, Callable[[Chaos], Awaitable[None]]] = {
+    "kill -9 a node": Chaos.kill_a_node,
+    "kill -9 the worker": Chaos.kill_the_worker,
+    "kill -9 redis, back at once": lambda chaos: chaos.kill_redis(0.0),
+    "kill -9 redis, back later": lambda chaos: chaos.kill_redis(OUTAGE),
+}
+
+
+@pytest.fixture
+def chaos(tmp_path: Path) -> Iterator[Chaos]:
+    running = Chaos(tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("run", range(RUNS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_chaos(chaos: Chaos, scenario: str, run: int) -> None:
+    report = await chaos.run(lambda: SCENARIOS[scenario](chaos))
+    print("\n" + report.line(scenario))
+    assert report.acked > 0
+    assert report.clean, report.examples
