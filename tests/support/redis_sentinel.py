@@ -228,15 +228,19 @@ class SentinelGroup:
     # What the sentinels say
 
     def master_address(self) -> tuple[str, int] | None:
-        """The primary's address if every live sentinel names the same one, else None."""
+        """The primary's address if every live sentinel names the same one, else None.
+
+        Read from `SENTINEL MASTER`, as redis-py's discovery does (`SENTINEL MASTERS`), and
+        only once no failover is in progress: during one, `GET-MASTER-ADDR-BY-NAME` already
+        answers the promoted replica while `SENTINEL MASTER` still names the old primary."""
         named = set()
         for sentinel in self.sentinels:
             if not sentinel.alive:
                 continue
-            reply = sentinel.query("SENTINEL GET-MASTER-ADDR-BY-NAME", self.master)
-            if not reply:
+            state = sentinel.query("SENTINEL MASTER", self.master)
+            if not state or "failover_in_progress" in str(state.get("flags", "")):
                 return None
-            named.add((str(reply[0]), int(reply[1])))
+            named.add((str(state["ip"]), int(state["port"])))
         return named.pop() if len(named) == 1 else None
 
     def primary(self) -> RedisProcess:

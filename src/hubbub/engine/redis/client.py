@@ -46,7 +46,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
@@ -59,7 +58,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hubbub.engine.redis.sentinel import connect_sentinel
+from hubbub.engine.redis.sentinel import PrimaryConnection, connect_sentinel
 from hubbub.engine.redis.urls import check_url as check_url  # re-exported: the engine's entry
 from hubbub.engine.redis.urls import cluster_seeds as cluster_seeds
 from hubbub.engine.redis.urls import is_cluster_url, is_sentinel_url
@@ -109,7 +108,7 @@ def connect(url: str, *, socket_timeout: float | None = None) -> RedisClient:
     `socket_timeout` bounds every reply; None (for pub/sub, which blocks for the node's
     life) waits for ever. Keepalive is on, so a dead peer is noticed even when idle."""
     if is_sentinel_url(url):
-        managed: type[AbstractConnection] = SentinelManagedConnection
+        managed: type[AbstractConnection] = PrimaryConnection
         return connect_sentinel(
             url,
             socket_timeout=socket_timeout,

@@ -44,6 +44,7 @@ from hubbub.engine.redis.client import (
     RedisClient,
     client_options,
     is_cluster,
+    lacks_replicas,
 )
 from hubbub.engine.redis.schema import (
     APPEND_SCRIPT,
@@ -299,7 +300,8 @@ class RedisLog:
         # `finish` runs even for a cancelled waiter: a created message still goes to on_commit.
         try:
             if isinstance(reply, BaseException):
-                raise _unavailable(reply) if isinstance(reply, _UNAVAILABLE_ERRORS) else reply
+                unavailable = isinstance(reply, _UNAVAILABLE_ERRORS) or lacks_replicas(reply)
+                raise _unavailable(reply) if unavailable else reply
             result = job.finish(reply)
             if not job.replicated:
                 raise Unavailable(

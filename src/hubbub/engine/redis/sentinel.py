@@ -19,12 +19,31 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 
 from hubbub.engine.redis.urls import sentinel_target
 
 # A sentinel answers from memory: a second without a reply means it is down, hung or cut
 # off, and the next sentinel is asked. No retries: the next sentinel is the retry.
 SENTINEL_TIMEOUT: Final = 1.0
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary that, finding it demoted, drops every idle connection of
+    its pool too.
+
+    redis-py drops only the connection that read READONLY; the pool's other idle ones still
+    point at the demoted server, and each would fail one more command before asking the
+    sentinels. Dropped here, the next command on any of them asks the sentinels at once."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if isinstance(exc.__context__, ReadOnlyError):  # "previous master is now a slave"
+                await self.connection_pool.disconnect(inuse_connections=False)
+            raise
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -49,7 +68,7 @@ def connect_sentinel(
     socket_timeout: float | None,
     max_connections: int,
     pool_timeout: float | None,
-    connection_class: type[AbstractConnection] = SentinelManagedConnection,
+    connection_class: type[AbstractConnection] = PrimaryConnection,
 ) -> SentinelRedis:
     """A client of the primary `url` names (see the module docstring), returning bytes.
 
