@@ -188,8 +188,8 @@ async def _true(value: bool) -> bool:
     return value
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
-def test_a_malformed_sentinel_url_stops_serve_and_worker_with_one_sentence(
+@pytest.mark.parametrize("command", ["serve", "worker", "cluster"])
+def test_a_malformed_sentinel_url_stops_serve_worker_and_cluster_with_one_sentence(
     command: str, tmp_path: Path
 ) -> None:
     args = [*HUBBUB, command, "--database", "postgresql://127.0.0.1:1/none"]
