@@ -198,3 +198,27 @@ class _Listener:
 
     def on_token_revoked(self, *args: object) -> None:
         pass
+
+
+async def test_after_a_planned_failover_one_refused_append_sends_the_log_to_the_new_primary(
+    group: SentinelGroup, log: RedisLog
+) -> None:
+    """`SENTINEL FAILOVER` leaves the old primary running, and a primary for some seconds
+    more, with the log's connection still open to it; its replicas follow the new one, so
+    WAIT falls short there. That append is refused, and the next asks the sentinels."""
+    await log.append("planned", "alice", "m1", "before")
+    group.primary().query("WAIT", 2, 5000)
+    old = group.primary()
+    new = group.failover()
+    assert replication(old)["role"] == "master"  # not reconfigured yet
+    outcomes = []
+    for _ in range(3):
+        try:
+            appended = await log.append("planned", "alice", "m2", "after")
+        except Unavailable as exc:
+            outcomes.append(str(exc))
+            continue
+        outcomes.append(appended.message.seq)
+        break
+    assert outcomes[-1] == 2 and len(outcomes) <= 2, outcomes
+    assert new.query("XRANGE", stream_key("planned"), "-", "+")[-1][1]["id"] == "m2"

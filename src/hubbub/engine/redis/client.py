@@ -46,6 +46,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
@@ -89,6 +90,19 @@ def lacks_replicas(exc: BaseException) -> bool:
     """The primary refused a write for want of replicas (`min-replicas-to-write`): like a
     lost connection, the write did not happen and may succeed later (`unavailable`)."""
     return isinstance(exc, ResponseError) and str(exc).startswith("NOREPLICAS")
+
+
+async def recheck_primary(client: RedisClient) -> None:
+    """After a write that too few replicas acknowledged: on a Sentinel client, drop the idle
+    connections, so the next command asks the sentinels where the primary is.
+
+    A planned failover (`SENTINEL FAILOVER`), a pause or a partition leaves the old primary
+    running, and taking writes, until Sentinel reconfigures it some seconds later; its
+    replicas follow the new primary at once, so WAIT there falls short. Without this the
+    engine would keep writing to it, every send refused, until Sentinel cut it off."""
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.disconnect(inuse_connections=False)
 
 
 RedisClient: TypeAlias = Redis | RedisCluster

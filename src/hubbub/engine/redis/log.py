@@ -45,6 +45,7 @@ from hubbub.engine.redis.client import (
     client_options,
     is_cluster,
     lacks_replicas,
+    recheck_primary,
 )
 from hubbub.engine.redis.schema import (
     APPEND_SCRIPT,
@@ -371,6 +372,9 @@ class RedisLog:
             if acknowledged < self.wait_replicas:
                 for job in batch:
                     job.replicated = not job.is_append
+                await recheck_primary(self.client)  # it may be a primary no longer
         if rooms:
             replies.pop()  # the SADD: the worker's full scan covers a failed one
+        if any(lacks_replicas(reply) for reply in replies):
+            await recheck_primary(self.client)  # as above: refused for want of replicas
         return replies
