@@ -7,7 +7,9 @@ ConnectionError. So after a failover, commands in flight fail (the engine answer
 `unavailable`, within the socket timeout) and the next ones reach the promoted replica;
 the bus's pub/sub connection breaks too, and the bus reconnects and resyncs every room from
 the log (`engine.redis.bus`). `WAIT` rides in the append pipeline, on that pipeline's
-connection, so it always asks the primary that took the writes. The URL: `engine.redis.urls`.
+connection, so it always asks the primary that took the writes; when it falls short,
+`client.recheck_primary` drops the idle connections, so an old primary that still runs (a
+planned failover, a pause) gets no more than one batch. The URL: `engine.redis.urls`.
 """
 
 from __future__ import annotations
