@@ -3,7 +3,8 @@
 A private Sentinel group (a primary and two replicas with AOF and fsync always and
 `min-replicas-to-write 1`, three sentinels), a throwaway PostgreSQL database, two real
 `hubbub serve` nodes with `--redis-replicas 1` and a real `hubbub worker`. While a client
-sends, the primary is killed with SIGKILL; the nodes and the worker are never restarted.
+sends, the primary is killed with SIGKILL, and later restarted on its data until Sentinel
+has made it a replica; the nodes and the worker are never restarted.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def deployment(tmp_path: Path, server_factory: Any) -> Iterator[Deployment]:
         for name in ("node-a", "node-b"):
             args = ["--database", url, "--redis", group.url, "--redis-replicas", "1"]
             args += ["--node-id", name, "--heartbeat", "1", "--rate-limit", "0"]
-            nodes.append(server_factory(args=args))
+            nodes.append(server_factory(env={"HUBBUB_HISTORY_RATE": "0"}, args=args))
         worker = WorkerProcess(tmp_path / "worker.log", worker_args(url, group.url))
         worker.start()
         yield Deployment(group, database, nodes, worker)
@@ -155,8 +156,18 @@ async def test_kill_9_of_the_primary_fails_over_without_restarts_or_acked_loss(
     promoted_at = time.monotonic()
     before = len(sender.acked)
     await wait_until(lambda: _true(len(sender.acked) >= before + 40), "40 acks after it")
+    # The old primary comes back on its AOF, a primary of its own until Sentinel turns it
+    # into a replica of the new one (and cuts its clients): sends go on meanwhile.
+    restarted_at = time.monotonic()
+    await asyncio.to_thread(old.start)
+    await asyncio.to_thread(group.wait_replica_of, old, new, DEADLINE)
+    replica_at = time.monotonic()
+    before = len(sender.acked)
+    await wait_until(lambda: _true(len(sender.acked) >= before + 40), "40 acks after its return")
     stop.set()
     await asyncio.wait_for(sending, DEADLINE)
+    # The nodes never wrote to the returned primary, so nothing was refused meanwhile.
+    assert [t for t in sender.refused_times if t > restarted_at] == []
 
     refused = [t for t in sender.refused_times if t > killed_at]
     assert refused  # the sends in flight at the kill were refused, none hung
@@ -164,7 +175,8 @@ async def test_kill_9_of_the_primary_fails_over_without_restarts_or_acked_loss(
     print(
         f"\nsentinel failover: {len(sender.acked)} acked, {len(refused)} sends refused as "
         f"unavailable; promotion {promoted_at - killed_at:.2f}s after kill -9, first ack "
-        f"after the outage {back - killed_at:.2f}s after it; new primary {new.port}"
+        f"after the outage {back - killed_at:.2f}s after it; the restarted old primary a "
+        f"replica {replica_at - restarted_at:.2f}s after its restart, no send refused meanwhile"
     )
     acked = sorted((seq, msg_id) for msg_id, seq in sender.acked.items())
     assert [seq for seq, _ in acked] == list(range(1, len(acked) + 1))  # one seq per id
