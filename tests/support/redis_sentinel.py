@@ -7,9 +7,10 @@ config files are real ones, so what Redis and Sentinel rewrite into them (a prom
 process supervisor. Sentinel timings are short (down after 1 s) so that a failover takes
 a few seconds; every wait polls a condition with a deadline.
 
-Nothing here needs pytest: `SentinelGroup` takes the `redis-server` path, so a chaos suite
-or `hubbub cluster --ha` can start the same group (`require_redis_server` is the tests' way
-to find the binary, skipping or failing under CI without it).
+Nothing here needs pytest or the rest of tests/support when `SentinelGroup` is given the
+`redis-server` path, so a chaos suite or `hubbub cluster --ha` can start the same group (or
+take this module as it is); without a path it asks `support.redis_server`, which skips the
+test, or fails it under CI, when there is no redis-server.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from typing import Any
 
 import redis
 
-from support.redis_server import free_port, require_redis_server
-
 POLL = 0.05  # seconds between two looks at a condition
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -171,7 +176,11 @@ class SentinelGroup:
         failover_timeout_ms: int = 5000,
         executable: str | None = None,
     ) -> None:
-        self.executable = executable or require_redis_server()
+        if executable is None:
+            from support.redis_server import require_redis_server  # the tests' way: skip or fail
+
+            executable = require_redis_server()
+        self.executable = executable
         self.directory = directory
         self.master = master
         self.quorum = quorum
