@@ -222,3 +222,19 @@ async def test_after_a_planned_failover_one_refused_append_sends_the_log_to_the_
         break
     assert outcomes[-1] == 2 and len(outcomes) <= 2, outcomes
     assert new.query("XRANGE", stream_key("planned"), "-", "+")[-1][1]["id"] == "m2"
+
+
+async def test_the_db_of_a_sentinel_url_is_the_database_the_engine_writes(
+    group: SentinelGroup,
+) -> None:
+    group.wait_settled()
+    client = connect(f"{group.url}?db=3", socket_timeout=5.0)
+    numbered = RedisLog(client, lambda message: None)
+    try:
+        await numbered.append("numbered", "alice", "m1", "hi")
+    finally:
+        await numbered.close()
+        await client.aclose()
+    primary = group.primary()
+    assert primary.query("EXISTS", stream_key("numbered")) == 0  # not in db 0
+    assert primary.query("INFO", "keyspace").get("db3", {}).get("keys", 0) >= 1
