@@ -7,8 +7,9 @@
   and all history; Redis the recent log, fan-out, presence, idempotency records and the
   failed-login counters (`RedisCounters`, one limit for every node); the
   worker (`hubbub worker`) moves the log into PostgreSQL. `--redis
-  redis+cluster://host:port[,host:port...]` runs the same on a Redis Cluster
-  (`hubbub.engine.redis.client`).
+  redis+sentinel://host:26379[,...]/MASTER` runs the same on the primary Redis Sentinel
+  names (following its failovers), `--redis redis+cluster://host:port[,host:port...]` on a
+  Redis Cluster (`hubbub.engine.redis.client`).
 """
 
 from __future__ import annotations

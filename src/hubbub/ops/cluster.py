@@ -82,6 +82,10 @@ class Cluster:
             raise ValueError(
                 "give --database postgresql://... (and --redis redis://...) or --private"
             )
+        if self.redis:
+            from hubbub.engine.redis.client import check_url
+
+            check_url(self.redis)  # before any process starts: a ValueError in sentences
         self._temp_data = self.data is None
         self.workdir = self.data or Path(tempfile.mkdtemp(prefix="hubbub-cluster-"))
         self.port = self.port or free_port()
@@ -301,8 +305,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", help="postgresql://... shared by every node")
     parser.add_argument(
         "--redis",
-        help="redis://... or redis+cluster://host:port[,host:port...] for fan-out, presence "
-        "and the log",
+        help="redis://..., redis+sentinel://host:26379[,...]/MASTER or "
+        "redis+cluster://host:port[,host:port...] for fan-out, presence and the log",
     )
     parser.add_argument(
         "--private",

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from hubbub import metrics
 from hubbub.engine.postgres.database import PostgresDatabase
-from hubbub.engine.redis.client import connect
+from hubbub.engine.redis.client import check_url, connect
 from hubbub.engine.redis.worker import MAX_BACKOFF, Worker, WorkerSettings
 from hubbub.protocol.errors import Unavailable
 from hubbub.server import config, logs
@@ -89,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
     if not cfg.database or not cfg.redis:
         log.error("hubbub worker needs --database postgresql://... and --redis redis://...")
         return 2
+    check_url(cfg.redis)  # a ValueError in sentences, before anything starts
     settings = WorkerSettings(
         batch=args.batch,
         poll_interval=args.poll_interval,

@@ -80,8 +80,10 @@ _HELP = {
     "data": "directory for local state (the SQLite database on the embedded default)",
     "database": "sqlite:///path (default: SQLite in --data) or postgresql://...",
     "redis": (
-        "redis://... (one server) or redis+cluster://host:port[,host:port...] (a Redis Cluster)"
-        " for fan-out, presence and the shared message log (default: in-process)"
+        "redis://... (one server), redis+sentinel://host:26379[,host:26379...]/MASTER[?db=N]"
+        " (the primary Redis Sentinel names) or redis+cluster://host:port[,host:port...]"
+        " (a Redis Cluster) for fan-out, presence and the shared message log"
+        " (default: in-process)"
     ),
     "redis_replicas": "ack a message only once this many Redis replicas have it (WAIT)",
     "node_id": "this node's name in welcome frames, logs and metrics (default: host and pid)",

@@ -1,15 +1,23 @@
-"""Redis clients built from `--redis` URLs: one server, or a Redis Cluster.
+"""Redis clients built from `--redis` URLs: one server, a Sentinel-managed primary, or a Cluster.
 
 - `redis://host:port/db`, `rediss://...`, `unix://...`: one Redis server (`redis.asyncio.Redis`).
+- `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/MASTER[?db=N]`: the
+  primary that Redis Sentinel names MASTER (`engine.redis.sentinel`, on redis-py's
+  `Sentinel.master_for`). To the engine it is one server whose address may change: every
+  new connection asks the sentinels, so after a failover it reaches the promoted replica.
 - `redis+cluster://[user[:password]@]host:port[,host:port...]`: a Redis Cluster
   (`redis.asyncio.cluster.RedisCluster`). The addresses are seeds: any reachable one is
   enough to discover every shard; listing all masters lets a node start while some are down.
-  A cluster has one database, so the URL has no `/db` path, and no query options.
 
-The engine's code is the same on both: every key of a room carries `{room}` as hash tag, so
-a room's scripts and pipelines stay in one slot, and a cluster pipeline sends each command
-to the shard that owns its slot (commands of one room keep their order there). Two things
-differ, and live here:
+The URLs are parsed and checked in `engine.redis.urls`.
+
+A Sentinel-managed primary is one server to everything below: redis-py's `Redis` with a
+Sentinel connection pool. What a failover does to the engine: `engine.redis.sentinel`.
+
+The engine's code is the same on a server and a cluster: every key of a room carries
+`{room}` as hash tag, so a room's scripts and pipelines stay in one slot, and a cluster
+pipeline sends each command to the shard that owns its slot (commands of one room keep
+their order there). Two things differ, and live here:
 
 - Pub/sub. A room's channel is sharded (SSUBSCRIBE goes to the shard that owns the slot),
   and the control channel is a plain channel, which a cluster delivers on every node.
@@ -32,18 +40,29 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
-from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import ClusterDownError, DataError, RedisClusterException, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    DataError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hubbub.engine.redis.sentinel import PrimaryConnection, connect_sentinel
+from hubbub.engine.redis.urls import check_url as check_url  # re-exported: the engine's entry
+from hubbub.engine.redis.urls import cluster_seeds as cluster_seeds
+from hubbub.engine.redis.urls import is_cluster_url, is_sentinel_url
 
 try:
     import hiredis
@@ -51,9 +70,6 @@ try:
     HIREDIS = True
 except ImportError:  # redis-py's pure-Python parser and packer then
     HIREDIS = False
-
-CLUSTER_SCHEME: Final = "redis+cluster://"
-SINGLE_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 CLUSTER_UNAVAILABLE: Final = (ClusterDownError, TryAgainError, RedisClusterException)
 """A cluster that is down, resharding, or whose slots no reachable master serves: the
@@ -65,52 +81,33 @@ REDIS_UNREACHABLE: Final = (
     OSError,
     *CLUSTER_UNAVAILABLE,
 )
-"""Redis (or the cluster) cannot be reached: retried later, or answered `unavailable`."""
+"""Redis (or the cluster) cannot be reached: retried later, or answered `unavailable`.
+(A primary demoted to a replica answers READONLY; on a Sentinel client redis-py turns that
+into a ConnectionError and drops the connection, so the next one asks the sentinels.)"""
+
+
+def lacks_replicas(exc: BaseException) -> bool:
+    """The primary refused a write for want of replicas (`min-replicas-to-write`): like a
+    lost connection, the write did not happen and may succeed later (`unavailable`)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOREPLICAS")
+
+
+async def recheck_primary(client: RedisClient) -> None:
+    """After a write that too few replicas acknowledged: on a Sentinel client, drop the idle
+    connections, so the next command asks the sentinels where the primary is.
+
+    A planned failover (`SENTINEL FAILOVER`), a pause or a partition leaves the old primary
+    running, and taking writes, until Sentinel reconfigures it some seconds later; its
+    replicas follow the new primary at once, so WAIT there falls short. Without this the
+    engine would keep writing to it, every send refused, until Sentinel cut it off."""
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.disconnect(inuse_connections=False)
+
 
 RedisClient: TypeAlias = Redis | RedisCluster
-"""What the engine's Redis classes take: a client of one server or of a cluster."""
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.startswith(CLUSTER_SCHEME)
-
-
-def check_url(url: str) -> None:
-    """Raise ValueError for a URL that names neither kind (the message says what is)."""
-    if is_cluster_url(url):
-        cluster_seeds(url)
-    elif not url.startswith(SINGLE_SCHEMES):
-        raise ValueError(
-            f"unsupported Redis URL {url!r} (expected redis://host:port/db, or "
-            "redis+cluster://host:port[,host:port...] for a Redis Cluster)"
-        )
-
-
-def cluster_seeds(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
-    """The seed addresses, user name and password of a `redis+cluster://` URL."""
-    if not is_cluster_url(url):
-        raise ValueError(f"not a Redis Cluster URL: {url!r}")
-    rest = url[len(CLUSTER_SCHEME) :]
-    userinfo, _, hosts = rest.rpartition("@")
-    hosts, _, path = hosts.partition("/")
-    if path or "?" in hosts:
-        raise ValueError(f"a Redis Cluster URL takes no database or options: {url!r}")
-    seeds: list[tuple[str, int]] = []
-    for part in hosts.split(","):
-        parsed = urlsplit(f"//{part}")
-        try:
-            port = parsed.port
-        except ValueError:
-            port = None
-        if not parsed.hostname or port is None:
-            raise ValueError(f"expected host:port in Redis Cluster URL {url!r}, got {part!r}")
-        seeds.append((parsed.hostname, port))
-    username = password = None
-    if userinfo:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    return seeds, username, password
+"""What the engine's Redis classes take: a client of one server (which a Sentinel client
+is) or of a cluster."""
 
 
 MAX_CONNECTIONS: Final = 64  # per client, to one Redis server
@@ -124,6 +121,15 @@ def connect(url: str, *, socket_timeout: float | None = None) -> RedisClient:
 
     `socket_timeout` bounds every reply; None (for pub/sub, which blocks for the node's
     life) waits for ever. Keepalive is on, so a dead peer is noticed even when idle."""
+    if is_sentinel_url(url):
+        managed: type[AbstractConnection] = PrimaryConnection
+        return connect_sentinel(
+            url,
+            socket_timeout=socket_timeout,
+            max_connections=MAX_CONNECTIONS,
+            pool_timeout=POOL_TIMEOUT,
+            connection_class=_hiredis_packing(managed) if HIREDIS else managed,
+        )
     if not is_cluster_url(url):
         check_url(url)
         # A bounded pool that waits for a free connection: a burst of reads (a reconnect

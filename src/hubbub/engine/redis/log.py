@@ -44,6 +44,8 @@ from hubbub.engine.redis.client import (
     RedisClient,
     client_options,
     is_cluster,
+    lacks_replicas,
+    recheck_primary,
 )
 from hubbub.engine.redis.schema import (
     APPEND_SCRIPT,
@@ -299,7 +301,8 @@ class RedisLog:
         # `finish` runs even for a cancelled waiter: a created message still goes to on_commit.
         try:
             if isinstance(reply, BaseException):
-                raise _unavailable(reply) if isinstance(reply, _UNAVAILABLE_ERRORS) else reply
+                unavailable = isinstance(reply, _UNAVAILABLE_ERRORS) or lacks_replicas(reply)
+                raise _unavailable(reply) if unavailable else reply
             result = job.finish(reply)
             if not job.replicated:
                 raise Unavailable(
@@ -369,6 +372,9 @@ class RedisLog:
             if acknowledged < self.wait_replicas:
                 for job in batch:
                     job.replicated = not job.is_append
+                await recheck_primary(self.client)  # it may be a primary no longer
         if rooms:
             replies.pop()  # the SADD: the worker's full scan covers a failed one
+        if any(lacks_replicas(reply) for reply in replies):
+            await recheck_primary(self.client)  # as above: refused for want of replicas
         return replies
