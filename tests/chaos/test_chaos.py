@@ -28,6 +28,7 @@ import pytest
 from support.api import Api
 from support.chaos import ChaosClient, Report, audit, history
 from support.pgutil import TestDatabase
+from support.redis_sentinel import SentinelGroup
 from support.redis_server import REDIS_DURABLE, RedisServer
 from support.tools import require
 
@@ -45,29 +46,44 @@ SETTLE = 90.0  # seconds the cluster may take, after the last new message, to se
 
 
 class Chaos:
-    """One cluster under chatting clients, and the faults a scenario can do to it."""
+    """One cluster under chatting clients, and the faults a scenario can do to it.
 
-    def __init__(self, tmp: Path) -> None:
+    On one redis-server (`appendfsync always`), or with `sentinel` on a Sentinel group: a
+    primary, two replicas and three sentinels, `min-replicas-to-write 1`, and the nodes
+    acking after `--redis-replicas 1`."""
+
+    def __init__(self, tmp: Path, sentinel: bool) -> None:
         require("haproxy")
         self.database = TestDatabase(migrate=False)
-        (tmp / "redis").mkdir()
-        self.redis = RedisServer(tmp / "redis", *REDIS_DURABLE)
+        self.redis: RedisServer | None = None
+        self.group: SentinelGroup | None = None
+        args = ["--rooms-per-hour", "0", "--heartbeat", "2"]
+        if sentinel:
+            self.group = SentinelGroup(tmp / "sentinel", min_replicas_to_write=1)
+            args += ["--redis-replicas", "1"]
+        else:
+            (tmp / "redis").mkdir()
+            self.redis = RedisServer(tmp / "redis", *REDIS_DURABLE)
         self.cluster = Cluster(
-            3,
-            database=self.database.ensure(),
-            redis=None,
-            data=tmp / "cluster",
-            node_args=["--rooms-per-hour", "0", "--heartbeat", "2"],
+            3, database=self.database.ensure(), data=tmp / "cluster", node_args=args
         )
 
     def start(self) -> None:
-        self.redis.start()
-        self.cluster.redis = self.redis.url
+        if self.group is not None:
+            self.group.start()
+            self.cluster.redis = self.group.url
+        else:
+            assert self.redis is not None
+            self.redis.start()
+            self.cluster.redis = self.redis.url
         self.cluster.start()
 
     def stop(self) -> None:
         self.cluster.stop()
-        self.redis.stop()
+        if self.group is not None:
+            self.group.stop()
+        if self.redis is not None:
+            self.redis.stop()
         self.database.drop()
 
     async def run(self, fault: Callable[[], Awaitable[None]]) -> Report:
@@ -138,9 +154,40 @@ class Chaos:
 
     async def kill_redis(self, down: float) -> None:
         """kill -9 of redis-server (appendfsync always); started again on its AOF after `down` s."""
+        assert self.redis is not None
         self.redis.kill()
         await asyncio.sleep(down)
         await asyncio.to_thread(self.redis.start)
+
+    async def kill_the_primary(self, down: float) -> None:
+        """kill -9 of the Sentinel group's primary; it starts again on its own data after
+        `down` s (and the sentinels make it a replica of the promoted one)."""
+        assert self.group is not None
+        old = self.group.kill_primary()
+        await asyncio.sleep(down)
+        await asyncio.to_thread(old.start)
+
+    async def pause_the_primary(self, pause: float) -> None:
+        """SIGSTOP of the primary for `pause` s (long enough for a failover), then SIGCONT."""
+        assert self.group is not None
+        primary = self.group.primary()
+        primary.signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(pause)
+        finally:
+            primary.signal(signal.SIGCONT)
+
+    async def kill_a_replica_and_a_sentinel(self) -> None:
+        """kill -9 of one replica and one sentinel; both start again 5 s later."""
+        assert self.group is not None
+        primary = self.group.primary()
+        replica = next(s for s in self.group.servers if s is not primary)
+        sentinel = self.group.sentinels[-1]
+        replica.kill()
+        sentinel.kill()
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(replica.start)
+        await asyncio.to_thread(sentinel.start)
 
 
 async def until(condition: Callable[[], bool], timeout: float) -> None:
@@ -150,17 +197,29 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-SCENARIOS: dict[str, Callable[[Chaos], Awaitable[None]]] = {
-    "kill -9 a node": Chaos.kill_a_node,
-    "kill -9 the worker": Chaos.kill_the_worker,
-    "kill -9 redis, back at once": lambda chaos: chaos.kill_redis(0.0),
-    "kill -9 redis, back later": lambda chaos: chaos.kill_redis(OUTAGE),
+Fault = Callable[[Chaos], Awaitable[None]]
+SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on Sentinel, the fault)
+    "kill -9 a node": (False, Chaos.kill_a_node),
+    "kill -9 the worker": (False, Chaos.kill_the_worker),
+    "kill -9 redis, back at once": (False, lambda chaos: chaos.kill_redis(0.0)),
+    "kill -9 redis, back later": (False, lambda chaos: chaos.kill_redis(OUTAGE)),
+    "sentinel: kill -9 the primary, back at once": (
+        True,
+        lambda chaos: chaos.kill_the_primary(0.0),
+    ),
+    "sentinel: kill -9 the primary, back later": (
+        True,
+        lambda chaos: chaos.kill_the_primary(OUTAGE),
+    ),
+    "sentinel: SIGSTOP the primary 5 s": (True, lambda chaos: chaos.pause_the_primary(5.0)),
+    "sentinel: kill -9 a replica and a sentinel": (True, Chaos.kill_a_replica_and_a_sentinel),
 }
 
 
 @pytest.fixture
-def chaos(tmp_path: Path) -> Iterator[Chaos]:
-    running = Chaos(tmp_path)
+def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
+    sentinel, _ = SCENARIOS[request.node.callspec.params["scenario"]]
+    running = Chaos(tmp_path, sentinel)
     try:
         running.start()
         yield running
@@ -172,7 +231,8 @@ def chaos(tmp_path: Path) -> Iterator[Chaos]:
 @pytest.mark.parametrize("run", range(RUNS))
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_chaos(chaos: Chaos, scenario: str, run: int) -> None:
-    report = await chaos.run(lambda: SCENARIOS[scenario](chaos))
+    _, fault = SCENARIOS[scenario]
+    report = await chaos.run(lambda: fault(chaos))
     print("\n" + report.line(scenario))
     assert report.acked > 0
     assert report.clean, report.examples

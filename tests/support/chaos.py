@@ -19,7 +19,8 @@ healed and the worker has drained) and counts, for the run's report:
 - duplicates: the same seq delivered twice to one client;
 - order violations: a seq delivered after a higher one on one connection;
 and, as figures: acks, errors by code, ack timeouts, the time from the fault to the first ack
-after it, and the p99 of reconnect times (disconnect to every room rejoined).
+of a message sent after it, and the p99 of reconnect times (disconnect to every room
+rejoined).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Pending:
     room: str
     body: str
     sent_at: float = 0.0
+    first_sent: float = 0.0
     resend: bool = False  # answered `unavailable` (or timed out): send again...
     not_before: float = 0.0  # ...from then on
     backoff: float = 0.0
@@ -74,6 +76,7 @@ class ChaosClient:
     ws_url: str
     deliveries: list[Delivery] = field(default_factory=list)
     acks: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # id -> room, seq, t
+    sent: dict[str, float] = field(default_factory=dict)  # id -> when first sent, once acked
     acked_twice: list[tuple[str, int, int]] = field(default_factory=list)  # id, seq, other seq
     errors: Counter[str] = field(default_factory=Counter)
     timeouts: int = 0
@@ -180,6 +183,7 @@ class ChaosClient:
         self, ws: aiohttp.ClientWebSocketResponse, msg_id: str, p: Pending, now: float
     ) -> None:
         p.sent_at, p.resend = now, False
+        p.first_sent = p.first_sent or now
         frame = {"type": "send", "room": p.room, "id": msg_id, "body": p.body, "ref": msg_id}
         await ws.send_json(frame)
 
@@ -224,7 +228,9 @@ class ChaosClient:
         if earlier is not None and earlier[1] != seq:
             self.acked_twice.append((msg_id, seq, earlier[1]))
         self.acks.setdefault(msg_id, (room, seq, time.monotonic()))
-        self.pending.pop(msg_id, None)
+        pending = self.pending.pop(msg_id, None)
+        if pending is not None:
+            self.sent[msg_id] = pending.first_sent
 
 
 async def history(api: Api, token: str, room: str) -> dict[int, str]:
@@ -256,7 +262,7 @@ class Report:
     order_violations: int
     errors: dict[str, int]
     timeouts: int
-    fault_to_ack: float | None  # seconds from the fault to the first ack after it
+    fault_to_ack: float | None  # seconds from the fault to the first ack of a message sent after it
     reconnect_p99: float | None
     reconnects: int
     examples: list[str]
@@ -300,11 +306,12 @@ def audit(
         for seq, msg_id in messages.items():
             ids[room, seq].add(msg_id)
     acked = lost = phantoms = gaps = 0
-    ack_times: list[float] = []
+    ack_times: list[float] = []  # of messages first sent after the fault
     for c in clients:
         for msg_id, (room, seq, at) in c.acks.items():
             acked += 1
-            ack_times.append(at)
+            if fault_at is not None and c.sent.get(msg_id, 0.0) >= fault_at:
+                ack_times.append(at)
             ids[room, seq].add(msg_id)
             if stored[room].get(seq) != msg_id:
                 lost += 1
@@ -326,7 +333,7 @@ def audit(
     two_ids_count = len(two_ids) + sum(len(c.acked_twice) for c in clients)
     for room, seq in two_ids[:3]:
         note(f"{room}#{seq} seen as {sorted(ids[room, seq])}")
-    after = sorted(t for t in ack_times if fault_at is not None and t >= fault_at)
+    after = sorted(ack_times)
     reconnects = [r for c in clients for r in c.reconnects]
     return Report(
         acked=acked,
