@@ -24,6 +24,11 @@ a cursor, the last seq this node delivered, and delivers strictly in seq order:
 A join calls `subscribe` and waits for that sync before it reads its cut (`last_seq`):
 every message above the cut is then published after the subscription was in place, so
 it reaches the node (or is filled from the log).
+
+A subscription can also stall without failing (an open socket that delivers nothing), so
+the bus runs a canary (`engine.redis.canary`) through its own subscription: when none comes
+back for a few intervals, `delivery_problem` says so (and `/readyz` answers 503), and the
+subscription is torn down and rebuilt like a lost connection, with the same resync.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
+from hubbub.engine.redis.canary import Canary
 from hubbub.engine.redis.client import (
     REDIS_UNREACHABLE,
     RedisClient,
@@ -71,6 +78,10 @@ Send = Callable[..., Awaitable[Any]]
 _decode = msgspec.msgpack.Decoder().decode
 
 
+class StalledSubscription(RedisConnectionError):
+    """The subscription delivers nothing though its connection looks alive (the canary)."""
+
+
 class _Feed:
     """One subscribed room: its delivery cursor and what waits for a gap to be filled."""
 
@@ -97,6 +108,8 @@ class RedisBus:
         subscribe_timeout: float = 5.0,
         reconnect_delay: float = 0.5,
         idle_ping: float = 5.0,
+        node_id: str = "hubbub",
+        canary_interval: float = 5.0,
     ) -> None:
         self.client = client  # for the pub/sub connection and syncs: no socket timeout
         self.send = send
@@ -110,13 +123,20 @@ class RedisBus:
         self._pubsub: Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.canary: Canary | None = None  # 0 s turns it off
+        if canary_interval > 0:
+            self.canary = Canary(node_id, canary_interval, self._publish_canary)
 
     # Lifecycle
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._run(), name="hubbub-redis-bus")
+        if self.canary is not None:
+            self.canary.start()
 
     async def close(self) -> None:
+        if self.canary is not None:
+            await self.canary.close()
         tasks = [t for t in (self._reader, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -145,6 +165,10 @@ class RedisBus:
 
     def publish_token_revoked(self, token_hash: str) -> None:
         self._publish("PUBLISH", CONTROL_CHANNEL, revoked_payload(token_hash))
+
+    def delivery_problem(self) -> str | None:
+        """Why this node's subscription cannot be trusted now (the canary), or None."""
+        return self.canary.problem() if self.canary is not None else None
 
     async def subscribe(self, room: str) -> None:
         """Listen to `room` and wait until its feed is synced (see the module docstring)."""
@@ -176,6 +200,9 @@ class RedisBus:
     def _publish(self, *command: Any) -> None:
         self._spawn(self._quietly(self.send(*command)))
 
+    async def _publish_canary(self, name: str, payload: bytes) -> None:
+        await self.send("SPUBLISH", name, payload)  # the way room events go
+
     async def _quietly(self, call: Awaitable[Any]) -> None:
         """Fire and forget, but never silently: a failed publish is logged and counted."""
         try:
@@ -196,12 +223,15 @@ class RedisBus:
             pubsub = open_pubsub(self.client)  # one server's PubSub, or one per shard
             try:
                 await pubsub.subscribe(CONTROL_CHANNEL)
+                if self.canary is not None:
+                    await pubsub.ssubscribe(self.canary.channel)
+                    self.canary.subscribed()
                 self._pubsub = pubsub
                 for feed in self.feeds.values():
                     feed.unconfirmed = 0  # confirmations of a lost connection never come
                 await self._subscribe(list(self.feeds.values()))
                 self.connected.set()
-                await self._listen(pubsub)
+                await self._listen_until_stalled(pubsub)
             except REDIS_UNREACHABLE as exc:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("redis pub/sub connection lost", extra={"error": str(exc)})
@@ -223,7 +253,25 @@ class RedisBus:
             feed.unconfirmed += 1
         await pubsub.ssubscribe(*(channel(feed.room) for feed in feeds))
 
+    async def _listen_until_stalled(self, pubsub: Subscriber) -> None:
+        """`_listen` until the connection fails, or the canary finds it stalled."""
+        if self.canary is None:
+            await self._listen(pubsub)
+            return
+        listen = asyncio.create_task(self._listen(pubsub), name="hubbub-redis-listen")
+        stalled = asyncio.create_task(self.canary.stalled.wait())
+        try:
+            await asyncio.wait((listen, stalled), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (listen, stalled):
+                task.cancel()
+            await asyncio.gather(listen, stalled, return_exceptions=True)
+        if listen.done() and not listen.cancelled() and (error := listen.exception()):
+            raise error  # the connection failed by itself
+        raise StalledSubscription(self.canary.problem() or "the fan-out canary stopped")
+
     async def _listen(self, pubsub: Subscriber) -> None:
+        canary = self.canary
         while True:
             item = await pubsub.get_message(timeout=self.idle_ping)
             if item is None:
@@ -231,7 +279,10 @@ class RedisBus:
                 continue
             kind = item["type"]
             if kind == "smessage" or kind == "message":
-                self._dispatch(item["data"])
+                if canary is not None and item["channel"] == canary.channel_bytes:
+                    canary.heard(item["data"])
+                else:
+                    self._dispatch(item["data"])
             elif kind == "ssubscribe":
                 feed = self.feeds.get(room_of(item["channel"]))
                 if feed is not None and feed.unconfirmed > 0:
