@@ -1,13 +1,16 @@
 """The fan-out canary of RedisBus on a private redis-server: canaries come back through the
 bus's own subscription; a silent stall (a `StallProxy` dropping what Redis sends) is found,
 said, counted and cured by a rebuilt, resynced subscription; a busy event loop is not a stall.
+On a private 3-master Redis Cluster: a canary per master, and a stopped master is found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +18,14 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 from support.stall_proxy import StallProxy
 
 from hubbub.engine.base import Message
 from hubbub.engine.redis.bus import RedisBus
 from hubbub.engine.redis.canary import MISSES, canary_channel
+from hubbub.engine.redis.client import connect
 from hubbub.engine.redis.log import RedisLog
 
 INTERVAL = 0.05
@@ -156,3 +161,50 @@ async def test_a_silent_stall_is_found_counted_and_cured_by_a_resynced_subscript
         assert [m.seq for m in reader.seen.messages] == [1, 2, 3, 4]
     finally:
         await proxy.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    servers = RedisCluster(tmp_path_factory.mktemp("canary-cluster"), durable=False)
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+async def test_on_a_cluster_a_canary_proves_each_masters_connection(cluster: RedisCluster) -> None:
+    """One channel per master; a master that stops answering (SIGSTOP) is found; it heals."""
+    client, subscriber = connect(cluster.url, socket_timeout=1.0), connect(cluster.url)
+    log = RedisLog(client, lambda m: None, sharded_pubsub=True)
+    bus = RedisBus(
+        subscriber, log.send, log.read, reconnect_delay=0.05, node_id="shards", canary_interval=0.1
+    )
+    await bus.start()
+    try:
+        canary = bus.canary
+        assert canary is not None
+        await until(lambda: len(canary.channels) == 3, "a canary channel per master")
+        await until(lambda: canary.returned >= 3 * 3, "canaries from every master")
+        masters = set()
+        for server in cluster.servers:
+            direct = server.client()
+            counts = dict(await direct.execute_command("PUBSUB SHARDNUMSUB", *canary.channels))
+            await direct.aclose()
+            masters |= {(server.port, name) for name, count in counts.items() if count == 1}
+        assert len({port for port, _ in masters}) == 3, masters  # each on its own master
+        assert bus.delivery_problem() is None
+
+        stopped = cluster.servers[1]
+        assert stopped.proc is not None
+        before = failures()
+        os.kill(stopped.proc.pid, signal.SIGSTOP)
+        try:
+            await until(lambda: bus.delivery_problem() is not None, "the stopped master")
+            assert failures() > before
+        finally:
+            os.kill(stopped.proc.pid, signal.SIGCONT)
+        await until(lambda: bus.delivery_problem() is None, "canaries again", timeout=30.0)
+    finally:
+        await bus.close()
+        await log.close()
+        await client.aclose()
+        await subscriber.aclose()

@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
-from hubbub.engine.redis.canary import Canary
+from hubbub.engine.redis.canary import Canary, canary_channels
 from hubbub.engine.redis.client import (
     REDIS_UNREACHABLE,
     RedisClient,
@@ -123,6 +123,7 @@ class RedisBus:
         self._pubsub: Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.node_id = node_id
         self.canary: Canary | None = None  # 0 s turns it off
         if canary_interval > 0:
             self.canary = Canary(node_id, canary_interval, self._publish_canary)
@@ -224,7 +225,9 @@ class RedisBus:
             try:
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 if self.canary is not None:
-                    await pubsub.ssubscribe(self.canary.channel)
+                    # After the first subscription: a cluster client knows its masters then.
+                    self.canary.use(canary_channels(self.client, self.node_id))
+                    await pubsub.ssubscribe(*self.canary.channels)
                     self.canary.subscribed()
                 self._pubsub = pubsub
                 for feed in self.feeds.values():
@@ -279,8 +282,8 @@ class RedisBus:
                 continue
             kind = item["type"]
             if kind == "smessage" or kind == "message":
-                if canary is not None and item["channel"] == canary.channel_bytes:
-                    canary.heard(item["data"])
+                if canary is not None and (probe := canary.probes.get(item["channel"])):
+                    canary.heard(probe, item["data"])
                 else:
                     self._dispatch(item["data"])
             elif kind == "ssubscribe":
