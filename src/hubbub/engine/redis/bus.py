@@ -223,18 +223,7 @@ class RedisBus:
         while True:
             pubsub = open_pubsub(self.client)  # one server's PubSub, or one per shard
             try:
-                await pubsub.subscribe(CONTROL_CHANNEL)
-                if self.canary is not None:
-                    # After the first subscription: a cluster client knows its masters then.
-                    self.canary.use(canary_channels(self.client, self.node_id))
-                    await pubsub.ssubscribe(*self.canary.channels)
-                    self.canary.subscribed()
-                self._pubsub = pubsub
-                for feed in self.feeds.values():
-                    feed.unconfirmed = 0  # confirmations of a lost connection never come
-                await self._subscribe(list(self.feeds.values()))
-                self.connected.set()
-                await self._listen_until_stalled(pubsub)
+                await self._until_stalled(self._session(pubsub))
             except REDIS_UNREACHABLE as exc:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("redis pub/sub connection lost", extra={"error": str(exc)})
@@ -256,20 +245,36 @@ class RedisBus:
             feed.unconfirmed += 1
         await pubsub.ssubscribe(*(channel(feed.room) for feed in feeds))
 
-    async def _listen_until_stalled(self, pubsub: Subscriber) -> None:
-        """`_listen` until the connection fails, or the canary finds it stalled."""
+    async def _session(self, pubsub: Subscriber) -> None:
+        """Subscribe everything on a new connection, then listen to it until it fails."""
+        await pubsub.subscribe(CONTROL_CHANNEL)
+        if self.canary is not None:
+            # After the first subscription: a cluster client knows its masters then.
+            self.canary.use(canary_channels(self.client, self.node_id))
+            await pubsub.ssubscribe(*self.canary.channels)
+        self._pubsub = pubsub
+        for feed in self.feeds.values():
+            feed.unconfirmed = 0  # confirmations of a lost connection never come
+        await self._subscribe(list(self.feeds.values()))
+        self.connected.set()
+        await self._listen(pubsub)
+
+    async def _until_stalled(self, session: Coroutine[Any, Any, None]) -> None:
+        """Run `session` until it fails, or the canary finds it stalled: connecting to a
+        server that accepts and never answers stalls too, before any listening."""
         if self.canary is None:
-            await self._listen(pubsub)
+            await session
             return
-        listen = asyncio.create_task(self._listen(pubsub), name="hubbub-redis-listen")
+        self.canary.renewed()
+        work = asyncio.create_task(session, name="hubbub-redis-session")
         stalled = asyncio.create_task(self.canary.stalled.wait())
         try:
-            await asyncio.wait((listen, stalled), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((work, stalled), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (listen, stalled):
+            for task in (work, stalled):
                 task.cancel()
-            await asyncio.gather(listen, stalled, return_exceptions=True)
-        if listen.done() and not listen.cancelled() and (error := listen.exception()):
+            await asyncio.gather(work, stalled, return_exceptions=True)
+        if work.done() and not work.cancelled() and (error := work.exception()):
             raise error  # the connection failed by itself
         raise StalledSubscription(self.canary.problem() or "the fan-out canary stopped")
 

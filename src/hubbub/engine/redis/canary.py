@@ -17,8 +17,9 @@ and none for `MISSES` intervals:
 - `hubbub_fanout_canary_failures_total` counts it, and `hubbub_fanout_canary_age_seconds`
   (read at each scrape) shows how long it has been;
 - `stalled` is set: the bus tears the subscription down and builds a new one, which syncs
-  every room from the log as after a lost connection. A new subscription gets `MISSES`
-  canaries of its own before it is judged again.
+  every room from the log as after a lost connection. A new subscription (connecting
+  included: a server may accept and never answer) gets `MISSES` canaries of its own
+  before it is judged again.
 
 Both conditions, not the time alone: a node whose event loop was blocked for a while (a
 burst of work) has sent fewer canaries meanwhile, and the ones it sent are waiting in its
@@ -157,9 +158,9 @@ class Canary:
             return None
         return f"fan-out through Redis delivered no canary for {self.age():.0f} s"
 
-    def subscribed(self) -> None:
-        """The bus (re)subscribed: judge the new subscription on its own canaries (those
-        on their way may have been published before it was in place)."""
+    def renewed(self) -> None:
+        """The bus starts a new subscription: judge it on its own canaries (those on their
+        way may have been published before it was in place)."""
         for probe in self.probes.values():
             probe.answered = self.ticks
         self.stalled.clear()
