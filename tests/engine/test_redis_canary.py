@@ -208,3 +208,33 @@ async def test_on_a_cluster_a_canary_proves_each_masters_connection(cluster: Red
         await log.close()
         await client.aclose()
         await subscriber.aclose()
+
+
+async def test_a_reconnect_to_an_address_that_never_answers_is_abandoned_and_retried(
+    redis_server: RedisServer, client: Redis, made: list[Node]
+) -> None:
+    """The new connection hangs in its handshake: the canary gives up on it too."""
+    proxy = StallProxy(redis_server.port)
+    await proxy.start()
+    try:
+        writer = await start(made, Node(redis_server.port, "writer"))
+        reader = await start(made, Node(proxy.port, "reader"))
+        await reader.bus.subscribe("lobby")
+        await writer.log.append("lobby", "ann", "m1", "one")
+        await until(lambda: len(reader.seen.messages) == 1, "m1")
+        before = failures()
+
+        proxy.blackhole = True
+        assert proxy.freeze() == 1
+        await writer.log.append("lobby", "ann", "m2", "during")
+        await until(lambda: failures() >= before + 3, "three abandoned subscriptions")
+        assert reader.bus.delivery_problem() is not None
+        opened = proxy.opened
+        proxy.blackhole = False  # the next attempt gets through
+        await until(lambda: reader.bus.delivery_problem() is None, "canaries again")
+        assert proxy.opened > opened
+        await writer.log.append("lobby", "ann", "m3", "after")
+        await until(lambda: len(reader.seen.messages) >= 3, "m2 and m3")
+        assert [m.seq for m in reader.seen.messages] == [1, 2, 3]
+    finally:
+        await proxy.close()

@@ -8,6 +8,8 @@ read and thrown away. Nothing is closed and nothing fails: the client's writes s
 Redis, commands on other connections are answered as usual. `heal` lets bytes through again.
 `freeze` does the same to the pub/sub connections open at that moment only, for good: new
 ones work (a stall that a fresh connection cures, as after a failover behind a proxy).
+While `blackhole` is set, new connections of any kind get nothing from Redis at all (an
+address that accepts and never answers).
 
 `running_proxy` runs one on an event loop of its own thread: the test's loop may block (a
 node started or stopped synchronously) without freezing the node's Redis connections.
@@ -42,6 +44,8 @@ class StallProxy:
         self.target_port = target_port
         self.port = 0
         self.stalled = False
+        self.blackhole = False
+        self.opened = 0  # connections accepted so far
         self.pubsub_opened = 0  # pub/sub connections seen so far
         self.dropped = 0  # bytes from Redis thrown away while stalled
         self._server: asyncio.Server | None = None
@@ -95,6 +99,8 @@ class StallProxy:
             return
         self._writers |= {writer, up_writer}
         link = _Link()
+        link.frozen = self.blackhole
+        self.opened += 1
         with self._lock:
             self._links.add(link)
         pumps = [
