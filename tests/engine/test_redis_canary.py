@@ -27,6 +27,7 @@ from hubbub.engine.redis.bus import RedisBus
 from hubbub.engine.redis.canary import MISSES, canary_channel
 from hubbub.engine.redis.client import connect
 from hubbub.engine.redis.log import RedisLog
+from hubbub.server.config import Config
 
 INTERVAL = 0.05
 
@@ -238,3 +239,10 @@ async def test_a_reconnect_to_an_address_that_never_answers_is_abandoned_and_ret
         assert [m.seq for m in reader.seen.messages] == [1, 2, 3]
     finally:
         await proxy.close()
+
+
+@pytest.mark.parametrize("interval", [-1.0, 3601.0])
+def test_a_canary_interval_out_of_range_is_refused_with_the_rule(interval: float) -> None:
+    with pytest.raises(ValueError, match=r"--canary-interval must be 0 \(off\) to 3600 seconds"):
+        Config(canary_interval=interval).check()
+    Config(canary_interval=0).check()  # off is allowed
