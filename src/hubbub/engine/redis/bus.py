@@ -25,10 +25,9 @@ A join calls `subscribe` and waits for that sync before it reads its cut (`last_
 every message above the cut is then published after the subscription was in place, so
 it reaches the node (or is filled from the log).
 
-A subscription can also stall without failing (an open socket that delivers nothing), so
-the bus runs a canary (`engine.redis.canary`) through its own subscription: when none comes
-back for a few intervals, `delivery_problem` says so (and `/readyz` answers 503), and the
-subscription is torn down and rebuilt like a lost connection, with the same resync.
+A subscription can also stall without failing (an open socket that delivers nothing): a
+canary through it (`engine.redis.canary`) finds that, `delivery_problem` says so (`/readyz`
+answers 503), and the subscription is rebuilt and resynced like a lost connection.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
@@ -76,10 +74,6 @@ Send = Callable[..., Awaitable[Any]]
 """Sends one Redis command, in order with the node's appends (`RedisLog.send`)."""
 
 _decode = msgspec.msgpack.Decoder().decode
-
-
-class StalledSubscription(RedisConnectionError):
-    """The subscription delivers nothing though its connection looks alive (the canary)."""
 
 
 class _Feed:
@@ -260,23 +254,10 @@ class RedisBus:
         await self._listen(pubsub)
 
     async def _until_stalled(self, session: Coroutine[Any, Any, None]) -> None:
-        """Run `session` until it fails, or the canary finds it stalled: connecting to a
-        server that accepts and never answers stalls too, before any listening."""
         if self.canary is None:
             await session
-            return
-        self.canary.renewed()
-        work = asyncio.create_task(session, name="hubbub-redis-session")
-        stalled = asyncio.create_task(self.canary.stalled.wait())
-        try:
-            await asyncio.wait((work, stalled), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stalled):
-                task.cancel()
-            await asyncio.gather(work, stalled, return_exceptions=True)
-        if work.done() and not work.cancelled() and (error := work.exception()):
-            raise error  # the connection failed by itself
-        raise StalledSubscription(self.canary.problem() or "the fan-out canary stopped")
+        else:
+            await self.canary.watch(session)
 
     async def _listen(self, pubsub: Subscriber) -> None:
         canary = self.canary

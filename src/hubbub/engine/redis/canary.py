@@ -36,11 +36,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub import metrics
 
@@ -80,6 +81,11 @@ def canary_channels(client: Any, node_id: str) -> list[str]:
         else:
             log.warning("no canary channel found for a master", extra={"master": name})
     return channels or [canary_channel(node_id)]
+
+
+class StalledSubscription(RedisConnectionError):
+    """The subscription delivers nothing though its connection looks alive: handled as a
+    lost connection (the bus reconnects and resyncs)."""
 
 
 class _Probe:
@@ -157,6 +163,23 @@ class Canary:
         if not any(probe.failing for probe in self.probes.values()):
             return None
         return f"fan-out through Redis delivered no canary for {self.age():.0f} s"
+
+    async def watch(self, session: Coroutine[Any, Any, None]) -> None:
+        """Run the bus's `session` (connect, subscribe, listen) until it fails, or until
+        it is found stalled (StalledSubscription): connecting to a server that accepts and
+        never answers stalls too, before any listening."""
+        self.renewed()
+        work = asyncio.create_task(session, name="hubbub-redis-session")
+        stalled = asyncio.create_task(self.stalled.wait())
+        try:
+            await asyncio.wait((work, stalled), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, stalled):
+                task.cancel()
+            await asyncio.gather(work, stalled, return_exceptions=True)
+        if work.done() and not work.cancelled() and (error := work.exception()):
+            raise error  # the connection failed by itself
+        raise StalledSubscription(self.problem() or "the fan-out canary stopped")
 
     def renewed(self) -> None:
         """The bus starts a new subscription: judge it on its own canaries (those on their
