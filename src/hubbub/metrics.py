@@ -44,6 +44,14 @@ GAP_FILLS = Counter(
     "hubbub_gap_fills_total", "Seq gaps of a room read from the log before delivering further"
 )
 GAP_FILLED = Counter("hubbub_gap_filled_messages_total", "Messages delivered by gap fills")
+CANARY_AGE = Gauge(
+    "hubbub_fanout_canary_age_seconds",
+    "Seconds since this node's own canary last came back through Redis pub/sub",
+)
+CANARY_FAILURES = Counter(
+    "hubbub_fanout_canary_failures_total",
+    "Times no canary came back for 3 intervals and the subscription was rebuilt",
+)
 PRESENCE_EXPIRED = Counter(
     "hubbub_presence_expired_nodes_total", "Dead nodes whose presence entries were expired"
 )

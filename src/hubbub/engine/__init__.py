@@ -29,6 +29,7 @@ class EngineSettings:
     redis_replicas: int = 0
     node_id: str = "hubbub"
     heartbeat: float = 15.0
+    canary_interval: float = 5.0
 
 
 class EmbeddedEngine:
@@ -110,7 +111,13 @@ class RedisEngine:
         )
         self.log: Log = DistributedLog(self.recent, history)
         self.store: Store = PostgresStore(self.db)
-        self.redis_bus = RedisBus(self.subscriber, self.recent.send, self.log.read)
+        self.redis_bus = RedisBus(
+            self.subscriber,
+            self.recent.send,
+            self.log.read,
+            node_id=config.node_id,
+            canary_interval=config.canary_interval,
+        )
         self.bus: Bus = self.redis_bus
         self.redis_presence = RedisPresence(
             self.client, config.node_id, self.redis_bus.publish_event, config.heartbeat

@@ -285,6 +285,10 @@ class Bus(Protocol):
         ...
 
     def publish_token_revoked(self, token_hash: str) -> None: ...
+    def delivery_problem(self) -> str | None:
+        """Why fan-out to this node cannot be trusted now, in a sentence (`/readyz` answers
+        503 with it), or None while it delivers."""
+        ...
 
 
 class Presence(Protocol):

@@ -53,6 +53,10 @@ class MemoryBus:
         for listener in self._listeners:
             listener.on_token_revoked(token_hash)
 
+    def delivery_problem(self) -> str | None:
+        """None: a call in this process cannot be lost on the way (no canary needed)."""
+        return None
+
 
 class MemoryPresence:
     """room -> user -> the connections through which the user is in the room."""

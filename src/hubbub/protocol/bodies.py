@@ -162,8 +162,9 @@ class Session(msgspec.Struct):
     current: bool
 
 
-class Status(msgspec.Struct):
+class Status(msgspec.Struct, omit_defaults=True):
     status: str
+    reason: str | None = None  # why a node is not ready, in a sentence (`stalled`)
 
 
 class UserReply(msgspec.Struct):
@@ -249,8 +250,8 @@ def history_reply(messages: list[Json], more: bool) -> Json:
     return {"messages": messages, "more": more}
 
 
-def status_reply(status: str) -> Json:
-    return {"status": status}
+def status_reply(status: str, reason: str | None = None) -> Json:
+    return {"status": status} if reason is None else {"status": status, "reason": reason}
 
 
 def error_reply(error: ProtocolError) -> Json:

@@ -25,6 +25,7 @@ class Config:
     node_id: str = field(default_factory=_default_node_id)
     rate_limit: float = 20.0
     heartbeat: float = 15.0
+    canary_interval: float = 5.0
     hello_timeout: float = 10.0
     replay_cap: int = 1000
     max_frame: int = 65536
@@ -62,6 +63,10 @@ class Config:
                 "sharing a port must share fan-out and presence, which only the "
                 "distributed engine does"
             )
+        if not 0 <= self.canary_interval <= 3600:
+            raise ValueError(
+                f"--canary-interval must be 0 (off) to 3600 seconds, not {self.canary_interval:g}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             # Half a TLS setup would serve plain HTTP where the operator meant HTTPS.
             raise ValueError("--tls-cert and --tls-key go together: give both or neither")
@@ -89,6 +94,9 @@ _HELP = {
     "node_id": "this node's name in welcome frames, logs and metrics (default: host and pid)",
     "rate_limit": "send + typing frames per second per connection, bursts of twice that; 0 = off",
     "heartbeat": "seconds between WebSocket pings; silent clients are dropped",
+    "canary_interval": "seconds between canaries a node sends itself through Redis pub/sub; "
+    "none back for 3 intervals turns /readyz to 503 and rebuilds the subscription; 0 = off "
+    "(with --redis only)",
     "hello_timeout": "seconds a new connection has to send hello",
     "replay_cap": "most messages replayed by a join with since",
     "max_frame": "largest WebSocket message in bytes (close 1009 above)",

@@ -27,6 +27,7 @@ from hubbub.server.gateway import Connection, Gateway
 from hubbub.server.http import (
     CHAT,
     DRAINING,
+    FANOUT_PROBLEM,
     LIMITS,
     STARTED,
     add_routes,
@@ -58,6 +59,7 @@ class Node:
                 config.redis_replicas,
                 config.node_id,
                 config.heartbeat,
+                config.canary_interval,
             )
         )
         engine = self.engine
@@ -99,6 +101,7 @@ class Node:
         self.app[PROXIES] = TrustedProxies.parse(config.trusted_proxies)
         self.app[DRAINING] = self.unready
         self.app[STARTED] = self.started
+        self.app[FANOUT_PROBLEM] = engine.bus.delivery_problem
         self.app[LIMITS] = HttpLimits(engine.counters, config.rooms_per_hour, config.history_rate)
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)

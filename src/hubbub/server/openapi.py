@@ -246,7 +246,7 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {"get": _op("Liveness", "200", result=bodies.Status, auth=False, errors=())},
         "/readyz": {
             "get": _op(
-                "Readiness (503 while starting or draining)",
+                "Readiness (503 while starting, draining or with fan-out stalled)",
                 "200",
                 result=bodies.Status,
                 auth=False,
@@ -261,9 +261,10 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
-    # /readyz answers 503 with its status ("starting" or "draining"), not an error body.
+    # /readyz answers 503 with its status ("starting", "draining", or "stalled" with a
+    # reason), not an error body.
     paths["/readyz"]["get"]["responses"]["503"] = {
-        "description": "starting or draining",
+        "description": "starting, draining, or stalled (fan-out delivers nothing)",
         "content": _json(bodies.Status),
     }
     return {

@@ -24,6 +24,10 @@ a cursor, the last seq this node delivered, and delivers strictly in seq order:
 A join calls `subscribe` and waits for that sync before it reads its cut (`last_seq`):
 every message above the cut is then published after the subscription was in place, so
 it reaches the node (or is filled from the log).
+
+A subscription can also stall without failing (an open socket that delivers nothing): a
+canary through it (`engine.redis.canary`) finds that, `delivery_problem` says so (`/readyz`
+answers 503), and the subscription is rebuilt and resynced like a lost connection.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import msgspec
 
 from hubbub import metrics
 from hubbub.engine.base import BusListener, Message
+from hubbub.engine.redis.canary import Canary, canary_channels
 from hubbub.engine.redis.client import (
     REDIS_UNREACHABLE,
     RedisClient,
@@ -97,6 +102,8 @@ class RedisBus:
         subscribe_timeout: float = 5.0,
         reconnect_delay: float = 0.5,
         idle_ping: float = 5.0,
+        node_id: str = "hubbub",
+        canary_interval: float = 5.0,
     ) -> None:
         self.client = client  # for the pub/sub connection and syncs: no socket timeout
         self.send = send
@@ -110,13 +117,21 @@ class RedisBus:
         self._pubsub: Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.node_id = node_id
+        self.canary: Canary | None = None  # 0 s turns it off
+        if canary_interval > 0:
+            self.canary = Canary(node_id, canary_interval, self._publish_canary)
 
     # Lifecycle
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._run(), name="hubbub-redis-bus")
+        if self.canary is not None:
+            self.canary.start()
 
     async def close(self) -> None:
+        if self.canary is not None:
+            await self.canary.close()
         tasks = [t for t in (self._reader, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -145,6 +160,10 @@ class RedisBus:
 
     def publish_token_revoked(self, token_hash: str) -> None:
         self._publish("PUBLISH", CONTROL_CHANNEL, revoked_payload(token_hash))
+
+    def delivery_problem(self) -> str | None:
+        """Why this node's subscription cannot be trusted now (the canary), or None."""
+        return self.canary.problem() if self.canary is not None else None
 
     async def subscribe(self, room: str) -> None:
         """Listen to `room` and wait until its feed is synced (see the module docstring)."""
@@ -176,6 +195,9 @@ class RedisBus:
     def _publish(self, *command: Any) -> None:
         self._spawn(self._quietly(self.send(*command)))
 
+    async def _publish_canary(self, name: str, payload: bytes) -> None:
+        await self.send("SPUBLISH", name, payload)  # the way room events go
+
     async def _quietly(self, call: Awaitable[Any]) -> None:
         """Fire and forget, but never silently: a failed publish is logged and counted."""
         try:
@@ -195,13 +217,7 @@ class RedisBus:
         while True:
             pubsub = open_pubsub(self.client)  # one server's PubSub, or one per shard
             try:
-                await pubsub.subscribe(CONTROL_CHANNEL)
-                self._pubsub = pubsub
-                for feed in self.feeds.values():
-                    feed.unconfirmed = 0  # confirmations of a lost connection never come
-                await self._subscribe(list(self.feeds.values()))
-                self.connected.set()
-                await self._listen(pubsub)
+                await self._until_stalled(self._session(pubsub))
             except REDIS_UNREACHABLE as exc:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 log.warning("redis pub/sub connection lost", extra={"error": str(exc)})
@@ -223,7 +239,28 @@ class RedisBus:
             feed.unconfirmed += 1
         await pubsub.ssubscribe(*(channel(feed.room) for feed in feeds))
 
+    async def _session(self, pubsub: Subscriber) -> None:
+        """Subscribe everything on a new connection, then listen to it until it fails."""
+        await pubsub.subscribe(CONTROL_CHANNEL)
+        if self.canary is not None:
+            # After the first subscription: a cluster client knows its masters then.
+            self.canary.use(canary_channels(self.client, self.node_id))
+            await pubsub.ssubscribe(*self.canary.channels)
+        self._pubsub = pubsub
+        for feed in self.feeds.values():
+            feed.unconfirmed = 0  # confirmations of a lost connection never come
+        await self._subscribe(list(self.feeds.values()))
+        self.connected.set()
+        await self._listen(pubsub)
+
+    async def _until_stalled(self, session: Coroutine[Any, Any, None]) -> None:
+        if self.canary is None:
+            await session
+        else:
+            await self.canary.watch(session)
+
     async def _listen(self, pubsub: Subscriber) -> None:
+        canary = self.canary
         while True:
             item = await pubsub.get_message(timeout=self.idle_ping)
             if item is None:
@@ -231,7 +268,10 @@ class RedisBus:
                 continue
             kind = item["type"]
             if kind == "smessage" or kind == "message":
-                self._dispatch(item["data"])
+                if canary is not None and (probe := canary.probes.get(item["channel"])):
+                    canary.heard(probe, item["data"])
+                else:
+                    self._dispatch(item["data"])
             elif kind == "ssubscribe":
                 feed = self.feeds.get(room_of(item["channel"]))
                 if feed is not None and feed.unconfirmed > 0:

@@ -34,6 +34,9 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
                                           built without `sharded_pubsub`), RedisBus (events,
                                           removals), the worker (swept nodes' presence events)
     hubbub:control                        RedisBus, by PUBLISH (token revocations)
+    hubbub:canary:{<node id>}             RedisBus: the node's canaries to itself, subscribed
+                                          with its rooms (`engine.redis.canary`); on a
+                                          cluster one per master, `{<node id>/<n>}`
 
 - `seq`: the room's last seq. `log`: entry ids are `<seq>-0`, fields room, seq, id, from,
   body, ts (`decode_message`). `id:<n>:<user>:<id>`: the idempotency record of (room,
