@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError
 from hubbub.engine.base import Message
 from hubbub.engine.redis.client import RedisClient
 from hubbub.engine.redis.schema import (
+    DIRTY_KEY,
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     SCRIPT_SHA,
@@ -37,7 +38,9 @@ async def publish_replicated(
     propagates: the scripts may or may not have run, and a repeat publishes nothing twice."""
     rooms = sorted(uptos)
     commands = [_publish_command(room, uptos[room], command) for room in rooms]
-    replies = await _pipeline(client, commands)
+    # Dirty again: a worker may have visited the rooms between the append and this publish
+    # and found nothing it may move yet (the SADD's reply is not needed: the scan covers it).
+    replies = (await _pipeline(client, [*commands, ("SADD", DIRTY_KEY, *rooms)]))[:-1]
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:  # a restarted Redis, say: nothing ran for these rooms
         await client.script_load(PUBLISH_SCRIPT)
