@@ -9,6 +9,8 @@ Log part of the contract suite runs here too, on a log in that mode (its reads g
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -310,7 +312,7 @@ async def test_the_next_append_publishes_what_a_failed_wait_left_behind_first(
 async def test_a_bus_syncs_and_fills_gaps_only_up_to_what_was_published(
     pair: Pair, client: Redis
 ) -> None:
-    log = RedisLog(client, lambda m: None, sharded_pubsub=True, wait_replicas=1)
+    log = replicated_log(client, sharded_pubsub=True)
     failing = RedisLog(client, lambda m: None, wait_replicas=1, wait_timeout_ms=100)
     subscriber = pair.primary.client()
     bus = RedisBus(subscriber, log.send, log.read, subscribe_timeout=5.0, idle_ping=0.5)
@@ -390,3 +392,61 @@ async def test_turning_replicas_off_drops_the_marker_at_the_first_append(
     await plain.append("lobby", "a", "m2", "no replicas now")
     assert await client.exists(shown_key("lobby")) == 0
     assert [m.seq for m in await plain.read("lobby", 0, 10)] == [1, 2]
+
+
+# A failover
+
+
+async def test_after_a_crash_stop_failover_no_seq_was_shown_with_two_messages(
+    tmp_path: Path,
+) -> None:
+    # The replica pauses (SIGSTOP) and loses its link, so the primary takes a message that
+    # WAIT cannot confirm; then the primary is killed and the replica promoted, as Sentinel would.
+    # The promoted replica's counter gives that seq to the next message: nothing anyone
+    # was shown before may carry it.
+    servers = Pair(tmp_path)
+    primary = servers.primary.client()
+    shown: dict[int, set[str]] = {}
+
+    def record(messages: list[Message]) -> None:
+        for m in messages:
+            shown.setdefault(m.seq, set()).add(m.id)
+
+    try:
+        await servers.replica_online(primary)
+        log = replicated_log(primary)
+        failing = RedisLog(primary, lambda m: None, wait_replicas=1, wait_timeout_ms=200)
+        async with primary.pubsub() as pubsub:
+            await pubsub.subscribe(channel("lobby"))
+            for i in range(5):
+                await log.append("lobby", "alice", f"m{i}", "acked")
+            assert servers.replica.proc is not None
+            os.kill(servers.replica.proc.pid, signal.SIGSTOP)
+            # Cut its link too: what the primary had sent it waits in the replica's socket
+            # buffer and would reach it after SIGCONT; nothing written from now on will.
+            await primary.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            with pytest.raises(Unavailable, match="replicas"):
+                await failing.append("lobby", "alice", "lost", "only on the primary")
+            record(await publications(primary, pubsub))
+        record(await log.read("lobby", 0, 100))
+        record((await log.page("lobby", None, None, 100))[0])
+        await log.close()
+        servers.primary.kill()
+        os.kill(servers.replica.proc.pid, signal.SIGCONT)
+        promoted = servers.replica.client()
+        await promoted.replicaof("NO", "ONE")
+        after = RedisLog(promoted, lambda m: None)  # no replica left to wait for
+        async with promoted.pubsub() as pubsub:
+            await pubsub.subscribe(channel("lobby"))
+            next_one = await after.append("lobby", "bob", "next", "after the failover")
+            record(await publications(promoted, pubsub))
+        record(await after.read("lobby", 0, 100))
+        await after.close()
+        await promoted.aclose()
+    finally:
+        await primary.aclose()
+        if servers.replica.proc is not None and servers.replica.proc.poll() is None:
+            os.kill(servers.replica.proc.pid, signal.SIGCONT)
+        servers.stop()
+    assert next_one.message.seq == 6  # the seq the lost message had on the old primary
+    assert shown == {**{i + 1: {f"m{i}"} for i in range(5)}, 6: {"next"}}
