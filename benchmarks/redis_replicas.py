@@ -4,26 +4,27 @@ Starts a private redis-server primary (`appendonly yes`, `appendfsync always`) a
 replica on free ports, drives `RedisLog` directly (no WebSocket, no PostgreSQL lookup: the
 Redis part of a send alone) and times, per message, the append's return (the ack) and the
 arrival of its publication at a subscriber on its own connection (the delivery to a node).
-Modes: `--redis-replicas 0` (one script, no WAIT) and `--redis-replicas 1`. Run it from
-another tree's `src` to compare implementations:
+Modes: `--redis-replicas 0` (one script, no WAIT) and `--redis-replicas 1`; loads:
+`sequential` (one send at a time: the latency of an idle room) and `loaded` (`--senders`
+tasks each keeping one send in flight, spread over 10 rooms). Each pass runs in a child
+process on this tree's `src`; `--baseline REV` adds a git revision's `src`, and the trees
+take turns, so both see the same machine. Medians over `--repeat` passes:
 
-    PYTHONPATH=src .venv/bin/python benchmarks/redis_replicas.py
-    PYTHONPATH=/path/to/other/checkout/src .venv/bin/python benchmarks/redis_replicas.py
-
-Two loads: `sequential` (one send at a time: the latency of an idle room) and `loaded`
-(`--senders` tasks each keeping one send in flight, spread over 10 rooms).
+    .venv/bin/python benchmarks/redis_replicas.py --baseline main --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,45 +131,86 @@ def percentile(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
-async def benchmark(args: argparse.Namespace, port: int) -> list[tuple[str, dict[str, float]]]:
-    results: list[tuple[str, dict[str, float]]] = []
-    for repeat in range(args.repeat):
-        for replicas in (0, 1):
-            for load, senders, count in (
-                ("sequential", 1, args.count),
-                ("loaded", args.senders, args.count // 4),
-            ):
-                client = Redis(host="127.0.0.1", port=port)
-                await client.flushall()
-                await replica_online(client)
-                rooms = [f"room{i}" for i in range(10 if senders > 1 else 1)]
-                figures = await Run(client, replicas).measure(client, rooms, senders, count)
-                results.append((f"replicas={replicas} {load} #{repeat + 1}", figures))
-                await client.aclose()
+async def measure_all(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """One pass of every mode and load on the running pair (a child process's job)."""
+    results: dict[str, dict[str, float]] = {}
+    for replicas in (0, 1):
+        for load, senders, count in (
+            ("sequential", 1, args.count),
+            ("loaded", args.senders, args.count // 4),
+        ):
+            client = Redis(host="127.0.0.1", port=args.port)
+            await client.flushall()
+            await replica_online(client)
+            rooms = [f"room{i}" for i in range(10 if senders > 1 else 1)]
+            figures = await Run(client, replicas).measure(client, rooms, senders, count)
+            results[f"replicas={replicas} {load}"] = figures
+            await client.aclose()
     return results
+
+
+def baseline_src(revision: str, into: Path) -> Path:
+    """The `src` of a git revision of this repository, extracted into `into`."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def child_run(args: argparse.Namespace, src: Path, port: int) -> dict[str, dict[str, float]]:
+    command = [sys.executable, __file__, "--child", "--port", str(port)]
+    command += ["--count", str(args.count), "--senders", str(args.senders)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    figures: dict[str, dict[str, float]] = json.loads(output)
+    return figures
+
+
+def report(runs: dict[str, list[dict[str, dict[str, float]]]]) -> None:
+    """Medians over the repeats, per tree, mode and load."""
+    names = list(next(iter(next(iter(runs.values()))[0].values())))
+    print(f"{'tree':<12}{'run':<24}" + "".join(f"{name:>14}" for name in names))
+    for case in next(iter(runs.values()))[0]:
+        for tree, passes in runs.items():
+            medians = [statistics.median(p[case][name] for p in passes) for name in names]
+            print(f"{tree:<12}{case:<24}" + "".join(f"{value:>14.2f}" for value in medians))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="sends per sequential run")
     parser.add_argument("--senders", type=int, default=32, help="concurrent senders (loaded)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="passes per tree (medians)")
+    parser.add_argument("--baseline", metavar="REV", help="also measure this git revision")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(measure_all(args))))
+        return
+    # SIGTERM runs the `finally` below too: no redis-server is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this tree": Path(__file__).resolve().parent.parent / "src"}
+        if args.baseline:
+            trees[args.baseline] = baseline_src(args.baseline, Path(tmp))
         (Path(tmp) / "primary").mkdir()
         (Path(tmp) / "replica").mkdir()
         durable = ("--appendonly", "yes", "--appendfsync", "always")
         primary, port = start_redis(Path(tmp) / "primary", *durable)
         replica, _ = start_redis(Path(tmp) / "replica", "--replicaof", "127.0.0.1", str(port))
+        runs: dict[str, list[dict[str, dict[str, float]]]] = {tree: [] for tree in trees}
         try:
-            results = asyncio.run(benchmark(args, port))
+            for _ in range(args.repeat):  # the trees take turns: the machine's drift hits both
+                for tree, src in trees.items():
+                    runs[tree].append(child_run(args, src, port))
         finally:
             for proc in (replica, primary):
                 os.kill(proc.pid, signal.SIGTERM)
                 proc.wait(15)
-    print(f"{'run':<28}" + "".join(f"{name:>14}" for name in results[0][1]))
-    for name, figures in results:
-        print(f"{name:<28}" + "".join(f"{value:>14.2f}" for value in figures.values()))
+    report(runs)
 
 
 if __name__ == "__main__":

@@ -334,7 +334,9 @@ class Worker:
             pipe.lrange(moving_key(room), 0, -1)
             pipe.xrange(stream_key(room), str(persisted + 1), "+", self.settings.batch)
             shown, seq, notes, entries = await pipe.execute()
-        last = shown_seq(shown, seq)
+        # After a failover the marker may lag what PostgreSQL already has (its last raise
+        # had not reached the replica): that is no counter behind PostgreSQL.
+        last = max(shown_seq(shown, seq), min(persisted, int(seq or 0)))
         messages = [decode_message(fields) for _, fields in entries]
         return last, [_Range.parse(raw) for raw in notes], [m for m in messages if m.seq <= last]
 
