@@ -1,9 +1,10 @@
 """What `--redis-replicas 1` costs: send->ack and send->delivery latency of the Redis log.
 
-Starts a private redis-server primary (`appendonly yes`, `appendfsync always`) and one
-replica on free ports, drives `RedisLog` directly (no WebSocket, no PostgreSQL lookup: the
-Redis part of a send alone) and times, per message, the append's return (the ack) and the
-arrival of its publication at a subscriber on its own connection (the delivery to a node).
+Starts a private redis-server primary (`appendonly yes`, `appendfsync always`, no
+automatic AOF rewrite) and one replica on free ports, drives `RedisLog` directly (no
+WebSocket, no PostgreSQL lookup: the Redis part of a send alone) and times, per message,
+the append's return (the ack) and the arrival of its publication at a subscriber on its
+own connection (the delivery to a node).
 Modes: `--redis-replicas 0` (one script, no WAIT) and `--redis-replicas 1`; loads:
 `sequential` (one send at a time: the latency of an idle room) and `loaded` (`--senders`
 tasks each keeping one send in flight, spread over 10 rooms). Each pass runs in a child
@@ -199,12 +200,17 @@ def main() -> None:
         (Path(tmp) / "primary").mkdir()
         (Path(tmp) / "replica").mkdir()
         durable = ("--appendonly", "yes", "--appendfsync", "always")
+        # No AOF rewrite (a fork) in the middle of a pass: every pass writes as much, so the
+        # rewrites would keep landing on the same tree's turn.
+        durable += ("--auto-aof-rewrite-percentage", "0")
         primary, port = start_redis(Path(tmp) / "primary", *durable)
         replica, _ = start_redis(Path(tmp) / "replica", "--replicaof", "127.0.0.1", str(port))
         runs: dict[str, list[dict[str, dict[str, float]]]] = {tree: [] for tree in trees}
         try:
-            for _ in range(args.repeat):  # the trees take turns: the machine's drift hits both
-                for tree, src in trees.items():
+            # The trees take turns, in alternating order: the machine's drift hits both.
+            for number in range(args.repeat):
+                order = list(trees.items())
+                for tree, src in order if number % 2 == 0 else reversed(order):
                     runs[tree].append(child_run(args, src, port))
         finally:
             for proc in (replica, primary):

@@ -215,6 +215,18 @@ async def test_a_published_payload_is_the_idempotency_record_byte_for_byte(
     assert decode_published(item["data"]) == message
 
 
+async def test_publishing_and_reading_go_on_after_the_script_cache_is_flushed(
+    client: Redis, lobby: PubSub
+) -> None:
+    log = replicated_log(client)
+    await log.append("lobby", "a", "m1", "before")
+    await client.script_flush()  # as after a Redis restart
+    await log.append("lobby", "a", "m2", "after")  # the append and the publish scripts
+    await client.script_flush()
+    assert [m.id for m in await log.read("lobby", 0, 10)] == ["m1", "m2"]  # the read script
+    assert [m.id for m in await publications(client, lobby)] == ["m1", "m2"]
+
+
 # A failed WAIT
 
 
