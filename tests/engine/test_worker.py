@@ -41,8 +41,10 @@ from hubbub.engine.redis.schema import (
     moving_key,
     stream_key,
 )
+from hubbub.engine.redis.shown import publish_replicated
 from hubbub.engine.redis.worker import Worker, WorkerSettings
 from hubbub.ops.worker import serve
+from hubbub.protocol.errors import Unavailable
 
 TOP = 2**62
 
@@ -590,3 +592,20 @@ async def test_a_full_scan_expires_the_presence_of_dead_nodes(h: Harness) -> Non
     await pubsub.aclose()
     await listener.aclose()
     await node.close()
+
+
+async def test_entries_above_the_shown_marker_are_not_moved_until_published(h: Harness) -> None:
+    # With --redis-replicas, an entry whose WAIT failed sits above the room's marker: it may
+    # be missing from the replicas, so PostgreSQL must not get it (a failover would hand
+    # its seq to another message) until the publish that follows a successful WAIT.
+    room = await h.room("replicated")
+    await h.append(room, 3)
+    unreplicated = RedisLog(h.client, lambda m: None, wait_replicas=1, wait_timeout_ms=50)
+    with pytest.raises(Unavailable, match="replicas"):  # this Redis has no replica
+        await unreplicated.append(room, "Alice", "m3", "not on a replica")
+    worker = await h.worker()
+    await drain(worker)
+    assert [m.seq for m in await h.stored(room)] == [1, 2, 3]
+    await publish_replicated(h.client, {room: 4}, "PUBLISH")  # as after a successful WAIT
+    await drain(worker)
+    assert [(m.seq, m.id) for m in await h.stored(room)][-1] == (4, "m3")

@@ -62,6 +62,8 @@ from hubbub.engine.redis.schema import (
     room_changed_payload,
     room_of,
     seq_key,
+    shown_key,
+    shown_seq,
 )
 from hubbub.protocol.errors import Unavailable
 
@@ -328,7 +330,8 @@ class RedisBus:
         """After a confirmed subscription: set or advance the cursor to the log's last seq."""
         while self.feeds.get(feed.room) is feed:
             try:
-                last = int(await self.client.get(seq_key(feed.room)) or 0)
+                keys = (shown_key(feed.room), seq_key(feed.room))
+                last = shown_seq(*await self.client.mget(*keys))  # what was published
             except REDIS_UNREACHABLE as exc:
                 # Retried while the room is subscribed: a join waits for this sync.
                 metrics.BACKEND_ERRORS.labels("redis").inc()

@@ -7,12 +7,14 @@ sharded channel, live in one slot and the script may touch them all.
 Guarantees. The script runs atomically, so a seq is assigned, logged, recorded for
 idempotency and published together or not at all; with `appendonly yes` and
 `appendfsync always` Redis fsyncs the AOF before it replies, so an acked message survives a
-crash of Redis (kill -9, power cut). With `everysec` the last second of acks can be lost;
-with `wait_replicas=n` an append also waits until n replicas have the write, which is what
-survives losing the primary's machine. Live subscribers may see a message before the
-replicas acknowledged it (the publish is part of the script), so after a failover they can
-have seen a message that the sender never had acked. Redis must run with
-`maxmemory-policy noeviction`: an evicted counter or record would break the log's rules.
+crash of Redis (kill -9, power cut). With `everysec` the last second of acks can be lost.
+With `wait_replicas=n` an append also waits until n replicas have the write, which is what
+survives losing the primary's machine, and no client sees a message before that: the
+script does not publish then; once WAIT's count is checked the writer publishes the
+batch's rooms up to their new seqs (`engine.redis.shown`), and reads (`read`, `page`,
+`last_seq`) stop at what was published, so a failover never takes back a message someone
+was shown. Redis must run with `maxmemory-policy noeviction`: an evicted counter or record
+would break the log's rules.
 
 Idempotency records have no TTL when written: the worker (`hubbub.engine.redis.worker`) gives each
 one a TTL once its message is in PostgreSQL, where the unique index keeps the id for ever
@@ -59,8 +61,11 @@ from hubbub.engine.redis.schema import (
     id_key,
     room_key_pattern,
     seq_key,
+    shown_key,
+    shown_seq,
     stream_key,
 )
+from hubbub.engine.redis.shown import publish_replicated, read_shown
 from hubbub.protocol.errors import NotFound, Unavailable
 
 MAX_BATCH: Final = 4096  # commands per pipeline: bounds a round trip's size and latency
@@ -77,6 +82,11 @@ def _needs_seed(reply: Any) -> bool:
     return isinstance(reply, list) and bool(reply) and reply[0] == -2
 
 
+def _has_message(reply: Any) -> bool:
+    """An append script's reply that carries a message (created, or the stored one)."""
+    return isinstance(reply, list) and bool(reply) and reply[0] in (0, 1)
+
+
 def _unavailable(exc: BaseException) -> Unavailable:
     metrics.BACKEND_ERRORS.labels("redis").inc()
     return Unavailable(f"the message log is unavailable: {exc}")
@@ -90,8 +100,8 @@ class _Job:
     finish: Callable[[Any], Any]
     future: asyncio.Future[Any]
     is_append: bool = False
-    replicated: bool = True
     room: str | None = None
+    failure: Unavailable | None = None  # with wait_replicas: not replicated, or not published
 
 
 class RedisLog:
@@ -158,10 +168,18 @@ class RedisLog:
     # The Log protocol
 
     async def append(self, room: str, sender: str, msg_id: str, body: str) -> Appended:
-        keys = (seq_key(room), stream_key(room), id_key(room, sender, msg_id), gone_key(room))
+        keys = (
+            seq_key(room),
+            stream_key(room),
+            id_key(room, sender, msg_id),
+            gone_key(room),
+            shown_key(room),
+        )
         must_seed = "1" if self.seed is not None else "0"
-        args = (room, msg_id, sender, body, must_seed, channel(room))
-        command = ("EVALSHA", self.script_sha, len(keys), *keys, *args, self.publish_command)
+        # With wait_replicas the writer publishes, after WAIT: '' tells the script not to.
+        publish = "" if self.wait_replicas else self.publish_command
+        args = (room, msg_id, sender, body, must_seed, channel(room), publish)
+        command = ("EVALSHA", self.script_sha, len(keys), *keys, *args)
 
         def finish(reply: list[Any]) -> Appended:
             if reply[0] == -3:  # deleted (on any node): nothing was written
@@ -182,9 +200,14 @@ class RedisLog:
         return self._submit(command, lambda reply: reply)
 
     async def last_seq(self, room: str) -> int:
-        # Through the writer, like an append: see the class docstring.
-        result: int = await self._submit(("GET", seq_key(room)), lambda v: int(v or 0))
-        return result
+        # Through the writer, like an append: see the class docstring. With wait_replicas,
+        # the last seq published (the `shown` marker).
+        if not self.wait_replicas:
+            result: int = await self._submit(("GET", seq_key(room)), lambda v: int(v or 0))
+            return result
+        command = ("MGET", shown_key(room), seq_key(room))
+        shown: int = await self._submit(command, lambda values: shown_seq(*values))
+        return shown
 
     async def redact(self, room: str) -> None:
         """Mark the room deleted and rewrite its stream without bodies (`REDACT_SCRIPT`),
@@ -251,6 +274,8 @@ class RedisLog:
     ) -> list[Message]:
         top = "+" if high is None else str(high)
         try:
+            if self.wait_replicas:  # never above what was published
+                return await read_shown(self.client, room, low, high, count, newest_first)
             if newest_first:
                 reply = await self.client.xrevrange(stream_key(room), top, str(low), count)
             else:
@@ -303,12 +328,9 @@ class RedisLog:
             if isinstance(reply, BaseException):
                 unavailable = isinstance(reply, _UNAVAILABLE_ERRORS) or lacks_replicas(reply)
                 raise _unavailable(reply) if unavailable else reply
+            if job.failure is not None:  # nothing was published: on_commit must not see it
+                raise job.failure
             result = job.finish(reply)
-            if not job.replicated:
-                raise Unavailable(
-                    f"fewer than {self.wait_replicas} replicas acknowledged the write "
-                    f"within {self.wait_timeout_ms} ms"
-                )
         except BaseException as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
@@ -340,7 +362,35 @@ class RedisLog:
                 failed = Unavailable(f"the database is unavailable to seed a counter: {exc}")
                 return done + [(job, failed) for job in unseeded]
             done += zip(unseeded, await self._pipeline(unseeded), strict=True)
+        if self.wait_replicas:
+            await self._publish(done)
         return done
+
+    async def _publish(self, done: list[tuple[_Job, Any]]) -> None:
+        """With wait_replicas, once WAIT confirmed the batch: publish each room up to the
+        batch's highest seq there, created or known (a known id may be one whose earlier
+        WAIT failed, so never published); an append whose room was not published fails."""
+        uptos: dict[str, int] = {}
+        for job, reply in done:
+            if (
+                job.is_append
+                and job.failure is None
+                and job.room is not None
+                and _has_message(reply)
+            ):
+                seq = decode_published(reply[1]).seq
+                uptos[job.room] = max(seq, uptos.get(job.room, 0))
+        if not uptos:
+            return
+        self.round_trips += 1
+        try:
+            errors = await publish_replicated(self.client, uptos, self.publish_command)
+        except _UNAVAILABLE_ERRORS as exc:
+            errors = dict.fromkeys(uptos, exc)
+        for job, _ in done:
+            error = errors.get(job.room) if job.is_append and job.room else None
+            if error is not None and job.failure is None:
+                job.failure = _unavailable(error)
 
     async def _seed_rooms(self, rooms: set[str]) -> None:
         """Set missing counters to the database's last seqs (SET NX: a concurrent seeder of
@@ -370,8 +420,13 @@ class RedisLog:
             if isinstance(acknowledged, BaseException):
                 raise acknowledged
             if acknowledged < self.wait_replicas:
+                failure = Unavailable(
+                    f"fewer than {self.wait_replicas} replicas acknowledged the write "
+                    f"within {self.wait_timeout_ms} ms"
+                )
                 for job in batch:
-                    job.replicated = not job.is_append
+                    if job.is_append:
+                        job.failure = failure
                 await recheck_primary(self.client)  # it may be a primary no longer
         if rooms:
             replies.pop()  # the SADD: the worker's full scan covers a failed one

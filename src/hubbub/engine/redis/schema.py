@@ -9,6 +9,9 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
     hubbub:{<room>}:seq                   string   APPEND_SCRIPT (INCR);       none
                                                    RedisLog seeds a missing
                                                    one (SET NX)
+    hubbub:{<room>}:shown                 string   APPEND_SCRIPT creates it,   none
+                                                   PUBLISH_SCRIPT raises it
+                                                   (with --redis-replicas)
     hubbub:{<room>}:log                   stream   APPEND_SCRIPT (XADD);       none (the
                                                    the worker trims it         worker XTRIMs)
     hubbub:{<room>}:id:<n>:<user>:<id>    string   APPEND_SCRIPT               none until the
@@ -31,7 +34,8 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
 
     channel                               published by (SPUBLISH: sharded pub/sub)
     hubbub:{<room>}:messages              APPEND_SCRIPT (messages; PUBLISH when RedisLog is
-                                          built without `sharded_pubsub`), RedisBus (events,
+                                          built without `sharded_pubsub`) or, with
+                                          --redis-replicas, PUBLISH_SCRIPT; RedisBus (events,
                                           removals), the worker (swept nodes' presence events)
     hubbub:control                        RedisBus, by PUBLISH (token revocations)
     hubbub:canary:{<node id>}             RedisBus: the node's canaries to itself, subscribed
@@ -43,6 +47,12 @@ Keys and channels (`<room>` is the room name, `<inc>` a node incarnation `<node 
   sender, id); `n` is the length of the lower-cased sender, which keeps (sender, id) pairs
   apart whatever characters they contain; its value is the message's publication payload.
   The worker gives it a TTL (`--idempotency-ttl`) once the message is in PostgreSQL.
+- `shown`: with `--redis-replicas N`, the highest seq known to be on N replicas, and so
+  published and readable: the append script does not publish then, and every read that
+  feeds clients (history, join cuts and replays, gap fills, the worker's moves into
+  PostgreSQL) stops at it (`shown_seq`); entries above it exist only for the time of a
+  WAIT, or after a failed one. Without the key, everything up to `seq` is shown: the key
+  never exists with `--redis-replicas 0`, whose append script deletes a leftover one.
 - `gone`: set when the room is deleted: the append script refuses the room from then on,
   and `REDACT_SCRIPT` rewrote its stream without bodies. A purge (`RedisLog.purge`, once
   the name's grace is over) deletes every key of the room, this one included.
@@ -99,6 +109,15 @@ def room_prefix(room: str) -> str:
 
 def seq_key(room: str) -> str:
     return f"{room_prefix(room)}:seq"
+
+
+def shown_key(room: str) -> str:
+    return f"{room_prefix(room)}:shown"
+
+
+def shown_seq(shown: bytes | str | None, seq: bytes | str | None) -> int:
+    """The highest seq clients may see, from the values of `shown_key` and `seq_key`."""
+    return int(shown if shown is not None else seq or 0)
 
 
 def stream_key(room: str) -> str:
@@ -188,6 +207,14 @@ def decode_message(fields: Mapping[bytes, bytes]) -> Message:
     )
 
 
+def decode_entries(reply: list[Any]) -> list[Message]:
+    """The messages of stream entries as a script returns them ([id, [field, value, ...]])."""
+    messages = []
+    for _, flat in reply:
+        messages.append(decode_message(dict(zip(flat[::2], flat[1::2], strict=True))))
+    return messages
+
+
 def event_payload(
     room: str,
     frame: dict[str, Any],
@@ -215,9 +242,11 @@ def revoked_payload(token_hash: str) -> bytes:
 
 # Scripts of the log (engine.redis.log)
 
-# KEYS: 1 seq counter, 2 stream, 3 idempotency record, 4 the room's `gone` marker.
+# KEYS: 1 seq counter, 2 stream, 3 idempotency record, 4 the room's `gone` marker,
+# 5 the room's `shown` marker.
 # ARGV: 1 room, 2 id, 3 sender, 4 body, 5 '1' if a missing counter must be seeded first,
-# 6 channel, 7 PUBLISH | SPUBLISH.
+# 6 channel, 7 PUBLISH | SPUBLISH, or '' not to publish (with --redis-replicas: the node
+# publishes by PUBLISH_SCRIPT once WAIT confirmed the replicas have the message).
 # Returns {1, payload} when it created the message, {0, payload} when the id is known (the
 # stored message: the caller applies `engine.base.replayed` to it), {-2} when the counter
 # is missing and must be seeded from the database, {-3} when the room was deleted (the
@@ -225,10 +254,23 @@ def revoked_payload(token_hash: str) -> bytes:
 # The record has no TTL: the worker gives it one once the message is in the database.
 # The stream is written first: if XADD fails (say, a counter behind the stream) the script
 # stops before any other write, so a failure never leaves a seq without its message.
+# Not publishing, the script creates `shown` at the seq before this message (all earlier
+# ones were shown: a room's first message, or the first since --redis-replicas was set).
+# A known id then rewrites `shown` unchanged: WAIT waits for the connection's last write,
+# and that write makes the WAIT after this script cover the stored message, which a
+# failed WAIT may have left short of the replicas. Publishing, it deletes a `shown` left
+# by nodes that ran with --redis-replicas (without this, their marker would hide every
+# message from now on).
 APPEND_SCRIPT: Final = """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {-3} end
 local stored = redis.call('GET', KEYS[3])
-if stored then return {0, stored} end
+if stored then
+  if ARGV[7] == '' then
+    local shown = redis.call('GET', KEYS[5])
+    if shown then redis.call('SET', KEYS[5], shown) end
+  end
+  return {0, stored}
+end
 local last = redis.call('GET', KEYS[1])
 if not last then
   if ARGV[5] == '1' then return {-2} end
@@ -243,8 +285,50 @@ redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'room', ARGV[1],
 redis.call('INCR', KEYS[1])
 local payload = cmsgpack.pack({ARGV[1], seq, ARGV[2], ARGV[3], ARGV[4], ts})
 redis.call('SET', KEYS[3], payload)
-redis.call(ARGV[7], ARGV[6], payload)
+if ARGV[7] == '' then
+  if redis.call('EXISTS', KEYS[5]) == 0 then redis.call('SET', KEYS[5], last) end
+else
+  redis.call('DEL', KEYS[5])
+  redis.call(ARGV[7], ARGV[6], payload)
+end
 return {1, payload}
+"""
+
+# KEYS: 1 the room's `shown` marker, 2 stream, 3 the room's `gone` marker.
+# ARGV: 1 upto (a seq WAIT confirmed on the replicas), 2 channel, 3 PUBLISH | SPUBLISH.
+# Publishes every entry above `shown` up to `upto`, in seq order, and raises `shown` to
+# `upto`; returns how many it published. Every entry below `upto` was written before it,
+# so the replicas that acknowledged `upto` have them too: this also publishes what a node
+# that died between its WAIT and its publish left behind. Each payload is the one
+# APPEND_SCRIPT packed (the same fields, the same types). Nothing is published for a
+# deleted room; without a marker everything is shown already.
+PUBLISH_SCRIPT: Final = """
+local shown = redis.call('GET', KEYS[1])
+if not shown or tonumber(ARGV[1]) <= tonumber(shown) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local entries = redis.call('XRANGE', KEYS[2], string.format('%d', tonumber(shown) + 1), ARGV[1])
+for _, entry in ipairs(entries) do
+  local f = entry[2]
+  local fields = {}
+  for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
+  redis.call(ARGV[3], ARGV[2], cmsgpack.pack({fields['room'], tonumber(fields['seq']),
+    fields['id'], fields['from'], fields['body'], tonumber(fields['ts'])}))
+end
+return #entries
+"""
+
+# KEYS: 1 stream, 2 the room's `shown` marker. ARGV: 1 low seq, 2 high seq or '+', 3 the
+# most entries or '0' for all, 4 '1' for newest first. The stream's entries from low to
+# high, never above `shown` (when it exists), as [id, [field, value, ...]] arrays.
+READ_SCRIPT: Final = """
+local top = ARGV[2]
+local shown = redis.call('GET', KEYS[2])
+if shown and (top == '+' or tonumber(top) > tonumber(shown)) then top = shown end
+local command, first, second = 'XRANGE', ARGV[1], top
+if ARGV[4] == '1' then command, first, second = 'XREVRANGE', top, ARGV[1] end
+if ARGV[3] == '0' then return redis.call(command, KEYS[1], first, second) end
+return redis.call(command, KEYS[1], first, second, 'COUNT', ARGV[3])
 """
 
 # KEYS: 1 stream, 2 the room's `gone` marker. Marks the room deleted (appends refused from
@@ -433,6 +517,8 @@ SCRIPT_SHA: Final = {
     script: _sha1(script)
     for script in (
         APPEND_SCRIPT,
+        PUBLISH_SCRIPT,
+        READ_SCRIPT,
         REDACT_SCRIPT,
         *PRESENCE_WRITER_SCRIPTS,
         DROP_SCRIPT,

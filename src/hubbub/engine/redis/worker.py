@@ -69,6 +69,8 @@ from hubbub.engine.redis.schema import (
     id_key,
     moving_key,
     seq_key,
+    shown_key,
+    shown_seq,
     stream_key,
 )
 from hubbub.protocol.errors import Unavailable
@@ -322,17 +324,21 @@ class Worker:
         return len(entries), lag, len(entries) == self.settings.batch
 
     async def _read(self, room: str, persisted: int) -> tuple[int, list[_Range], list[Message]]:
-        """The room's Redis counter, its notes, and the next batch after `persisted`."""
+        """The room's last seq shown to clients, its notes, and the next batch after
+        `persisted` (never above what was shown: with --redis-replicas, an entry above the
+        `shown` marker may be missing from the replicas, and a failover would give its seq
+        to another message)."""
         async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(shown_key(room))
             pipe.get(seq_key(room))
             pipe.lrange(moving_key(room), 0, -1)
             pipe.xrange(stream_key(room), str(persisted + 1), "+", self.settings.batch)
-            last, notes, entries = await pipe.execute()
-        return (
-            int(last or 0),
-            [_Range.parse(raw) for raw in notes],
-            [decode_message(fields) for _, fields in entries],
-        )
+            shown, seq, notes, entries = await pipe.execute()
+        # After a failover the marker may lag what PostgreSQL already has (its last raise
+        # had not reached the replica): that is no counter behind PostgreSQL.
+        last = max(shown_seq(shown, seq), min(persisted, int(seq or 0)))
+        messages = [decode_message(fields) for _, fields in entries]
+        return last, [_Range.parse(raw) for raw in notes], [m for m in messages if m.seq <= last]
 
     async def _note(self, room: str, stale: list[_Range], batch: _Range | None) -> None:
         """Drop notes of batches that never committed; note the batch about to commit."""
