@@ -144,6 +144,10 @@ def open_engine(config: EngineSettings) -> Engine:
     """Build the engine the configured URLs name; unknown schemes are rejected."""
     scheme = config.database_url.split(":", 1)[0]
     is_postgres = scheme.split("+", 1)[0] in ("postgresql", "postgres")
+    if is_postgres:
+        from hubbub.engine.postgres.urls import check
+
+        check(config.database_url)  # a malformed host list fails at start, in sentences
     if config.redis:
         from hubbub.engine.redis.client import check_url
 

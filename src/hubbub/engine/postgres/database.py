@@ -13,6 +13,7 @@ import sqlalchemy.exc
 
 from hubbub import metrics
 from hubbub.engine.migrations import upgrade
+from hubbub.engine.postgres.urls import asyncpg_dsn as asyncpg_dsn
 from hubbub.engine.sql import Row, numbered
 from hubbub.protocol.errors import Unavailable
 
@@ -27,14 +28,6 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
     asyncpg.QueryCanceledError,
 )
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg takes `postgresql://` or `postgres://`; drop a SQLAlchemy `+driver` suffix."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
-    return f"postgresql://{rest}"
 
 
 class PostgresDatabase:
