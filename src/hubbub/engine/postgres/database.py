@@ -27,6 +27,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,
     asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
     asyncpg.QueryCanceledError,
+    # During a failover no listed host accepts writes yet (target_session_attrs=read-write),
+    # or a session still reaches a host that has become read-only.
+    asyncpg.TargetServerAttributeNotMatched,
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
