@@ -17,20 +17,25 @@ from hubbub.engine.postgres.urls import asyncpg_dsn as asyncpg_dsn
 from hubbub.engine.sql import Row, numbered
 from hubbub.protocol.errors import Unavailable
 
-# Failures of the server or the network, as opposed to errors of the statement itself.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+# Failures that may leave the connection itself broken: its server or network gone, or
+# (InternalClientError) the connection still consuming the error of a server that died, as
+# asyncpg reports a statement sent on it before it noticed the socket closed.
+BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # includes TargetServerAttributeNotMatched: no writable host
     asyncpg.PostgresConnectionError,
-    asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
+)
+
+# Failures of the server or the network, as opposed to errors of the statement itself.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    *BROKEN_CONNECTION_ERRORS,
+    asyncpg.InsufficientResourcesError,
     asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
     asyncpg.QueryCanceledError,
-    # During a failover no listed host accepts writes yet (target_session_attrs=read-write),
-    # or a session still reaches a host that has become read-only.
-    asyncpg.TargetServerAttributeNotMatched,
-    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.ReadOnlySQLTransactionError,  # a session on a host that is (now) a standby
 )
 
 
@@ -73,7 +78,13 @@ class PostgresDatabase:
         assert self._pool is not None, "database not open"
         try:
             async with self._pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except BROKEN_CONNECTION_ERRORS:
+                    # Never hand a half-dead connection to the next caller: the pool opens
+                    # a new one on the next acquire, to whichever host now accepts writes.
+                    conn.terminate()
+                    raise
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
 

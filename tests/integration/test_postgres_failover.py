@@ -1,0 +1,129 @@
+"""PostgreSQL failover under a sending client: kill -9 of the primary, then `pg_promote()` of
+its synchronous standby, with the node on a multi-host `--database` URL
+(`target_session_attrs=read-write`) and never restarted.
+
+The PostgreSQL pair is `hubbub.ops.processes.PostgresPair` (initdb, `pg_basebackup -R`,
+`synchronous_standby_names = 'ANY 1 (standby)'`), private and on free ports. The end state is
+checked where it lives: the acks the sender got, the frames a reader received, HTTP history
+served by the promoted standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.api import Api
+from support.backends import DEADLINE, history, require_pg_ctl, unread_messages, wait_until
+from support.multinode import Client, messages, send
+from support.server import ServerProcess
+
+from hubbub.ops.processes import PostgresPair
+
+REPLY_TIMEOUT = 15.0  # a send that has no answer by then hangs: the test fails
+
+
+@pytest.fixture
+def pair() -> Iterator[PostgresPair]:
+    require_pg_ctl()  # pg_basebackup comes with the same server binaries
+    postgres = PostgresPair()
+    try:
+        postgres.start(60.0)
+        yield postgres
+    finally:
+        postgres.stop()
+
+
+class Sender:
+    """Sends m0, m1, ... one at a time; a refused message is resent with the same id until
+    acked, as a client does. Every reply must be an ack or `unavailable`, within the timeout."""
+
+    def __init__(self, ws: Client, room: str) -> None:
+        self.ws, self.room = ws, room
+        self.acked: dict[str, int] = {}
+        self.acked_at: dict[str, float] = {}
+        self.refused: list[float] = []
+        self.stopping = False
+
+    async def run(self) -> None:
+        n = 0
+        while not self.stopping:
+            msg_id = f"m{n}"
+            reply = await asyncio.wait_for(send(self.ws, self.room, msg_id), REPLY_TIMEOUT)
+            if reply["type"] == "ack":
+                self.acked[msg_id], self.acked_at[msg_id] = reply["seq"], time.monotonic()
+                n += 1
+                continue
+            assert (reply["type"], reply["code"]) == ("error", "unavailable"), reply
+            self.refused.append(time.monotonic())
+            await asyncio.sleep(0.05)
+
+    def acks_after(self, moment: float) -> list[float]:
+        return sorted(t for t in self.acked_at.values() if t > moment)
+
+
+async def test_kill_9_of_the_primary_then_promotion_loses_no_acked_message_and_needs_no_restart(
+    pair: PostgresPair,
+    server_factory: Any,
+    on: Callable[[ServerProcess], Api],
+    ws_to: Any,
+    tmp_path: Path,
+) -> None:
+    node = server_factory(args=["--database", pair.url, "--rate-limit", "0"])
+    _, alice = await on(node).user()
+    _, bob = await on(node).user()
+    room = await on(node).room(alice)
+    sender_ws: Client = await ws_to(node, alice)
+    await sender_ws.join(room)
+    reader: Client = await ws_to(node, bob)
+    await reader.join(room)
+
+    sender = Sender(sender_ws, room)
+    sending = asyncio.create_task(sender.run())
+    try:
+        await wait_until(lambda: _settled(sending, len(sender.acked) >= 20), "20 acks")
+        killed = time.monotonic()
+        await asyncio.to_thread(pair.kill_primary)
+        # No host accepts writes until the promotion: sends are refused, not hung.
+        await wait_until(lambda: _settled(sending, bool(sender.refused)), "a refused send")
+        await asyncio.to_thread(pair.promote, DEADLINE)
+        promoted = time.monotonic()
+        await wait_until(
+            lambda: _settled(sending, len(sender.acks_after(promoted)) >= 20),
+            "20 acks after the promotion",
+        )
+    finally:
+        sender.stopping = True
+        await sending  # re-raises a failed assertion or a hung send
+
+    assert node.proc is not None and node.proc.poll() is None  # the same node throughout
+    assert sender.refused[0] > killed  # nothing was refused before the kill
+    first_ack = sender.acks_after(sender.refused[0])[0]
+    print(
+        f"\nfailover: {len(sender.acked)} acked, {len(sender.refused)} refused; kill -9 to "
+        f"pg_promote() done {promoted - killed:.2f} s, to the first ack after it "
+        f"{first_ack - killed:.2f} s"
+    )
+
+    expected = sorted((seq, msg_id) for msg_id, seq in sender.acked.items())
+    assert [seq for seq, _ in expected] == list(range(1, len(expected) + 1))  # gapless
+    # Live delivery showed exactly the acked messages, in order: no phantom, none twice.
+    got = await messages(reader, len(expected), timeout=DEADLINE)
+    assert [(m["seq"], m["id"]) for m in got] == expected
+    assert await unread_messages(reader) == []
+    # Everything acked is in the promoted standby's history (synchronous replication).
+    assert await history(on(node), bob, room, limit=50) == expected
+    _, carol = await on(node).user()  # accounts are written to the new primary too
+    assert carol
+
+
+async def _settled(task: asyncio.Task[None], condition: bool) -> bool:
+    """`condition`, unless the sender has already failed: then its error, at once."""
+    if task.done():
+        task.result()
+        raise AssertionError("the sender stopped early")
+    return condition
