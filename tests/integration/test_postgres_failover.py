@@ -1,6 +1,6 @@
 """PostgreSQL failover under a sending client: kill -9 of the primary, then `pg_promote()` of
-its synchronous standby, with the node on a multi-host `--database` URL
-(`target_session_attrs=read-write`) and never restarted.
+its synchronous standby, with the node (and, on the distributed engine, the worker) on a
+multi-host `--database` URL (`target_session_attrs=read-write`) and never restarted.
 
 The PostgreSQL pair is `hubbub.ops.processes.PostgresPair` (initdb, `pg_basebackup -R`,
 `synchronous_standby_names = 'ANY 1 (standby)'`), private and on free ports. The end state is
@@ -16,10 +16,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from support.api import Api
-from support.backends import DEADLINE, history, require_pg_ctl, unread_messages, wait_until
+from support.backends import (
+    DEADLINE,
+    WorkerProcess,
+    history,
+    require_pg_ctl,
+    unread_messages,
+    wait_until,
+    worker_args,
+)
 from support.multinode import Client, messages, send
+from support.redis_server import REDIS_DURABLE, RedisServer
 from support.server import ServerProcess
 
 from hubbub.ops.processes import PostgresPair
@@ -47,6 +57,7 @@ class Sender:
         self.acked: dict[str, int] = {}
         self.acked_at: dict[str, float] = {}
         self.refused: list[float] = []
+        self.refusals_expected = True  # between the kill and the promotion
         self.stopping = False
 
     async def run(self) -> None:
@@ -74,40 +85,10 @@ async def test_kill_9_of_the_primary_then_promotion_loses_no_acked_message_and_n
     tmp_path: Path,
 ) -> None:
     node = server_factory(args=["--database", pair.url, "--rate-limit", "0"])
-    _, alice = await on(node).user()
-    _, bob = await on(node).user()
-    room = await on(node).room(alice)
-    sender_ws: Client = await ws_to(node, alice)
-    await sender_ws.join(room)
-    reader: Client = await ws_to(node, bob)
-    await reader.join(room)
+    room, bob, sender_ws, reader = await sender_and_reader(node, on, ws_to)
 
-    sender = Sender(sender_ws, room)
-    sending = asyncio.create_task(sender.run())
-    try:
-        await wait_until(lambda: _settled(sending, len(sender.acked) >= 20), "20 acks")
-        killed = time.monotonic()
-        await asyncio.to_thread(pair.kill_primary)
-        # No host accepts writes until the promotion: sends are refused, not hung.
-        await wait_until(lambda: _settled(sending, bool(sender.refused)), "a refused send")
-        await asyncio.to_thread(pair.promote, DEADLINE)
-        promoted = time.monotonic()
-        await wait_until(
-            lambda: _settled(sending, len(sender.acks_after(promoted)) >= 20),
-            "20 acks after the promotion",
-        )
-    finally:
-        sender.stopping = True
-        await sending  # re-raises a failed assertion or a hung send
-
+    sender = await fail_over_while_sending(pair, Sender(sender_ws, room))
     assert node.proc is not None and node.proc.poll() is None  # the same node throughout
-    assert sender.refused[0] > killed  # nothing was refused before the kill
-    first_ack = sender.acks_after(sender.refused[0])[0]
-    print(
-        f"\nfailover: {len(sender.acked)} acked, {len(sender.refused)} refused; kill -9 to "
-        f"pg_promote() done {promoted - killed:.2f} s, to the first ack after it "
-        f"{first_ack - killed:.2f} s"
-    )
 
     expected = sorted((seq, msg_id) for msg_id, seq in sender.acked.items())
     assert [seq for seq, _ in expected] == list(range(1, len(expected) + 1))  # gapless
@@ -119,6 +100,110 @@ async def test_kill_9_of_the_primary_then_promotion_loses_no_acked_message_and_n
     assert await history(on(node), bob, room, limit=50) == expected
     _, carol = await on(node).user()  # accounts are written to the new primary too
     assert carol
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", *REDIS_DURABLE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_the_worker_and_a_distributed_node_carry_on_after_a_promotion(
+    pair: PostgresPair,
+    redis: RedisServer,
+    server_factory: Any,
+    on: Callable[[ServerProcess], Api],
+    ws_to: Any,
+    tmp_path: Path,
+) -> None:
+    node = server_factory(args=["--database", pair.url, "--redis", redis.url, "--rate-limit", "0"])
+    worker = WorkerProcess(tmp_path / "worker.log", worker_args(pair.url, redis.url))
+    worker.start()
+    try:
+        room, bob, sender_ws, reader = await sender_and_reader(node, on, ws_to)
+        # Sends go to Redis; PostgreSQL is behind them (the worker) and beside them
+        # (membership, accounts): refusals may or may not happen, hangs must not.
+        sender = Sender(sender_ws, room)
+        sender.refusals_expected = False
+        sender = await fail_over_while_sending(pair, sender)
+        expected = sorted((seq, msg_id) for msg_id, seq in sender.acked.items())
+        assert [seq for seq, _ in expected] == list(range(1, len(expected) + 1))
+        got = await messages(reader, len(expected), timeout=DEADLINE)
+        assert [(m["seq"], m["id"]) for m in got] == expected
+
+        rows: list[tuple[int, str]] = []
+
+        async def moved() -> bool:
+            nonlocal rows
+            rows = await asyncio.to_thread(_rows, pair.url, room)
+            return len(rows) >= len(expected)
+
+        await wait_until(moved, "the worker to store every acked message on the new primary")
+        assert rows == expected  # the worker reconnected without a restart, stored each once
+        metrics = worker.metrics().splitlines()
+        errors = [line for line in metrics if line.startswith("hubbub_backend_errors_total")]
+        print("worker:", *errors or ["no backend errors"])
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log()
+        assert node.proc is not None and node.proc.poll() is None
+        assert await history(on(node), bob, room, limit=50) == expected
+    finally:
+        worker.stop()
+
+
+async def sender_and_reader(
+    node: ServerProcess, on: Callable[[ServerProcess], Api], ws_to: Any
+) -> tuple[str, str, Client, Client]:
+    """A room on `node`, a sender and a reader joined to it (the reader's token too)."""
+    _, alice = await on(node).user()
+    _, bob = await on(node).user()
+    room = await on(node).room(alice)
+    sender: Client = await ws_to(node, alice)
+    await sender.join(room)
+    reader: Client = await ws_to(node, bob)
+    await reader.join(room)
+    return room, bob, sender, reader
+
+
+def _rows(url: str, room: str) -> list[tuple[int, str]]:
+    """(seq, id) of the room's messages on whichever host accepts writes."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        cur = conn.execute(
+            "SELECT seq, client_id FROM messages WHERE room = %s ORDER BY seq", (room,)
+        )
+        return [(int(seq), str(msg_id)) for seq, msg_id in cur.fetchall()]
+
+
+async def fail_over_while_sending(pair: PostgresPair, sender: Sender) -> Sender:
+    """20 acks, kill -9 of the primary, a refused send, the promotion, 20 acks after it."""
+    sending = asyncio.create_task(sender.run())
+    try:
+        await wait_until(lambda: _settled(sending, len(sender.acked) >= 20), "20 acks")
+        killed = time.monotonic()
+        await asyncio.to_thread(pair.kill_primary)
+        if sender.refusals_expected:  # no host accepts writes until the promotion
+            await wait_until(lambda: _settled(sending, bool(sender.refused)), "a refused send")
+        await asyncio.to_thread(pair.promote, DEADLINE)
+        promoted = time.monotonic()
+        await wait_until(
+            lambda: _settled(sending, len(sender.acks_after(promoted)) >= 20),
+            "20 acks after the promotion",
+        )
+    finally:
+        sender.stopping = True
+        await sending  # re-raises a failed assertion or a hung send
+    assert all(t > killed for t in sender.refused)  # nothing was refused before the kill
+    first_ack = sender.acks_after(sender.refused[0] if sender.refused else killed)[0]
+    print(
+        f"\nfailover: {len(sender.acked)} acked, {len(sender.refused)} refused; kill -9 to "
+        f"pg_promote() done {promoted - killed:.2f} s, to the first ack after it "
+        f"{first_ack - killed:.2f} s"
+    )
+    return sender
 
 
 async def _settled(task: asyncio.Task[None], condition: bool) -> bool:
