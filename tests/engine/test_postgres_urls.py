@@ -8,6 +8,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from support.pgutil import POSTGRES
 
+from hubbub.engine import EngineSettings, open_engine
 from hubbub.engine.migrations import sqlalchemy_url, upgrade
 from hubbub.engine.postgres.database import PostgresDatabase
 from hubbub.engine.postgres.urls import asyncpg_dsn, check, hosts
@@ -86,3 +87,10 @@ async def test_the_pool_and_the_migrations_skip_a_dead_first_host() -> None:
         assert row is not None and row["writable"] is True
     finally:
         await db.close()
+
+
+def test_a_read_replica_needs_a_postgresql_database_and_a_well_formed_url() -> None:
+    with pytest.raises(ValueError, match="--database-read needs --database postgresql"):
+        open_engine(EngineSettings("sqlite:///x.db", database_read="postgresql://r/db"))
+    with pytest.raises(ValueError, match="bad host 'r:x'"):
+        open_engine(EngineSettings("postgresql://p/db", database_read="postgresql://r:x/db"))

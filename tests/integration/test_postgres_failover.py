@@ -1,6 +1,7 @@
 """PostgreSQL failover under a sending client: kill -9 of the primary, then `pg_promote()` of
 its synchronous standby, with the node (and, on the distributed engine, the worker) on a
-multi-host `--database` URL (`target_session_attrs=read-write`) and never restarted.
+multi-host `--database` URL (`target_session_attrs=read-write`) and never restarted; and
+history reads from the standby (`--database-read`), from the primary while it lags.
 
 The PostgreSQL pair is `hubbub.ops.processes.PostgresPair` (initdb, `pg_basebackup -R`,
 `synchronous_standby_names = 'ANY 1 (standby)'`), private and on free ports. The end state is
@@ -153,6 +154,55 @@ async def test_the_worker_and_a_distributed_node_carry_on_after_a_promotion(
         assert await history(on(node), bob, room, limit=50) == expected
     finally:
         worker.stop()
+
+
+async def test_history_reads_go_to_the_replica_and_to_the_primary_while_it_lags(
+    pair: PostgresPair,
+    server_factory: Any,
+    on: Callable[[ServerProcess], Api],
+    ws_to: Any,
+) -> None:
+    primary, standby = pair.primary.url, pair.standby.url
+    node = server_factory(
+        args=["--database", primary, "--database-read", standby, "--rate-limit", "0"]
+    )
+    room, bob, sender, _ = await sender_and_reader(node, on, ws_to)
+    acked = [(await send(sender, room, f"m{i}"))["seq"] for i in range(5)]
+    assert acked == [1, 2, 3, 4, 5]
+    assert [seq for seq, _ in await history(on(node), bob, room)] == acked  # at once
+    # The replica served it: its session's last statement read `messages`.
+    assert any("FROM messages" in query for query in await asyncio.to_thread(_last, standby))
+
+    # A replica that lags (replay paused; synchronous commits still return, as the standby
+    # has flushed them): its reader must still see its own messages, from the primary.
+    await asyncio.to_thread(_query, standby, "SELECT pg_wal_replay_pause()")
+    try:
+        acked += [(await send(sender, room, f"n{i}"))["seq"] for i in range(5)]
+        assert await asyncio.to_thread(_count, standby, room) == 5  # not replayed
+        assert [seq for seq, _ in await history(on(node), bob, room)] == acked
+    finally:
+        await asyncio.to_thread(_query, standby, "SELECT pg_wal_replay_resume()")
+    await wait_until(lambda: _later(_count(standby, room) == 10), "the replica to replay the rest")
+    assert [seq for seq, _ in await history(on(node), bob, room)] == acked
+
+
+async def _later(condition: bool) -> bool:
+    return condition
+
+
+def _query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall() if args else conn.execute(sql).fetchall()
+
+
+def _count(url: str, room: str) -> int:
+    return int(_query(url, "SELECT count(*) FROM messages WHERE room = %s", room)[0][0])
+
+
+def _last(url: str) -> list[str]:
+    """The last statement of every other client session of this server."""
+    sql = "SELECT query FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    return [str(row[0]) for row in _query(url, f"{sql} AND pid <> pg_backend_pid()")]
 
 
 async def sender_and_reader(

@@ -58,6 +58,7 @@ class Node:
                 config.redis_replicas,
                 config.node_id,
                 config.heartbeat,
+                config.database_read,
             )
         )
         engine = self.engine
