@@ -1,6 +1,7 @@
 """A COMMIT whose connection breaks before its answer (the primary killed, a failover): the
 log cannot know whether the message is stored, so the next read of the room's counter
-decides, and live delivery stays gapless and phantom-free either way.
+decides, and live delivery stays gapless and phantom-free either way. And a read whose
+connection breaks under it (safe to repeat) is retried once on a fresh connection.
 
 The break is made by a TCP proxy between the pool and the real PostgreSQL that, when armed,
 cuts the connection at the COMMIT: after PostgreSQL answered it (the message is stored) or
@@ -25,11 +26,13 @@ from hubbub.protocol.errors import Unavailable
 
 
 class CommitCutter:
-    """A proxy to host:port; `arm("after")` or `arm("before")` cuts the next COMMIT."""
+    """A proxy to host:port; `arm("after")` or `arm("before")` cuts the next COMMIT (or the
+    next message holding `marker`)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.mode: str | None = None
+        self.marker = b"COMMIT"
         self.cuts = 0
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -38,8 +41,8 @@ class CommitCutter:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return int(self.server.sockets[0].getsockname()[1])
 
-    def arm(self, mode: str) -> None:
-        self.mode = mode
+    def arm(self, mode: str, marker: bytes = b"COMMIT") -> None:
+        self.mode, self.marker = mode, marker
 
     async def close(self) -> None:
         assert self.server is not None
@@ -54,7 +57,7 @@ class CommitCutter:
 
         async def up() -> None:
             while data := await client_r.read(65536):
-                if self.mode is not None and b"COMMIT" in data:
+                if self.mode is not None and self.marker in data:
                     mode, self.mode = self.mode, None
                     self.cuts += 1
                     if mode == "before":
@@ -146,3 +149,12 @@ async def test_reading_the_counter_decides_an_uncertain_commit_too(harness: Harn
         await harness.log.append("lobby", "alice", "m1", "one")
     assert await harness.log.last_seq("lobby") == 1  # a join's cut: must not wait for ever
     assert harness.delivered() == [(1, "m1")]
+
+
+async def test_a_read_whose_connection_breaks_is_retried_once_on_a_fresh_one(
+    harness: Harness,
+) -> None:
+    await harness.log.append("lobby", "alice", "m1", "one")
+    harness.cutter.arm("before", b"FROM messages")
+    assert [m.id for m in await harness.log.read("lobby", 0, 10)] == ["m1"]
+    assert harness.cutter.cuts == 1  # the first attempt was cut; the retry answered
