@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubbub.engine.base import Bus, Counters, Engine, Log, Presence, Store
+
+if TYPE_CHECKING:  # asyncpg is imported only by the engines that use it
+    from hubbub.engine.postgres.database import PostgresDatabase
+    from hubbub.engine.sql import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,7 @@ class EngineSettings:
     node_id: str = "hubbub"
     heartbeat: float = 15.0
     canary_interval: float = 5.0
+    database_read: str | None = None  # a streaming replica's URL, for history reads
 
 
 class EmbeddedEngine:
@@ -67,18 +73,27 @@ class PostgresEngine:
         from hubbub.engine.postgres.store import PostgresStore
 
         self.db = PostgresDatabase(config.database_url)
+        self.replica = replica_of(config)
         memory_bus = MemoryBus()
         self.bus: Bus = memory_bus
         self.presence: Presence = MemoryPresence()
         self.store: Store = PostgresStore(self.db)
-        self.log: Log = PostgresLog(self.db, memory_bus.deliver)
+        log = PostgresLog(self.db, memory_bus.deliver)
+        log.reads = replica_reads(self.db, self.replica)
+        self.log: Log = log
         self.counters: Counters = MemoryCounters()
 
     async def start(self) -> None:
         await self.db.open()
+        if self.replica is not None:
+            await self.replica.open()
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            if self.replica is not None:
+                await self.replica.close()
+        finally:
+            await self.db.close()
 
 
 class RedisEngine:
@@ -101,7 +116,9 @@ class RedisEngine:
         self.client = connect(config.redis, socket_timeout=5.0)
         # Pub/sub blocks for as long as the node lives: no socket timeout there.
         self.subscriber = connect(config.redis)
+        self.replica = replica_of(config)
         history = PostgresHistory(self.db)
+        history.reads = replica_reads(self.db, self.replica)
         self.recent = RedisLog(
             self.client,
             lambda message: None,  # the script publishes; the bus delivers
@@ -127,6 +144,8 @@ class RedisEngine:
 
     async def start(self) -> None:
         await self.db.open()
+        if self.replica is not None:
+            await self.replica.open()
         await self.redis_bus.start()
         await self.redis_presence.start()
 
@@ -138,7 +157,25 @@ class RedisEngine:
             await self.recent.close()
             await self.client.aclose()
             await self.subscriber.aclose()
+            if self.replica is not None:
+                await self.replica.close()
             await self.db.close()
+
+
+def replica_of(config: EngineSettings) -> PostgresDatabase | None:
+    """The `--database-read` pool: not migrated (a replica is read-only), and empty until a
+    read needs it, so a node starts while its replica is down (reads go to the primary)."""
+    from hubbub.engine.postgres.database import PostgresDatabase
+
+    if config.database_read is None:
+        return None
+    return PostgresDatabase(config.database_read, min_size=0, max_size=10, migrate=False)
+
+
+def replica_reads(primary: PostgresDatabase, replica: PostgresDatabase | None) -> Database | None:
+    from hubbub.engine.postgres.replica import ReplicaReads
+
+    return None if replica is None else ReplicaReads(primary, replica)
 
 
 def sqlite_path(url: str) -> Path:
@@ -152,6 +189,17 @@ def open_engine(config: EngineSettings) -> Engine:
     """Build the engine the configured URLs name; unknown schemes are rejected."""
     scheme = config.database_url.split(":", 1)[0]
     is_postgres = scheme.split("+", 1)[0] in ("postgresql", "postgres")
+    if is_postgres:
+        from hubbub.engine.postgres.urls import check
+
+        check(config.database_url)  # a malformed host list fails at start, in sentences
+        if config.database_read is not None:
+            check(config.database_read)
+    elif config.database_read is not None:
+        raise ValueError(
+            "--database-read needs --database postgresql://...: it names a streaming "
+            "replica of that PostgreSQL database"
+        )
     if config.redis:
         from hubbub.engine.redis.client import check_url
 

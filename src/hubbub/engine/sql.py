@@ -385,11 +385,12 @@ class SqlHistory:
     engine's PostgreSQL history share."""
 
     sql: Database
+    reads: Database | None = None  # where history reads go instead (a replica's reads)
 
     async def read(self, room: str, after: int, upto: int) -> list[Message]:
-        return await read(self.sql, room, after, upto)
+        return await read(self.reads or self.sql, room, after, upto)
 
     async def page(
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        return await page(self.sql, room, before, after, limit)
+        return await page(self.reads or self.sql, room, before, after, limit)

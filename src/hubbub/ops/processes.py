@@ -1,5 +1,6 @@
 """Processes `hubbub cluster` and the tests start and stop by PID: nodes, HAProxy, and a
-PostgreSQL and redis-server of their own (`PrivatePostgres`, `PrivateRedis`).
+PostgreSQL and redis-server of their own (`PrivatePostgres`, `PrivateRedis`), and a PostgreSQL
+primary with a synchronous standby (`PostgresPair`).
 
 Each is started on 127.0.0.1 on a free port, waited for until it answers, and stopped with
 SIGTERM, then SIGKILL after a timeout; logs go to files the caller names.
@@ -211,21 +212,37 @@ class PrivatePostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def start(self, timeout: float) -> None:
-        bindir = self.bindir()
-        data = self.directory / "data"
-        log = self.directory / "postgres.log"
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "postgres.log"
+
+    def start(self, timeout: float, settings: tuple[str, ...] = ()) -> None:
+        """initdb, then run the server with `settings` (`name=value`, as for `postgres -c`)."""
+        self.own_directory()
+        init = [str(self.bindir() / "initdb"), "-D", str(self.data), "-U", "postgres"]
+        init += ["--auth=trust", "--encoding=UTF8", "--no-sync"]
+        if spawn(init, self.log, self.user).wait(120) != 0:
+            raise RuntimeError(f"initdb failed:\n{self.log.read_text()[-3000:]}")
+        self.launch(timeout, settings)
+
+    def own_directory(self) -> None:
+        """The server's account owns the temp dir (initdb and postgres refuse root)."""
         if self.user is not None:
             account = pwd.getpwnam(self.user)
             os.chown(self.directory, account.pw_uid, account.pw_gid)
-        init = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        init += ["--encoding=UTF8", "--no-sync"]
-        if spawn(init, log, self.user).wait(120) != 0:
-            raise RuntimeError(f"initdb failed:\n{log.read_text()[-3000:]}")
-        cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port)]
-        cmd += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}"]
-        self.proc = spawn(cmd, log, self.user)
-        wait_for(self._accepts, timeout, "PostgreSQL did not start", log)
+
+    def launch(self, timeout: float, settings: tuple[str, ...] = ()) -> None:
+        """Run `postgres` on the existing data directory; wait until it accepts connections."""
+        cmd = [str(self.bindir() / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        cmd += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data}"]
+        for setting in settings:
+            cmd += ["-c", setting]
+        self.proc = spawn(cmd, self.log, self.user)
+        wait_for(self._accepts, timeout, "PostgreSQL did not start", self.log)
 
     def bindir(self) -> Path:
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_version)
@@ -250,6 +267,86 @@ class PrivatePostgres:
     def stop(self) -> None:
         signal_and_reap(self.proc, signal.SIGINT, 30)  # SIGINT: PostgreSQL's "fast" shutdown
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PostgresPair:
+    """A primary and a synchronous streaming standby of the cluster's own, for failover.
+
+    The primary commits only once the standby has flushed the commit's WAL
+    (`synchronous_standby_names = 'ANY 1 (standby)'`, synchronous_commit on), so everything
+    acknowledged survives the primary's death once the standby is promoted. The standby is a
+    `pg_basebackup -R` copy that streams from the primary; promoted, it runs without a standby
+    of its own (its commits no longer wait: a lone survivor must keep accepting writes)."""
+
+    STANDBY_NAME = "standby"
+
+    def __init__(self) -> None:
+        self.primary = PrivatePostgres()
+        self.standby = PrivatePostgres()
+
+    @property
+    def url(self) -> str:
+        """Both hosts, primary first; libpq and asyncpg keep the one that accepts writes."""
+        hosts = f"127.0.0.1:{self.primary.port},127.0.0.1:{self.standby.port}"
+        return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+
+    def start(self, timeout: float) -> None:
+        sync = f"synchronous_standby_names=ANY 1 ({self.STANDBY_NAME})"
+        self.primary.start(timeout, ("wal_level=replica", "max_wal_senders=5", sync))
+        self.standby.own_directory()
+        backup = [str(self.standby.bindir() / "pg_basebackup"), "-D", str(self.standby.data)]
+        backup += ["-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres"]
+        backup += ["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"]
+        if spawn(backup, self.standby.log, self.standby.user).wait(120) != 0:
+            raise RuntimeError(f"pg_basebackup failed:\n{self.standby.log.read_text()[-3000:]}")
+        # cluster_name is the application_name the standby's WAL receiver reports.
+        self.standby.launch(timeout, (f"cluster_name={self.STANDBY_NAME}", "hot_standby=on"))
+        wait_for(self._synchronous, timeout, "the standby did not become synchronous", None)
+
+    def _synchronous(self) -> bool:
+        state = _query(
+            self.primary.url,
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s",
+            self.STANDBY_NAME,
+        )
+        return state in ("sync", "quorum")
+
+    def postmaster_pid(self, server: PrivatePostgres) -> int:
+        """The postmaster's PID, as PostgreSQL wrote it in postmaster.pid's first line."""
+        return int((server.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    def kill_primary(self) -> None:
+        """SIGKILL the primary's postmaster: no shutdown checkpoint, no goodbye to clients
+        (its backends notice their postmaster is gone and exit)."""
+        os.kill(self.postmaster_pid(self.primary), signal.SIGKILL)
+        reap(self.primary.proc, 10)
+
+    def promote(self, timeout: float) -> None:
+        """`pg_promote()` on the standby; return once it is out of recovery (accepts writes)."""
+        _query(self.standby.url, "SELECT pg_promote(true, %s)", int(timeout))
+
+        def writable() -> bool:
+            return _query(self.standby.url, "SELECT pg_is_in_recovery()") is False
+
+        wait_for(writable, timeout, "the standby did not leave recovery", self.standby.log)
+
+    def stop(self) -> None:
+        try:
+            self.standby.stop()
+        finally:
+            self.primary.stop()
+
+
+def _query(url: str, sql: str, *args: object) -> object:
+    """The first column of the first row of `sql` on `url` (None: no row, or no server)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
+            row = conn.execute(sql, args).fetchone()
+            return row[0] if row else None
+    except psycopg.OperationalError:
+        return None
 
 
 def _version(initdb: Path) -> tuple[int, ...]:

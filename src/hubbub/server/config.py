@@ -20,6 +20,7 @@ class Config:
     port: int = 8080
     data: Path = Path("./hubbub-data")
     database: str | None = None
+    database_read: str | None = None
     redis: str | None = None
     redis_replicas: int = 0
     node_id: str = field(default_factory=_default_node_id)
@@ -83,7 +84,10 @@ _HELP = {
     "host": "address to listen on",
     "port": "port for HTTP and WebSocket",
     "data": "directory for local state (the SQLite database on the embedded default)",
-    "database": "sqlite:///path (default: SQLite in --data) or postgresql://...",
+    "database": "sqlite:///path (default: SQLite in --data) or postgresql://... (several "
+    "hosts: postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write)",
+    "database_read": "postgresql://... of a streaming replica for history reads (reads "
+    "it has not replayed yet go to the primary)",
     "redis": (
         "redis://... (one server), redis+sentinel://host:26379[,host:26379...]/MASTER[?db=N]"
         " (the primary Redis Sentinel names) or redis+cluster://host:port[,host:port...]"

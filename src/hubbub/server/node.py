@@ -60,6 +60,7 @@ class Node:
                 config.node_id,
                 config.heartbeat,
                 config.canary_interval,
+                database_read=config.database_read,
             )
         )
         engine = self.engine

@@ -14,11 +14,11 @@ MIGRATION_LOCK = 0x68756262
 
 
 def sqlalchemy_url(url: str) -> str:
-    """The URL SQLAlchemy needs: PostgreSQL is migrated with psycopg 3 (sync), not asyncpg."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
+    """The URL SQLAlchemy needs: PostgreSQL is migrated with psycopg 3 (sync), not asyncpg,
+    and a libpq multi-host netloc is rewritten as SQLAlchemy's `?host=h:p&host=h:p`."""
+    from hubbub.engine.postgres import urls
+
+    return urls.sqlalchemy_url(url) if urls.is_postgres(url) else url
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -5,36 +5,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
 
 from hubbub import metrics
 from hubbub.engine.migrations import upgrade
+from hubbub.engine.postgres.urls import asyncpg_dsn as asyncpg_dsn
 from hubbub.engine.sql import Row, numbered
 from hubbub.protocol.errors import Unavailable
 
-# Failures of the server or the network, as opposed to errors of the statement itself.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+T = TypeVar("T")
+
+# Failures that may leave the connection itself broken: its server or network gone, or
+# (InternalClientError) the connection still consuming the error of a server that died, as
+# asyncpg reports a statement sent on it before it noticed the socket closed.
+BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # includes TargetServerAttributeNotMatched: no writable host
     asyncpg.PostgresConnectionError,
-    asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
-    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
-    asyncpg.QueryCanceledError,
 )
 
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg takes `postgresql://` or `postgres://`; drop a SQLAlchemy `+driver` suffix."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
-    return f"postgresql://{rest}"
+# Failures of the server or the network, as opposed to errors of the statement itself.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    *BROKEN_CONNECTION_ERRORS,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: retry later
+    asyncpg.QueryCanceledError,
+    asyncpg.ReadOnlySQLTransactionError,  # a session on a host that is (now) a standby
+)
 
 
 class PostgresDatabase:
@@ -58,6 +62,7 @@ class PostgresDatabase:
                 min_size=self.min_size,
                 max_size=self.max_size,
                 command_timeout=30,
+                timeout=10,  # to connect, every listed host tried within it: never a hang
                 reset=_keep_session,
             )
         except sqlalchemy.exc.OperationalError as exc:  # from the migration (psycopg)
@@ -76,7 +81,13 @@ class PostgresDatabase:
         assert self._pool is not None, "database not open"
         try:
             async with self._pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except BROKEN_CONNECTION_ERRORS:
+                    # Never hand a half-dead connection to the next caller: the pool opens
+                    # a new one on the next acquire, to whichever host now accepts writes.
+                    conn.terminate()
+                    raise
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -107,6 +118,19 @@ def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")
 
 
+async def retried(read: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run a read (a SELECT: safe to repeat) and, if its connection broke under it, once more
+    on a fresh one: after a failover the first statement on an old connection fails, the
+    next finds the new primary. Not after a timeout: that would double a wait."""
+    try:
+        return await read(*args)
+    except Unavailable as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TimeoutError) or not isinstance(cause, BROKEN_CONNECTION_ERRORS):
+            raise
+        return await read(*args)
+
+
 def touched(status: str) -> int:
     """Rows touched, from a command status such as `INSERT 0 1` or `DELETE 3`."""
     return int(status.rsplit(" ", 1)[-1])
@@ -121,10 +145,10 @@ class PostgresAdapter:
         self.db = db
 
     async def one(self, sql: str, *args: Any) -> Row | None:
-        return await self.db.fetchrow(numbered(sql), *args)
+        return await retried(self.db.fetchrow, numbered(sql), *args)
 
     async def all(self, sql: str, *args: Any) -> Sequence[Row]:
-        return await self.db.fetch(numbered(sql), *args)
+        return await retried(self.db.fetch, numbered(sql), *args)
 
     async def run(self, sql: str, *args: Any) -> int:
         return touched(await self.db.execute(numbered(sql), *args))

@@ -12,14 +12,18 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from hubbub.engine import sql
 from hubbub.engine.base import Appended, Message, OnCommit, replayed
-from hubbub.engine.postgres.database import PostgresAdapter, PostgresDatabase
+from hubbub.engine.postgres.database import (
+    BROKEN_CONNECTION_ERRORS,
+    PostgresAdapter,
+    PostgresDatabase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,10 @@ ON CONFLICT (room, sender_key, client_id) DO NOTHING
 RETURNING seq
 """
 
+COMMITTED = "SELECT 1 FROM messages WHERE room = $1 AND seq = $2 AND client_id = $3"
+
+FetchRow = Callable[..., Awaitable[asyncpg.Record | None]]
+
 
 async def _existing(
     conn: asyncpg.pool.PoolConnectionProxy, room: str, sender: str, msg_id: str, body: str
@@ -58,6 +66,10 @@ class _InFlight:
     seq: int
     settled: bool = False
     message: Message | None = None  # None if it did not commit
+    # Its COMMIT was sent but the connection broke before the answer (the server was
+    # killed, say): it may be committed, on a promoted standby too. Decided once the room's
+    # counter is read again (PostgresLog._decide); until then it holds back later deliveries.
+    uncertain: Message | None = None
     published: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -141,6 +153,8 @@ class PostgresLog(sql.SqlHistory):
             await tx.start()
             try:
                 seq = await conn.fetchval(APPEND, room, msg_id, sender.lower(), sender, body, ts)
+                if seq is not None:  # every seq below it is committed: decide on those
+                    await self._decide(room, seq - 1, conn.fetchrow)
             except BaseException:
                 turn.release()
                 await tx.rollback()
@@ -156,6 +170,9 @@ class PostgresLog(sql.SqlHistory):
             message = Message(room, seq, msg_id, sender, body, ts)
             try:
                 await tx.commit()
+            except BROKEN_CONNECTION_ERRORS:
+                entry.uncertain = message  # the caller gets `unavailable` and resends
+                raise
             except BaseException:
                 self._settle(room, entry, None)
                 raise
@@ -183,9 +200,24 @@ class PostgresLog(sql.SqlHistory):
         if not queue:
             del self._in_flight[room]
 
+    async def _decide(self, room: str, last: int, fetchrow: FetchRow) -> None:
+        """Settle the room's uncertain commits, now that every seq up to `last` is known to
+        be committed: one is delivered (in seq order) if its row is there under its seq and
+        id; otherwise it did not commit (its seq is handed out again, or was)."""
+        for entry in list(self._in_flight.get(room, ())):
+            message = entry.uncertain
+            if message is None or entry.settled:
+                continue
+            found = None
+            if entry.seq <= last:
+                found = await fetchrow(COMMITTED, room, entry.seq, message.id)
+            if not entry.settled:
+                self._settle(room, entry, message if found is not None else None)
+
     async def last_seq(self, room: str) -> int:
         row = await self.db.fetchrow("SELECT last_seq FROM room_seqs WHERE room = $1", room)
         last = int(row[0]) if row else 0
+        await self._decide(room, last, self.db.fetchrow)
         # Every seq up to `last` is committed; wait until this process's own ones among
         # them were published, so a join can use `last` as its cut (see Log.last_seq).
         # Other nodes publish their own appends; a gap they leave is filled from the log.
