@@ -119,6 +119,10 @@ def _backend(layout: HAProxyLayout) -> list[str]:
         f"    # out of rotation within a second, so nodes run with --drain-grace {DRAIN_GRACE:g}",
         "    # and their clients reconnect to the others. A node that comes back gets new",
         "    # clients after two good checks.",
+        "    # A connection refused by a node that just died goes to another node at once: a",
+        "    # retry on the same server would wait a 1 s turn-around each time.",
+        "    retries 2",
+        "    option redispatch 1",
         "    option httpchk GET /readyz",
         "    http-check expect status 200",
     ]
