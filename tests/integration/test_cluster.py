@@ -299,3 +299,32 @@ async def _chat_through(url: str) -> None:
         ack = await send(ws, room, [])
         assert ack["seq"] == 1
         await ws.close()
+
+
+def test_cluster_ha_runs_a_data_tier_with_no_single_point_of_failure(tmp_path: Path) -> None:
+    require("haproxy")
+    require("redis-server")
+    port = free_port()
+    cmd = [sys.executable, "-m", "hubbub", "cluster", "--ha", "--nodes", "2"]
+    cmd += ["--port", str(port), "--data", str(tmp_path / "cluster")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = _read_until(proc, "Ctrl-C stops everything", within=180)
+        text = "".join(lines)
+        tier = re.search(r"data tier pids: (.*)", text)
+        assert tier is not None, text
+        named = dict(re.findall(r"(\w+) (\d+)", tier.group(1)))
+        expected = {"redis0", "redis1", "redis2", "sentinel0", "sentinel1", "sentinel2"}
+        assert expected | {"postgres", "standby"} <= set(named), named
+        assert "redis+sentinel://" in text and "target_session_attrs=read-write" in text, text
+        pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
+        pids += [int(p) for p in named.values()]
+        asyncio.run(_chat_through(f"http://127.0.0.1:{port}"))
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert not [pid for pid in pids if _alive(pid)], f"left running: {pids}"

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from hubbub.ops.ha import NODE_ARGS as HA_NODE_ARGS
+from hubbub.ops.ha import DataTier
 from hubbub.ops.haproxy import (
     DRAIN_GRACE,
     HAProxyLayout,
@@ -64,6 +66,9 @@ class Cluster:
     database: str | None = None
     redis: str | None = None
     private: bool = False
+    # Private servers with no single point of failure (hubbub.ops.ha): a Sentinel-managed
+    # Redis with two replicas, and PostgreSQL with a synchronous standby.
+    ha: bool = False
     port: int = 0  # HAProxy's port; 0 picks a free one
     host: str = "127.0.0.1"
     data: Path | None = None
@@ -78,6 +83,7 @@ class Cluster:
     stats_port: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.private = self.private or self.ha
         if self.private == bool(self.database) or (self.private and self.redis):
             raise ValueError(
                 "give --database postgresql://... (and --redis redis://...) or --private"
@@ -100,6 +106,7 @@ class Cluster:
         self.haproxy_proc: subprocess.Popen[bytes] | None = None
         self.private_redis: PrivateRedis | None = None
         self.private_postgres: PrivatePostgres | None = None
+        self.private_ha: DataTier | None = None
         self._backend_urls: tuple[str, str | None] = ("", None)
 
     @property
@@ -130,6 +137,7 @@ class Cluster:
             upgrade(database)  # once, before N nodes would race to migrate it
             args = ["--database", database, "--drain-grace", f"{self.drain_grace:g}"]
             args += ["--redis", redis] if redis else []
+            args += HA_NODE_ARGS if self.ha else ()
             for node in self.nodes:
                 node.data.mkdir(parents=True, exist_ok=True)
                 node.args = [*args, *self.node_args]
@@ -149,6 +157,10 @@ class Cluster:
         if not self.private:
             assert self.database is not None
             return self.database, self.redis
+        if self.ha:
+            self.private_ha = DataTier()
+            self.private_ha.start(timeout)
+            return self.private_ha.database_url, self.private_ha.redis_url
         self.private_postgres = PrivatePostgres()
         self.private_redis = PrivateRedis()
         self.private_postgres.start(timeout)
@@ -279,7 +291,7 @@ class Cluster:
             reap(node.proc, self._drain_wait)
         signal_and_reap(self.worker_proc, signal.SIGTERM, 15)
         signal_and_reap(self.haproxy_proc, signal.SIGTERM, 10)
-        for private in (self.private_redis, self.private_postgres):
+        for private in (self.private_redis, self.private_postgres, self.private_ha):
             if private is not None:
                 private.stop()
         if self._temp_data:
@@ -292,7 +304,8 @@ class Cluster:
         procs["haproxy"] = self.haproxy_proc
         procs["redis"] = self.private_redis.proc if self.private_redis else None
         procs["postgres"] = self.private_postgres.proc if self.private_postgres else None
-        return {k: p.pid for k, p in procs.items() if p is not None and p.poll() is None}
+        running = {k: p.pid for k, p in procs.items() if p is not None and p.poll() is None}
+        return running | (self.private_ha.processes() if self.private_ha else {})
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -312,6 +325,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--private",
         action="store_true",
         help="start a PostgreSQL and a redis-server of the cluster's own, removed at exit",
+    )
+    parser.add_argument(
+        "--ha",
+        action="store_true",
+        help="like --private, with no single point of failure: Redis with two replicas and "
+        "three sentinels, PostgreSQL with a synchronous standby; nodes ack after a replica",
     )
     parser.add_argument(
         "--data",
@@ -360,6 +379,7 @@ def run(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
         database=args.database,
         redis=args.redis,
         private=args.private,
+        ha=args.ha,
         port=args.port,
         host=args.host,
         data=args.data,
@@ -402,6 +422,12 @@ def _announce(cluster: Cluster, say: Callable[[str], None]) -> None:
     ):
         if private is not None and private.proc is not None:
             say(f"private {label}: {private.url} pid {private.proc.pid}, data {private.directory}")
+    if cluster.private_ha is not None:
+        tier = cluster.private_ha
+        say(f"Redis Sentinel: {tier.redis_url}, data {tier.redis.directory}")
+        say(f"PostgreSQL primary and standby: {tier.database_url}")
+        pids = ", ".join(f"{name} {pid}" for name, pid in tier.processes().items())
+        say(f"data tier pids: {pids}")
     say(f"configuration and logs in {cluster.workdir}")
     say("Ctrl-C stops everything")
 
