@@ -2,7 +2,8 @@
 acked is lost, nothing is delivered that was not kept, no seq means two messages.
 
 Each run starts a cluster of its own (three `hubbub serve` nodes, the worker, HAProxy, a
-throwaway PostgreSQL database and a private redis-server with `appendfsync always`), puts
+throwaway PostgreSQL database and a private redis-server with `appendfsync always`; or
+`hubbub cluster --ha` for the Sentinel and PostgreSQL failover scenarios), puts
 30 clients in 10 rooms (three rooms each) through HAProxy, lets them chat, does one fault,
 lets them chat on, then stops new messages, waits until every message is acked, every client
 has seen every room to its end and the worker has moved everything into PostgreSQL, and
@@ -28,11 +29,11 @@ import pytest
 from support.api import Api
 from support.chaos import ChaosClient, Report, audit, history
 from support.pgutil import TestDatabase
-from support.redis_sentinel import SentinelGroup
 from support.redis_server import REDIS_DURABLE, RedisServer
 from support.tools import require
 
 from hubbub.ops.cluster import Cluster
+from hubbub.ops.ha import DataTier
 
 RUNS = int(os.environ.get("CHAOS_RUNS", "1"))
 LONG = RUNS > 1
@@ -48,43 +49,43 @@ SETTLE = 90.0  # seconds the cluster may take, after the last new message, to se
 class Chaos:
     """One cluster under chatting clients, and the faults a scenario can do to it.
 
-    On one redis-server (`appendfsync always`), or with `sentinel` on a Sentinel group: a
-    primary, two replicas and three sentinels, `min-replicas-to-write 1`, and the nodes
-    acking after `--redis-replicas 1`."""
+    On one redis-server (`appendfsync always`) and the suite's PostgreSQL, or with `ha` on
+    `hubbub cluster --ha`'s data tier: a Sentinel group (a primary, two replicas, three
+    sentinels, `min-replicas-to-write 1`, nodes acking after `--redis-replicas 1`) and a
+    PostgreSQL primary with a synchronous standby."""
 
-    def __init__(self, tmp: Path, sentinel: bool) -> None:
+    def __init__(self, tmp: Path, ha: bool) -> None:
         require("haproxy")
-        self.database = TestDatabase(migrate=False)
+        require("redis-server")
+        self.database: TestDatabase | None = None
         self.redis: RedisServer | None = None
-        self.group: SentinelGroup | None = None
         args = ["--rooms-per-hour", "0", "--heartbeat", "2"]
-        if sentinel:
-            self.group = SentinelGroup(tmp / "sentinel", min_replicas_to_write=1)
-            args += ["--redis-replicas", "1"]
+        if ha:
+            self.cluster = Cluster(3, ha=True, data=tmp / "cluster", node_args=args)
         else:
+            self.database = TestDatabase(migrate=False)
             (tmp / "redis").mkdir()
             self.redis = RedisServer(tmp / "redis", *REDIS_DURABLE)
-        self.cluster = Cluster(
-            3, database=self.database.ensure(), data=tmp / "cluster", node_args=args
-        )
+            database = self.database.ensure()
+            self.cluster = Cluster(3, database=database, data=tmp / "cluster", node_args=args)
+
+    @property
+    def tier(self) -> DataTier:
+        assert self.cluster.private_ha is not None, "a scenario of the HA data tier"
+        return self.cluster.private_ha
 
     def start(self) -> None:
-        if self.group is not None:
-            self.group.start()
-            self.cluster.redis = self.group.url
-        else:
-            assert self.redis is not None
+        if self.redis is not None:
             self.redis.start()
             self.cluster.redis = self.redis.url
         self.cluster.start()
 
     def stop(self) -> None:
         self.cluster.stop()
-        if self.group is not None:
-            self.group.stop()
         if self.redis is not None:
             self.redis.stop()
-        self.database.drop()
+        if self.database is not None:
+            self.database.drop()
 
     async def run(self, fault: Callable[[], Awaitable[None]]) -> Report:
         async with aiohttp.ClientSession() as http:
@@ -132,8 +133,9 @@ class Chaos:
             await asyncio.sleep(0.5)
 
     def in_postgres(self) -> int:
-        assert self.database.url is not None
-        with psycopg.connect(self.database.url) as conn:
+        url = self.database.url if self.database else self.tier.database_url
+        assert url is not None
+        with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM messages").fetchone()
         return int(row[0]) if row else 0
 
@@ -162,15 +164,13 @@ class Chaos:
     async def kill_the_primary(self, down: float) -> None:
         """kill -9 of the Sentinel group's primary; it starts again on its own data after
         `down` s (and the sentinels make it a replica of the promoted one)."""
-        assert self.group is not None
-        old = self.group.kill_primary()
+        old = self.tier.redis.kill_primary()
         await asyncio.sleep(down)
         await asyncio.to_thread(old.start)
 
     async def pause_the_primary(self, pause: float) -> None:
         """SIGSTOP of the primary for `pause` s (long enough for a failover), then SIGCONT."""
-        assert self.group is not None
-        primary = self.group.primary()
+        primary = self.tier.redis.primary()
         primary.signal(signal.SIGSTOP)
         try:
             await asyncio.sleep(pause)
@@ -179,15 +179,22 @@ class Chaos:
 
     async def kill_a_replica_and_a_sentinel(self) -> None:
         """kill -9 of one replica and one sentinel; both start again 5 s later."""
-        assert self.group is not None
-        primary = self.group.primary()
-        replica = next(s for s in self.group.servers if s is not primary)
-        sentinel = self.group.sentinels[-1]
+        group = self.tier.redis
+        primary = group.primary()
+        replica = next(s for s in group.servers if s is not primary)
+        sentinel = group.sentinels[-1]
         replica.kill()
         sentinel.kill()
         await asyncio.sleep(5.0)
         await asyncio.to_thread(replica.start)
         await asyncio.to_thread(sentinel.start)
+
+    async def fail_postgresql_over(self) -> None:
+        """kill -9 of the PostgreSQL primary, then the standby promoted (as a failover
+        manager would, at once); the nodes and the worker follow the multi-host URL."""
+        pair = self.tier.postgres
+        pair.kill_primary()
+        await asyncio.to_thread(pair.promote, 30.0)
 
 
 async def until(condition: Callable[[], bool], timeout: float) -> None:
@@ -198,7 +205,7 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
 
 
 Fault = Callable[[Chaos], Awaitable[None]]
-SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on Sentinel, the fault)
+SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on the HA data tier, the fault)
     "kill -9 a node": (False, Chaos.kill_a_node),
     "kill -9 the worker": (False, Chaos.kill_the_worker),
     "kill -9 redis, back at once": (False, lambda chaos: chaos.kill_redis(0.0)),
@@ -213,13 +220,14 @@ SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on Sentinel, the fault)
     ),
     "sentinel: SIGSTOP the primary 5 s": (True, lambda chaos: chaos.pause_the_primary(5.0)),
     "sentinel: kill -9 a replica and a sentinel": (True, Chaos.kill_a_replica_and_a_sentinel),
+    "postgresql: kill -9 the primary, the standby promoted": (True, Chaos.fail_postgresql_over),
 }
 
 
 @pytest.fixture
 def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
-    sentinel, _ = SCENARIOS[request.node.callspec.params["scenario"]]
-    running = Chaos(tmp_path, sentinel)
+    ha, _ = SCENARIOS[request.node.callspec.params["scenario"]]
+    running = Chaos(tmp_path, ha)
     try:
         running.start()
         yield running

@@ -62,18 +62,16 @@ def wait_for_waiters(
 
 
 def start_together(
-    tmp: Path, database: str, redis: str
+    tmp: Path, database: str, redis: RedisServer
 ) -> tuple[list[ServerProcess], WorkerProcess]:
-    """Four nodes and a worker on `database` and `redis`, started without waiting."""
+    """Four nodes and a worker on `database` and `redis` (started here), not yet spawned."""
+    redis.start()
     nodes = []
     for i in range(NODES):
         data = tmp / f"node{i}"
         data.mkdir()
-        nodes.append(ServerProcess(data, args=["--database", database, "--redis", redis]))
-    worker = WorkerProcess(tmp / "worker.log", worker_args(database, redis))
-    for node in nodes:
-        node.spawn()
-    worker.start()
+        nodes.append(ServerProcess(data, args=["--database", database, "--redis", redis.url]))
+    worker = WorkerProcess(tmp / "worker.log", worker_args(database, redis.url))
     return nodes, worker
 
 
@@ -84,32 +82,38 @@ def test_a_worker_and_four_nodes_start_at_once_on_an_empty_postgresql_database(
         tmp = tmp_path / f"round{round_}"
         tmp.mkdir()
         redis = RedisServer(tmp)
-        redis.start()
         database = TestDatabase(migrate=False)
-        url = database.ensure()
-        with psycopg.connect(url, autocommit=True) as holder:
-            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-            nodes, worker = start_together(tmp, url, redis.url)
-            wait_for_waiters(holder, NODES + 1, nodes, worker)
-            holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        nodes, worker = start_together(tmp, database.ensure(), redis)
         try:
-            deadline = time.monotonic() + READY
-            for node in nodes:
-                node.wait_ready(max(deadline - time.monotonic(), 0.1))
-            wait_worker_started(worker, deadline)
-            with psycopg.connect(url) as conn:
-                versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-                tables = conn.execute(
-                    "SELECT count(*) FROM pg_tables WHERE tablename = 'messages'"
-                ).fetchone()
-            assert versions == [(head(),)], (round_, versions)
-            assert tables == (1,), tables
+            one_round(round_, database.ensure(), nodes, worker)
         finally:
             for node in nodes:
                 node.stop()
             worker.stop()
             database.drop()
             redis.stop()
+
+
+def one_round(round_: int, url: str, nodes: list[ServerProcess], worker: WorkerProcess) -> None:
+    """Hold the lock until all five wait for it, let go; then all ready, the schema once."""
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        for node in nodes:
+            node.spawn()
+        worker.start()
+        wait_for_waiters(holder, NODES + 1, nodes, worker)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    deadline = time.monotonic() + READY
+    for node in nodes:
+        node.wait_ready(max(deadline - time.monotonic(), 0.1))
+    wait_worker_started(worker, deadline)
+    with psycopg.connect(url) as conn:
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'messages'"
+        ).fetchone()
+    assert versions == [(head(),)], (round_, versions)
+    assert tables == (1,), tables
 
 
 MIGRATE = "import sys; from hubbub.engine.migrations import upgrade; upgrade(sys.argv[1])"
