@@ -5,20 +5,45 @@ Redis Cluster) and one script reads or bumps several atomically. Failed logins a
 rooms are rare next to messages: one slot carries them easily.
 
 A key expires a window after its first hit (INCR, then PEXPIRE when the count is 1, in one
-script: a key is never left without its expiry). The keys and the scripts are in
-`engine.redis.schema`. A Redis outage answers `unavailable`: logins and new rooms are
-refused rather than let through uncounted.
+script: a key is never left without its expiry). The keys are built by
+`engine.redis.schema`; the scripts are here. A Redis outage answers `unavailable`: logins
+and new rooms are refused rather than let through uncounted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from redis.exceptions import RedisError
 
 from hubbub.engine.redis.client import REDIS_UNREACHABLE, RedisClient
-from hubbub.engine.redis.schema import COUNTERS_GET_SCRIPT, COUNTERS_HIT_SCRIPT, counter_key
+from hubbub.engine.redis.schema import counter_key
 from hubbub.protocol.errors import Unavailable
+
+# KEYS: the counters. Returns count, ms left, count, ms left, ... (0, 0 for a missing key).
+COUNTERS_GET_SCRIPT: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  local left = redis.call('PTTL', key)
+  if left < 0 then left = 0 end
+  out[2 * i - 1] = n
+  out[2 * i] = left
+end
+return out
+"""
+
+# KEYS: the counters. ARGV: 1 window in ms. INCR, then PEXPIRE when the count is 1, in one
+# script: a key is never left without its expiry.
+COUNTERS_HIT_SCRIPT: Final = """
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+return 0
+"""
 
 
 class RedisCounters:

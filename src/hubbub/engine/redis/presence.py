@@ -70,21 +70,17 @@ from redis.exceptions import NoScriptError, RedisError
 
 from hubbub import metrics
 from hubbub.engine.redis.client import REDIS_UNREACHABLE, RedisClient, client_options
-from hubbub.engine.redis.schema import (
+from hubbub.engine.redis.presence_scripts import (
     ADD_SCRIPT,
     BEAT_SCRIPT,
     CLAIM_SCRIPT,
     DROP_SCRIPT,
-    NODES_KEY,
     PRESENCE_WRITER_SCRIPTS,
     RELEASE_SCRIPT,
     REMOVE_SCRIPT,
     SYNC_SCRIPT,
-    evalsha,
-    name_key,
-    presence_keys,
-    rooms_key,
 )
+from hubbub.engine.redis.schema import NODES_KEY, evalsha, name_key, presence_keys, rooms_key
 from hubbub.protocol.errors import Unavailable
 from hubbub.protocol.events import presence_frame
 
