@@ -3,6 +3,7 @@
 The app speaks no protocol of its own: every HTTP call and frame goes through the SDK, which
 reconnects, re-joins with `since` and resends pending sends by itself. The app follows the
 SDK's `connection` events for the connection state, and renders `hubbub.tui.model.Chat`.
+The slash commands are parsed by `tui.commands` and run by `tui.slash`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input, OptionList
 
 from hubbub.client import Client, HubbubError
-from hubbub.tui import commands
+from hubbub.tui import commands, slash
 from hubbub.tui.login import LoginScreen
 from hubbub.tui.model import Chat, Message
 from hubbub.tui.view import ChatView
@@ -149,13 +149,13 @@ class ChatApp(App[None]):
         me = await self.client.me()
         names = sorted(str(room["name"]) for room in me.get("rooms", []))
         for name in names:
-            await self._enter(name, show=False)
+            await self.enter_room(name, show=False)
         if names:
             await self._show(self.chat.current or names[0])
         else:
             self.note(note_line("You are in no room yet: /join ROOM or /create ROOM (/help)."))
 
-    async def _enter(self, name: str, show: bool = True) -> None:
+    async def enter_room(self, name: str, show: bool = True) -> None:
         """Join a room (subscribe; a member of a public room), load its latest page, show it."""
         joined = await self.client.join(name)
         self.chat.joined(joined)
@@ -198,11 +198,11 @@ class ChatApp(App[None]):
             self.chat.typing(event, time.monotonic())
             self.view.draw_typing()
         elif kind == "left":
-            await self._drop(room)
+            await self.drop_room(room)
             self.note(note_line(f"You are no longer in #{room} ({event.get('reason', 'left')})."))
         elif kind == "error":
             if room:  # a room that could not be re-joined after a reconnect
-                await self._drop(room)
+                await self.drop_room(room)
             where = f"#{room}: " if room else ""
             self.note(error_line(f"{where}{event.get('message', '')}"))
         elif kind == "connection":
@@ -232,7 +232,7 @@ class ChatApp(App[None]):
         await self.view.show(name)
         self._draw_status()
 
-    async def _drop(self, name: str) -> None:
+    async def drop_room(self, name: str) -> None:
         """A room is gone from the list; when it was on screen, another one takes its place."""
         on_screen = name == self.chat.current
         self.chat.forget(name)
@@ -290,7 +290,7 @@ class ChatApp(App[None]):
         elif isinstance(parsed, commands.Invalid):
             self.note(error_line(parsed.reason))
         elif isinstance(parsed, commands.Command):
-            self.run_worker(self._guard(self._run(parsed)))
+            self.run_worker(self._guard(slash.run(self, parsed)))
 
     def _say(self, body: str) -> None:
         room = self.chat.current
@@ -319,98 +319,6 @@ class ChatApp(App[None]):
             await work
         except HubbubError as error:
             self.note(error_line(error.message or error.code))
-
-    # -- commands -----------------------------------------------------------------------------
-
-    async def _run(self, command: commands.Command) -> None:
-        name, args = command.name, command.args
-        if name == "join":
-            await self._enter(args[0])
-        elif name == "leave":
-            await self._leave(args[0] if args else self._here())
-        elif name == "create":
-            private = args[1:] == ("private",)
-            await self.client.create_room(args[0], private=private)
-            await self._enter(args[0])
-            self.note(note_line(f"Created #{args[0]}{' (private)' if private else ''}."))
-        elif name == "invite":
-            room = args[1] if len(args) > 1 else self._here()
-            await self.client.add_member(room, args[0])
-            self.note(note_line(f"Invited {args[0]} to #{room}."))
-        elif name == "rooms":
-            await self._list_rooms(archived=bool(args))
-        elif name == "archive":
-            room = args[0] if args else self._here()
-            await self.client.archive_room(room)
-            self.note(note_line(f"Archived #{room}: it is read-only now (/unarchive {room})."))
-        elif name == "unarchive":
-            await self.client.unarchive_room(args[0])
-            self.note(note_line(f"#{args[0]} is open again."))
-        elif name == "delete-room":
-            await self.client.delete_room(args[0])
-            await self._drop(args[0])  # the server's `left` may come first: no harm
-            self.note(note_line(f"Deleted #{args[0]} and its messages."))
-        elif name == "who":
-            await self._who(self._here())
-        elif name == "help":
-            self._help()
-        elif name == "quit":
-            self.exit()
-
-    def _here(self) -> str:
-        if self.chat.current is None:
-            raise HubbubError("bad_request", "you are in no room: name one")
-        return self.chat.current
-
-    async def _leave(self, room: str) -> None:
-        """Give up the membership; the server's `left` event then takes the room off screen."""
-        try:
-            await self.client.remove_member(room, self.chat.me)
-        except HubbubError as error:
-            if error.code != "forbidden":
-                raise
-            # The owner cannot leave: stop following the room on this connection instead.
-            await self.client.leave(room)
-            await self._drop(room)
-            self.note(note_line(f"You own #{room}, so you stay a member; /join shows it again."))
-
-    def _help(self) -> None:
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True, style="bold")
-        grid.add_column(ratio=1)
-        for usage, does in commands.HELP:
-            grid.add_row(Text(usage), Text(does))
-        plain = "\n".join(f"{usage}  {does}" for usage, does in commands.HELP)
-        self.pane.add_note(Text(plain), shown=grid)
-
-    async def _list_rooms(self, archived: bool) -> None:
-        """The public rooms (or the archived ones one can see): name, members, topic."""
-        found = await self.client.rooms(archived=archived)
-        shown = [room for room in found if archived or not room.get("private")]
-        if not shown:
-            self.note(note_line("No archived room." if archived else "No public room yet."))
-            return
-        self.note(note_line("Archived rooms:" if archived else "Public rooms (/join ROOM):", ""))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True, style="bold")
-        grid.add_column(no_wrap=True, style="dim")
-        grid.add_column(ratio=1)
-        plain = []
-        for room in sorted(shown, key=lambda room: str(room["name"])):
-            count = len(room.get("members", []))
-            mine = " (joined)" if room["name"] in self.chat.rooms else ""
-            row = (f"#{room['name']}", f"{count} member{'' if count == 1 else 's'}{mine}")
-            topic = str(room.get("topic") or "")
-            grid.add_row(Text(row[0]), Text(row[1]), Text(topic))
-            plain.append("  ".join((*row, topic)).rstrip())
-        self.pane.add_note(Text("\n".join(plain)), shown=grid)
-
-    async def _who(self, room: str) -> None:
-        details = await self.client.room(room)
-        online = sorted(self.chat.rooms[room].online if room in self.chat.rooms else ())
-        members = sorted(str(member) for member in details.get("members", []))
-        self.note(note_line(f"Online in #{room}: {', '.join(online) or 'nobody'}", ""))
-        self.note(note_line(f"Members of #{room}: {', '.join(members) or 'nobody'}", ""))
 
     # -- keys and clicks ----------------------------------------------------------------------
 
