@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./hubbub-data
 
-.PHONY: run test lint typecheck unit screenshots bench bench-peers chaos clean postgres promtool haproxy chromium
+.PHONY: run test lint typecheck unit screenshots bench bench-peers chaos clean postgres promtool haproxy chromium iptables
 
 $(BIN)/hubbub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: lint typecheck promtool haproxy chromium
+test: lint typecheck promtool haproxy chromium iptables
 	$(BIN)/pytest
 
 # The service-free tiers (no PostgreSQL, Redis, HAProxy or browser): the fast loop, under a
@@ -48,7 +48,7 @@ screenshots: $(VENV)/.dev chromium
 # Every chaos scenario (tests/chaos) CHAOS_RUNS times with longer windows; `make test` runs
 # each once, short. Each run prints its report line (acked, lost, phantoms, gaps, ...).
 CHAOS_RUNS ?= 5
-chaos: $(VENV)/.dev haproxy
+chaos: $(VENV)/.dev haproxy iptables
 	CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/pytest -q -s tests/chaos
 
 # Start the local PostgreSQL cluster if it is down (the tests of the PostgreSQL engine
@@ -85,6 +85,13 @@ chromium:
 	command -v chromium >/dev/null || test -x /usr/bin/chromium || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$$(command -v chromium || echo /usr/bin/chromium) --version | head -1
+
+# iptables cuts a node off the data tier (tests/support/partition.py: the partition tests
+# and the chaos scenario; under CI they fail without it). Running them needs root.
+iptables:
+	command -v iptables >/dev/null || test -x /usr/sbin/iptables || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; }
+	$$(command -v iptables || echo /usr/sbin/iptables) --version | head -1
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py

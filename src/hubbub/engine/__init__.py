@@ -58,6 +58,9 @@ class EmbeddedEngine:
     async def start(self) -> None:
         self.db.open()
 
+    def problem(self) -> str | None:
+        return None  # one process: nothing to be cut off from
+
     async def close(self) -> None:
         await self.db.close()
 
@@ -72,7 +75,7 @@ class PostgresEngine:
         from hubbub.engine.postgres.log import PostgresLog
         from hubbub.engine.postgres.store import PostgresStore
 
-        self.db = PostgresDatabase(config.database_url)
+        self.db = PostgresDatabase(config.database_url, watch=True)
         self.replica = replica_of(config)
         memory_bus = MemoryBus()
         self.bus: Bus = memory_bus
@@ -87,6 +90,9 @@ class PostgresEngine:
         await self.db.open()
         if self.replica is not None:
             await self.replica.open()
+
+    def problem(self) -> str | None:
+        return self.db.problem()
 
     async def close(self) -> None:
         try:
@@ -111,7 +117,7 @@ class RedisEngine:
         from hubbub.engine.redis.presence import RedisPresence
 
         assert config.redis is not None
-        self.db = PostgresDatabase(config.database_url)
+        self.db = PostgresDatabase(config.database_url, watch=True)
         # Commands: a socket timeout longer than WAIT's, so a hung Redis fails the call.
         self.client = connect(config.redis, socket_timeout=5.0)
         # Pub/sub blocks for as long as the node lives: no socket timeout there.
@@ -148,6 +154,9 @@ class RedisEngine:
             await self.replica.open()
         await self.redis_bus.start()
         await self.redis_presence.start()
+
+    def problem(self) -> str | None:
+        return self.redis_bus.delivery_problem() or self.db.problem()
 
     async def close(self) -> None:
         try:

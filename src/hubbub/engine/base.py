@@ -334,6 +334,10 @@ class Engine(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    def problem(self) -> str | None:
+        """Why this node should take no new clients now (its fan-out stalled, its database
+        does not answer), in a sentence for `/readyz`; None while it can serve."""
+        ...
 
 
 OnCommit = Callable[[Message], None]

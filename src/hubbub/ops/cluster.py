@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -74,6 +74,9 @@ class Cluster:
     data: Path | None = None
     drain_grace: float = DRAIN_GRACE
     node_args: Sequence[str] = ()
+    # Arguments for one node only (by name, "node1"...), after the shared ones: the last
+    # --redis or --database given wins (a node that reaches the data tier another way).
+    node_args_for: Mapping[str, Sequence[str]] = field(default_factory=dict)
     worker: bool | None = None  # None: with Redis, when `hubbub worker` exists
     # A PEM with the certificate chain and its key: HAProxy serves https/wss on `port` and
     # redirects plain HTTP on `http_port` to it; the nodes behind it stay plain.
@@ -140,7 +143,7 @@ class Cluster:
             args += HA_NODE_ARGS if self.ha else ()
             for node in self.nodes:
                 node.data.mkdir(parents=True, exist_ok=True)
-                node.args = [*args, *self.node_args]
+                node.args = [*args, *self.node_args, *self.node_args_for.get(node.name, ())]
                 node.spawn()
             for node in self.nodes:
                 node.wait_ready(timeout)

@@ -37,8 +37,9 @@ CHAT: web.AppKey[Chat] = web.AppKey("chat", Chat)
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining", asyncio.Event)
 STARTED: web.AppKey[asyncio.Event] = web.AppKey("started", asyncio.Event)
 LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits", HttpLimits)
-# The bus's `delivery_problem`: a sentence while fan-out to this node cannot be trusted.
-FANOUT_PROBLEM: web.AppKey[Callable[[], str | None]] = web.AppKey("fanout_problem")
+# The engine's `problem`: a sentence while this node cannot serve (fan-out stalled, the
+# database out of reach).
+PROBLEM: web.AppKey[Callable[[], str | None]] = web.AppKey("problem")
 
 
 @web.middleware
@@ -270,9 +271,10 @@ async def readyz(request: web.Request) -> web.Response:
         return json_response(bodies.status_reply("draining"), 503)
     if not request.app[STARTED].is_set():
         return json_response(bodies.status_reply("starting"), 503)
-    problem = request.app[FANOUT_PROBLEM]()
+    problem = request.app[PROBLEM]()
     if problem is not None:
-        # Not in rotation while its rooms may be silent; it heals itself (engine.redis.canary).
+        # Not in rotation while its rooms may be silent or its calls refused; it heals
+        # itself (engine.redis.canary, engine.postgres.watch).
         return json_response(bodies.status_reply("stalled", problem), 503)
     return json_response(bodies.status_reply("ready"))
 

@@ -27,8 +27,8 @@ from hubbub.server.gateway import Connection, Gateway
 from hubbub.server.http import (
     CHAT,
     DRAINING,
-    FANOUT_PROBLEM,
     LIMITS,
+    PROBLEM,
     STARTED,
     add_routes,
     errors_middleware,
@@ -102,7 +102,7 @@ class Node:
         self.app[PROXIES] = TrustedProxies.parse(config.trusted_proxies)
         self.app[DRAINING] = self.unready
         self.app[STARTED] = self.started
-        self.app[FANOUT_PROBLEM] = engine.bus.delivery_problem
+        self.app[PROBLEM] = engine.problem
         self.app[LIMITS] = HttpLimits(engine.counters, config.rooms_per_hour, config.history_rate)
         add_routes(self.app)
         self.app.router.add_get("/ws", self._websocket)

@@ -14,6 +14,7 @@ import sqlalchemy.exc
 from hubbub import metrics
 from hubbub.engine.migrations import upgrade
 from hubbub.engine.postgres.urls import asyncpg_dsn as asyncpg_dsn
+from hubbub.engine.postgres.watch import DatabaseWatch
 from hubbub.engine.sql import Row, numbered
 from hubbub.protocol.errors import Unavailable
 
@@ -45,12 +46,21 @@ class PostgresDatabase:
     """A pool of asyncpg connections to one database, migrated to the head revision on open."""
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        migrate: bool = True,
+        watch: bool = False,
     ) -> None:
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
         self.migrate = migrate
+        # A node's pool: probed on a connection of its own, calls refused at once while the
+        # database does not answer (engine.postgres.watch).
+        self.watch = DatabaseWatch(asyncpg_dsn(url)) if watch else None
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
@@ -69,8 +79,16 @@ class PostgresDatabase:
             raise _unavailable(exc.orig or exc) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
+        if self.watch is not None:
+            self.watch.start()
+
+    def problem(self) -> str | None:
+        """Why this node cannot use the database now, in a sentence, or None."""
+        return self.watch.problem() if self.watch is not None else None
 
     async def close(self) -> None:
+        if self.watch is not None:
+            await self.watch.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -78,6 +96,18 @@ class PostgresDatabase:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         """A pooled connection; failures of the server reach callers as `Unavailable`."""
+        assert self._pool is not None, "database not open"
+        if self.watch is None:
+            async with self._connection() as conn:
+                yield conn
+            return
+        # Refused at once while the database is out of reach, and ended (Unavailable) if it
+        # is found out of reach while this call waits on it.
+        async with self.watch.bounded(), self._connection() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         assert self._pool is not None, "database not open"
         try:
             async with self._pool.acquire() as conn:
@@ -87,6 +117,10 @@ class PostgresDatabase:
                     # Never hand a half-dead connection to the next caller: the pool opens
                     # a new one on the next acquire, to whichever host now accepts writes.
                     conn.terminate()
+                    raise
+                except asyncio.CancelledError:
+                    if self.watch is not None and self.watch.unreachable:
+                        conn.terminate()  # cut short by the watch: its server is gone
                     raise
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
@@ -115,7 +149,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 def _unavailable(exc: BaseException) -> Unavailable:
     metrics.BACKEND_ERRORS.labels("postgres").inc()
-    return Unavailable(f"the database is unavailable ({exc or type(exc).__name__}); retry later")
+    return Unavailable(
+        f"the database is unavailable ({str(exc) or type(exc).__name__}); retry later"
+    )
 
 
 async def retried(read: Callable[..., Awaitable[T]], *args: Any) -> T:

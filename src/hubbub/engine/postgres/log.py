@@ -25,6 +25,9 @@ from hubbub.engine.postgres.database import (
     PostgresDatabase,
 )
 
+# What leaves a COMMIT's outcome unknown (see `_append`).
+_CUT_OFF: tuple[type[BaseException], ...] = (*BROKEN_CONNECTION_ERRORS, asyncio.CancelledError)
+
 log = logging.getLogger(__name__)
 
 SENT_MESSAGE = sql.numbered(sql.SENT_MESSAGE)
@@ -170,8 +173,11 @@ class PostgresLog(sql.SqlHistory):
             message = Message(room, seq, msg_id, sender, body, ts)
             try:
                 await tx.commit()
-            except BROKEN_CONNECTION_ERRORS:
-                entry.uncertain = message  # the caller gets `unavailable` and resends
+            except _CUT_OFF:
+                # Cut off, or cut short (a node stopping; the database watch ending calls
+                # to a server out of reach): the COMMIT may have landed. The caller gets
+                # `unavailable` and resends; the next counter read decides.
+                entry.uncertain = message
                 raise
             except BaseException:
                 self._settle(room, entry, None)
