@@ -28,6 +28,7 @@ import psycopg
 import pytest
 from support.api import Api
 from support.chaos import ChaosClient, Report, audit, history
+from support.partition import Partition
 from support.pgutil import TestDatabase
 from support.redis_server import REDIS_DURABLE, RedisServer
 from support.tools import require
@@ -54,11 +55,13 @@ class Chaos:
     sentinels, `min-replicas-to-write 1`, nodes acking after `--redis-replicas 1`) and a
     PostgreSQL primary with a synchronous standby."""
 
-    def __init__(self, tmp: Path, ha: bool) -> None:
+    def __init__(self, tmp: Path, ha: bool, partition: bool = False) -> None:
         require("haproxy")
         require("redis-server")
         self.database: TestDatabase | None = None
         self.redis: RedisServer | None = None
+        # The first node reaches the data tier through an address that can be cut off.
+        self.partition = Partition() if partition else None
         args = ["--rooms-per-hour", "0", "--heartbeat", "2"]
         if ha:
             self.cluster = Cluster(3, ha=True, data=tmp / "cluster", node_args=args)
@@ -78,9 +81,16 @@ class Chaos:
         if self.redis is not None:
             self.redis.start()
             self.cluster.redis = self.redis.url
+        if self.partition is not None:
+            assert self.redis is not None and self.database is not None
+            reach = ["--redis", self.partition.url(self.redis.url)]
+            reach += ["--database", self.partition.url(self.database.url)]
+            self.cluster.node_args_for = {self.cluster.nodes[0].name: reach}
         self.cluster.start()
 
     def stop(self) -> None:
+        if self.partition is not None:
+            self.partition.close()
         self.cluster.stop()
         if self.redis is not None:
             self.redis.stop()
@@ -148,6 +158,25 @@ class Chaos:
         await asyncio.sleep(5.0)
         await asyncio.to_thread(self.cluster.restart, node)
 
+    async def cut_a_node_off(self) -> None:
+        """Every packet between one node and Redis and PostgreSQL dropped for OUTAGE s (a
+        partition: its connections hang, nothing is refused), then let through again; in
+        the long runs HAProxy must have taken the node out of rotation meanwhile, and it
+        comes back after."""
+        assert self.partition is not None
+        node = self.cluster.nodes[0]
+        self.partition.cut()
+        try:
+            healing = time.monotonic() + OUTAGE
+            if LONG:  # long enough for the node to notice and HAProxy to take it out
+                await asyncio.to_thread(self.cluster.wait_rotation, node, False, OUTAGE - 1)
+            await asyncio.sleep(max(0.0, healing - time.monotonic()))
+            dropped = await asyncio.to_thread(self.partition.dropped)
+            assert dropped > 0, "the node sent nothing to the data tier during the cut"
+        finally:
+            self.partition.heal()
+        await asyncio.to_thread(self.cluster.wait_rotation, node, True, 30.0)
+
     async def kill_the_worker(self) -> None:
         """kill -9 of the worker mid-batch; a new one starts 5 s later."""
         self.cluster.kill_worker(signal.SIGKILL)
@@ -207,6 +236,7 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
 Fault = Callable[[Chaos], Awaitable[None]]
 SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on the HA data tier, the fault)
     "kill -9 a node": (False, Chaos.kill_a_node),
+    "cut a node off redis and postgresql": (False, Chaos.cut_a_node_off),
     "kill -9 the worker": (False, Chaos.kill_the_worker),
     "kill -9 redis, back at once": (False, lambda chaos: chaos.kill_redis(0.0)),
     "kill -9 redis, back later": (False, lambda chaos: chaos.kill_redis(OUTAGE)),
@@ -226,8 +256,9 @@ SCENARIOS: dict[str, tuple[bool, Fault]] = {  # name: (on the HA data tier, the 
 
 @pytest.fixture
 def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
-    ha, _ = SCENARIOS[request.node.callspec.params["scenario"]]
-    running = Chaos(tmp_path, ha)
+    scenario = request.node.callspec.params["scenario"]
+    ha, fault = SCENARIOS[scenario]
+    running = Chaos(tmp_path, ha, partition=fault == Chaos.cut_a_node_off)
     try:
         running.start()
         yield running
