@@ -126,9 +126,18 @@ class Chaos:
     async def settle(
         self, api: Api, token: str, rooms: list[str], clients: list[ChaosClient]
     ) -> dict[str, dict[int, str]]:
-        """Wait until all is acked, seen and in PostgreSQL; then the rooms' histories."""
+        """Wait until all is acked, seen and in PostgreSQL; then the rooms' histories.
+
+        The histories are read only once nothing is pending: the clients are quiet, so from
+        then on nothing new is sent, and a message acked after the read cannot be missing
+        from it."""
         deadline = time.monotonic() + SETTLE
         while True:
+            while any(c.pending for c in clients):
+                assert time.monotonic() < deadline, (
+                    f"not settled after {SETTLE:g}s: {sum(len(c.pending) for c in clients)} unacked"
+                )
+                await asyncio.sleep(0.2)
             stored = {room: await history(api, token, room) for room in rooms}
             ends = {room: max(messages, default=0) for room, messages in stored.items()}
             if all(c.settled(ends) for c in clients) and self.in_postgres() == sum(
