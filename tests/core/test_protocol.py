@@ -411,7 +411,7 @@ def test_max_body_is_the_configured_limit() -> None:
         ({"type": "ping", "x": 1, "nested": {"a": [1, {"b": None}]}}, Ping()),
         ({"type": "ping", "room": "NOT A ROOM", "since": -5}, Ping()),
         (
-            {"type": "send", "room": "lobby", "id": "m1", "body": "b", "reply_to": 3},
+            {"type": "send", "room": "lobby", "id": "m1", "body": "b", "quote": 3},
             Send(room="lobby", id="m1", body="b"),
         ),
         ({"type": "join", "room": "lobby", "limit": "x"}, Join(room="lobby")),

@@ -57,6 +57,47 @@ def message_frame(room: str, seq: int, id: str, sender: str, body: str, ts: int)
     }
 
 
+def redacted_frame(room: str, seq: int, id: str, sender: str, ts: int) -> dict[str, Any]:
+    """A message that was deleted, as a replay gives it: its body is gone from storage."""
+    return {
+        "type": "message",
+        "room": room,
+        "seq": seq,
+        "id": id,
+        "from": sender,
+        "ts": ts,
+        "deleted": True,
+    }
+
+
+def update_frame(
+    room: str, seq: int, kind: str, sender: str, ts: int, target: int | None
+) -> dict[str, Any]:
+    """An update of a room's log (an edit, delete, reaction or topic): the caller adds the
+    field of its kind (`body`, `key`, `topic` or `by`)."""
+    frame: dict[str, Any] = {
+        "type": "update",
+        "room": room,
+        "seq": seq,
+        "kind": kind,
+        "from": sender,
+        "ts": ts,
+    }
+    if target is not None:
+        frame["target"] = target
+    return frame
+
+
+def reaction_view(key: str, count: int, users: list[str], me: bool) -> dict[str, Any]:
+    """One key of a message's reactions as history lists it: `users` names up to 10."""
+    return {"key": key, "count": count, "users": users, "me": me}
+
+
+def replies_view(count: int, last_seq: int, last_ts: int) -> dict[str, Any]:
+    """The summary of a thread, on its root as history lists it."""
+    return {"count": count, "last_seq": last_seq, "last_ts": last_ts}
+
+
 def message_view(room: str, seq: int, id: str, sender: str, body: str, ts: int) -> dict[str, Any]:
     """A message as history lists it (HTTP and the `history` frame): the `message` frame
     without its `type`."""

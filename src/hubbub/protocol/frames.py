@@ -60,6 +60,39 @@ class Send(Frame, tag="send", kw_only=True):
     room: RoomName
     id: MessageId
     body: Body
+    reply_to: Seq | None = None  # the message this one answers
+    thread: Seq | None = None  # the root of the thread this one is in
+
+
+class Edit(Frame, tag="edit", kw_only=True):
+    room: RoomName
+    id: MessageId
+    target: Seq
+    body: Body
+
+
+class Delete(Frame, tag="delete", kw_only=True):
+    room: RoomName
+    id: MessageId
+    target: Seq
+
+
+class React(Frame, tag="react", kw_only=True):
+    room: RoomName
+    id: MessageId
+    target: Seq
+    key: str
+
+
+class Unreact(Frame, tag="unreact", kw_only=True):
+    room: RoomName
+    id: MessageId
+    target: Seq
+    key: str
+
+
+# The frames that append an update to a room's log (the rate limits count them as sends).
+UPDATES: Final = (Edit, Delete, React, Unreact)
 
 
 class History(Frame, tag="history", kw_only=True):
@@ -67,6 +100,7 @@ class History(Frame, tag="history", kw_only=True):
     before: Seq | None = None
     after: Seq | None = None
     limit: Limit = HISTORY_DEFAULT_LIMIT
+    thread: Seq | None = None  # page that thread (its root, then its replies)
 
 
 class Typing(Frame, tag="typing", kw_only=True):
@@ -77,7 +111,9 @@ class Ping(Frame, tag="ping"):
     pass
 
 
-ClientFrame = Hello | Join | Leave | Send | History | Typing | Ping
+ClientFrame = (
+    Hello | Join | Leave | Send | Edit | Delete | React | Unreact | History | Typing | Ping
+)
 
 _decoder: Final = msgspec.json.Decoder(ClientFrame)
 FRAME_TYPES: Final = tuple(str(kind.__struct_config__.tag) for kind in ClientFrame.__args__)
@@ -180,13 +216,15 @@ def parse_frame(data: str | bytes, max_body: int) -> ClientFrame:
         raise FrameError(BadRequest("the frame is nested too deeply"), _scan_ref(data)) from None
     except UnicodeError:
         raise FrameError(BadRequest("the frame is not valid UTF-8 text"), None) from None
-    if isinstance(frame, Send):
+    if isinstance(frame, (Send, Edit)):
         if len(frame.body) > max_body:
             over = len(frame.body) - max_body
             message = f"a message is at most {max_body} characters; this one is {over} over"
             raise FrameError(TooLarge(message), frame.ref)
         if (problem := rules.body_problem(frame.body)) is not None:
             raise FrameError(BadRequest(problem), frame.ref)
+    elif isinstance(frame, (React, Unreact)) and (problem := rules.key_problem(frame.key)):
+        raise FrameError(BadRequest(problem), frame.ref)
     return frame
 
 

@@ -45,6 +45,18 @@ SEQ: Final = "a seq is a whole number from 0 up (a message's place in its room)"
 LIMIT: Final = (
     f"limit is how many messages to answer with: a whole number from 1 to {HISTORY_MAX_LIMIT}"
 )
+KEY_MAX: Final = 32
+MAX_REACTION_KEYS: Final = 50
+TARGET: Final = "target is the seq of a message of this room: a whole number from 0 up"
+REPLY_TO: Final = "reply_to is the seq of the message of this room you answer: a whole number"
+THREAD: Final = "thread is the seq of a thread's first message in this room: a whole number"
+KEY: Final = (
+    f"a reaction key is 1 to {KEY_MAX} characters without spaces or control characters: "
+    "an emoji such as 👍 or a :shortcode:"
+)
+NO_UPDATES: Final = (
+    "edits, deletes, reactions, replies, threads and topics are not available with --redis yet"
+)
 
 FIELDS: Final[dict[str, str]] = {
     "username": USERNAME,
@@ -61,6 +73,10 @@ FIELDS: Final[dict[str, str]] = {
     "before": SEQ,
     "after": SEQ,
     "limit": LIMIT,
+    "target": TARGET,
+    "reply_to": REPLY_TO,
+    "thread": THREAD,
+    "key": KEY,
 }
 
 # Control characters but tab, newline and carriage return (a CRLF line end is a line
@@ -112,4 +128,28 @@ def body_problem(body: str) -> str | None:
             f"a message cannot hold control characters ({code} at character "
             f"{found.start() + 1}); newlines and tabs are fine"
         )
+    return None
+
+
+_ZWJ: Final = "\u200d"
+
+
+def key_problem(key: str) -> str | None:
+    """Why a reaction key is refused, or None: 1 to 32 code points, none of them a space,
+    a separator or a control, format or unassigned character (Unicode categories Z* and C*),
+    so a key shows as what it is and cannot hide another key behind invisible characters.
+
+    The one exception is the zero-width joiner (U+200D, a format character) between two
+    visible characters: it is what joins emoji such as 👩‍💻, and refusing it would refuse
+    the emoji people pick."""
+    if not key:
+        return KEY
+    if len(key) > KEY_MAX:
+        return f"{KEY}; this one is {len(key) - KEY_MAX} over"
+    for i, char in enumerate(key):
+        if char == _ZWJ and 0 < i < len(key) - 1 and _ZWJ not in (key[i - 1], key[i + 1]):
+            continue
+        if unicodedata.category(char)[0] in "CZ":
+            code = f"U+{ord(char):04X}"
+            return f"{KEY}; {code} at character {i + 1} is not allowed"
     return None
