@@ -18,7 +18,10 @@ import asyncio
 from typing import Protocol
 
 from hubbub.engine.base import Appended, Message, replayed
+from hubbub.engine.entry import Draft
 from hubbub.engine.redis.log import RedisLog
+from hubbub.protocol import rules
+from hubbub.protocol.errors import BadRequest
 
 
 class History(Protocol):
@@ -103,6 +106,13 @@ class DistributedLog:
             return replayed(stored, body)
         return await self.recent.append(room, sender, msg_id, body)
 
+    async def append_entry(self, room: str, sender: str, msg_id: str, draft: Draft) -> Appended:
+        """Not on this engine yet: the Redis log and the worker move messages only."""
+        raise BadRequest(rules.NO_UPDATES)
+
+    async def versions(self, room: str, seq: int) -> list[Message]:
+        raise BadRequest(rules.NO_UPDATES)
+
     async def last_seq(self, room: str) -> int:
         return await self.recent.last_seq(room)
 
@@ -125,8 +135,15 @@ class DistributedLog:
         return await self.history.read(room, after, top) + newer
 
     async def page(
-        self, room: str, before: int | None, after: int | None, limit: int
+        self,
+        room: str,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        thread: int | None = None,
     ) -> tuple[list[Message], bool]:
+        if thread is not None:
+            raise BadRequest(rules.NO_UPDATES)
         first = await self._stream_start(room)
         low = 1 if after is None else after + 1
         if first is None or (before is not None and before <= first):

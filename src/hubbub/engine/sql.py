@@ -8,10 +8,11 @@ next group commit; PostgreSQL's run on a pooled connection. Statements are writt
 `?` placeholders, SQLite's own; the PostgreSQL adapter renders them as `$1 .. $n` with
 `numbered` (once per statement, cached).
 
-The message logs share their reads (`read`, `page`) and the row mapper, not their
-appends: SQLite assigns seqs inside its single writer's group commit (a synchronous job
-run on the event loop), PostgreSQL in a transaction holding the room's counter row lock
-across awaits. Those stay in `sqlite.store.SqliteLog` and `postgres.log.PostgresLog`.
+The message logs share their reads (`engine.sqlreads`), the row mapper and the checks of
+updates (`engine.updates`), not their appends: SQLite assigns seqs inside its single
+writer's group commit (a synchronous job run on the event loop), PostgreSQL in a
+transaction holding the room's counter row lock across awaits. Those stay in
+`sqlite.store.SqliteLog` and `postgres.log.PostgresLog`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,14 @@ SESSION_SELECT = (
     "SELECT t.id, t.token_hash, u.name, t.created_at, t.last_used_at, t.expires_at, "
     "t.user_agent, t.address FROM tokens t JOIN users u ON u.key = t.user_key"
 )
-MESSAGE_SELECT = "SELECT room, seq, client_id, sender, body, ts, deleted FROM messages"
+# Every column of an entry, in the order `message` reads them.
+ENTRY_COLUMNS = (
+    "room, seq, client_id, sender, body, ts, deleted, kind, target, reply_to, thread, "
+    "reaction_key, topic, current_body, edited, reply_count, last_reply_seq, last_reply_ts"
+)
+MESSAGE_SELECT = f"SELECT {ENTRY_COLUMNS} FROM messages"
+# One entry by its seq.
+ENTRY = MESSAGE_SELECT + " WHERE room = ? AND seq = ?"
 # The message stored under an idempotency key (room, sender key, client id).
 SENT_MESSAGE = MESSAGE_SELECT + " WHERE room = ? AND sender_key = ? AND client_id = ?"
 # The room's highest stored seq, 0 if none.
@@ -84,13 +92,23 @@ STORED_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = ?"
 READ_MESSAGES = MESSAGE_SELECT + " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq"
 INSERT_MEMBERSHIP = "INSERT INTO memberships (room, user_key, role, joined_at) VALUES (?, ?, ?, ?)"
 REMOVE_MEMBER = "DELETE FROM memberships WHERE room = ? AND user_key = ?"
-# Every body of a room removed from storage: the rows stay as tombstones.
-REDACT_MESSAGES = "UPDATE messages SET body = '', deleted = ? WHERE room = ? AND NOT deleted"
+# Every text of a room removed from storage (bodies, edits, keys, topics): the rows stay
+# as tombstones. Its reactions go with `REDACT_REACTIONS`.
+REDACT_MESSAGES = (
+    "UPDATE messages SET body = '', current_body = NULL, reaction_key = NULL, topic = NULL, "
+    "deleted = ? WHERE room = ? AND NOT deleted"
+)
+REDACT_REACTIONS = "DELETE FROM reactions WHERE room = ?"
 # A deleted room's log, forgotten (its seq counter too), each taking the room.
-PURGE_LOG = ("DELETE FROM messages WHERE room = ?", "DELETE FROM room_seqs WHERE room = ?")
+PURGE_LOG = (
+    "DELETE FROM messages WHERE room = ?",
+    "DELETE FROM reactions WHERE room = ?",
+    "DELETE FROM room_seqs WHERE room = ?",
+)
 
 
 def message(row: Row) -> Message:
+    """The entry of a row of `ENTRY_COLUMNS`."""
     return Message(
         room=row[0],
         seq=row[1],
@@ -99,6 +117,15 @@ def message(row: Row) -> Message:
         body=row[4],
         ts=row[5],
         deleted=bool(row[6]),
+        kind=row[7],
+        target=row[8],
+        reply_to=row[9],
+        thread=row[10],
+        key=row[11],
+        topic=row[12],
+        current=row[13],
+        edited=row[14],
+        replies=(row[15], row[16], row[17]) if row[15] else None,
     )
 
 
@@ -350,47 +377,3 @@ class SqlStore:
             "ORDER BY u.key"
         )
         return [row[0] for row in await self.sql.all(sql, room)]
-
-
-async def read(sql: Database, room: str, after: int, upto: int) -> list[Message]:
-    """`Log.read` on the `messages` table."""
-    return [message(row) for row in await sql.all(READ_MESSAGES, room, after, upto)]
-
-
-async def page(
-    sql: Database, room: str, before: int | None, after: int | None, limit: int
-) -> tuple[list[Message], bool]:
-    """`Log.page` on the `messages` table."""
-    where = ["room = ?"]
-    args: list[Any] = [room]
-    if before is not None:
-        where.append("seq < ?")
-        args.append(before)
-    if after is not None:
-        where.append("seq > ?")
-        args.append(after)
-    # Newest first below `before` (or unbounded); oldest first above a lone `after`.
-    order = "ASC" if after is not None and before is None else "DESC"
-    statement = f"{MESSAGE_SELECT} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
-    rows = [message(row) for row in await sql.all(statement, *args, limit + 1)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if order == "DESC":
-        rows.reverse()
-    return rows, more
-
-
-class SqlHistory:
-    """`Log.read` and `Log.page` over `self.sql`: the reads every SQL log and the Redis
-    engine's PostgreSQL history share."""
-
-    sql: Database
-    reads: Database | None = None  # where history reads go instead (a replica's reads)
-
-    async def read(self, room: str, after: int, upto: int) -> list[Message]:
-        return await read(self.reads or self.sql, room, after, upto)
-
-    async def page(
-        self, room: str, before: int | None, after: int | None, limit: int
-    ) -> tuple[list[Message], bool]:
-        return await page(self.reads or self.sql, room, before, after, limit)

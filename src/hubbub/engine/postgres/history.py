@@ -6,21 +6,21 @@ appended into `messages`.
 
 from __future__ import annotations
 
-from hubbub.engine import sql
+from hubbub.engine import sql, sqlreads
 from hubbub.engine.base import Message
 from hubbub.engine.postgres.archive import ROOM_LOCK_NAMESPACE, room_lock_key
 from hubbub.engine.postgres.database import PostgresAdapter, PostgresDatabase
 
 # The stored messages of (room, sender key, client id) keys, in one query.
-FIND_SENT = """
-SELECT m.room, m.seq, m.client_id, m.sender, m.body, m.ts, m.deleted, m.sender_key
+FIND_SENT = f"""
+SELECT {", ".join("m." + column for column in sql.ENTRY_COLUMNS.split(", "))}, m.sender_key
 FROM messages m
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS p(room, sender_key, client_id)
   ON m.room = p.room AND m.sender_key = p.sender_key AND m.client_id = p.client_id
 """
 
 
-class PostgresHistory(sql.SqlHistory):
+class PostgresHistory(sqlreads.SqlHistory):
     """Every room's history in `messages`, written by the worker and read by every node."""
 
     def __init__(self, db: PostgresDatabase) -> None:
@@ -57,4 +57,4 @@ class PostgresHistory(sql.SqlHistory):
             return {}
         rooms, senders, ids = (list(column) for column in zip(*keys, strict=True))
         rows = await self.db.fetch(FIND_SENT, rooms, senders, ids)
-        return {(row[0], row[7], row[2]): sql.message(row) for row in rows}
+        return {(row[0], row[18], row[2]): sql.message(row) for row in rows}

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from hubbub.engine import sql
+from hubbub.engine import sql, sqlreads, updates
 from hubbub.engine.base import Appended, Message, OnCommit, replayed
+from hubbub.engine.entry import Draft
 from hubbub.engine.postgres.database import (
     BROKEN_CONNECTION_ERRORS,
     PostgresAdapter,
     PostgresDatabase,
 )
+from hubbub.engine.updates import Target
 
 # What leaves a COMMIT's outcome unknown (see `_append`).
 _CUT_OFF: tuple[type[BaseException], ...] = (*BROKEN_CONNECTION_ERRORS, asyncio.CancelledError)
@@ -47,19 +49,57 @@ ON CONFLICT (room, sender_key, client_id) DO NOTHING
 RETURNING seq
 """
 
+# The room's next seq, taking its counter row (locked until commit) for an entry that is
+# checked before it is inserted (`engine.updates`).
+NEXT_SEQ = """
+INSERT INTO room_seqs AS s (room, last_seq) VALUES ($1, 1)
+ON CONFLICT (room) DO UPDATE SET last_seq = s.last_seq + 1
+RETURNING last_seq
+"""
+INSERT_ENTRY = sql.numbered(updates.INSERT_ENTRY + " RETURNING seq")
+
 COMMITTED = "SELECT 1 FROM messages WHERE room = $1 AND seq = $2 AND client_id = $3"
 
 FetchRow = Callable[..., Awaitable[asyncpg.Record | None]]
 
 
 async def _existing(
-    conn: asyncpg.pool.PoolConnectionProxy, room: str, sender: str, msg_id: str, body: str
+    conn: asyncpg.pool.PoolConnectionProxy,
+    room: str,
+    sender: str,
+    msg_id: str,
+    draft: Draft | str,
 ) -> Appended | None:
-    """The message stored under this idempotency key; Conflict if its body differs."""
+    """The entry stored under this idempotency key; Conflict if it is not the same."""
     row = await conn.fetchrow(SENT_MESSAGE, room, sender.lower(), msg_id)
     if row is None:
         return None
-    return replayed(sql.message(row), body)
+    return replayed(sql.message(row), draft)
+
+
+async def _checked_entry(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    room: str,
+    sender: str,
+    msg_id: str,
+    draft: Draft,
+    ts: int,
+) -> tuple[int | None, Target | None]:
+    """Take the room's next seq, check the draft (holding the counter row: every earlier
+    entry of the room is committed) and store it with its effects; the seq (None if its
+    idempotency key was taken meanwhile) and the message it names. A refused draft
+    raises, and the caller's rollback gives the seq back."""
+    seq = await conn.fetchval(NEXT_SEQ, room)
+    sender_key = sender.lower()
+    reads = updates.facts(room, sender_key, draft)
+    rows = [await conn.fetchrow(sql.numbered(statement), *args) for statement, args in reads]
+    target = updates.check(room, sender_key, draft, rows)
+    row = updates.entry_row(room, seq, msg_id, sender, ts, draft)
+    if await conn.fetchval(INSERT_ENTRY, *row) is None:
+        return None, None
+    for statement, args in updates.effects(room, seq, sender, ts, draft):
+        await conn.execute(sql.numbered(statement), *args)
+    return seq, target
 
 
 @dataclass(slots=True, eq=False)
@@ -91,7 +131,7 @@ class _Turn:
             self.lock.release()
 
 
-class PostgresLog(sql.SqlHistory):
+class PostgresLog(sqlreads.SqlHistory):
     """Per-room gapless logs in the `messages` table, shared by every node.
 
     `on_commit` sees this process's own appends in seq order per room. Appends are
@@ -116,12 +156,17 @@ class PostgresLog(sql.SqlHistory):
         async with self._turn(room) as turn:
             return await self._append(room, sender, msg_id, body, turn)
 
+    async def append_entry(self, room: str, sender: str, msg_id: str, draft: Draft) -> Appended:
+        async with self._turn(room) as turn:
+            return await self._append(room, sender, msg_id, draft.body, turn, draft)
+
     async def redact(self, room: str) -> None:
         # In its turn, so every append called before it is redacted too; and holding the
         # counter row, which an append holds until it commits.
         async with self._turn(room), self.db.connection() as conn, conn.transaction():
             await conn.execute("SELECT 1 FROM room_seqs WHERE room = $1 FOR UPDATE", room)
             await conn.execute(sql.numbered(sql.REDACT_MESSAGES), True, room)
+            await conn.execute(sql.numbered(sql.REDACT_REACTIONS), room)
 
     async def purge(self, room: str) -> None:
         await self.sql.transaction(*((statement, (room,)) for statement in sql.PURGE_LOG))
@@ -145,17 +190,31 @@ class PostgresLog(sql.SqlHistory):
                 del self._turns[room]
 
     async def _append(
-        self, room: str, sender: str, msg_id: str, body: str, turn: _Turn
+        self,
+        room: str,
+        sender: str,
+        msg_id: str,
+        body: str,
+        turn: _Turn,
+        draft: Draft | None = None,
     ) -> Appended:
+        """Append a plain message (one statement), or the entry of a `draft`."""
+        asked: Draft | str = body if draft is None else draft
         async with self.db.connection() as conn:
-            known = await _existing(conn, room, sender, msg_id, body)
+            known = await _existing(conn, room, sender, msg_id, asked)
             if known is not None:
                 return known
             ts = int(self.clock() * 1000)
+            target: Target | None = None
             tx = conn.transaction()
             await tx.start()
             try:
-                seq = await conn.fetchval(APPEND, room, msg_id, sender.lower(), sender, body, ts)
+                if draft is None:
+                    seq = await conn.fetchval(
+                        APPEND, room, msg_id, sender.lower(), sender, body, ts
+                    )
+                else:
+                    seq, target = await _checked_entry(conn, room, sender, msg_id, draft, ts)
                 if seq is not None:  # every seq below it is committed: decide on those
                     await self._decide(room, seq - 1, conn.fetchrow)
             except BaseException:
@@ -165,12 +224,15 @@ class PostgresLog(sql.SqlHistory):
             if seq is None:  # a concurrent append with this key committed first
                 turn.release()
                 await tx.rollback()
-                known = await _existing(conn, room, sender, msg_id, body)
+                known = await _existing(conn, room, sender, msg_id, asked)
                 assert known is not None, "the idempotency key was taken, so the row exists"
                 return known
             entry = self._register(room, seq)
             turn.release()
-            message = Message(room, seq, msg_id, sender, body, ts)
+            if draft is None:
+                message = Message(room, seq, msg_id, sender, body, ts)
+            else:
+                message = updates.stored(room, seq, msg_id, sender, ts, draft)
             try:
                 await tx.commit()
             except _CUT_OFF:
@@ -184,7 +246,7 @@ class PostgresLog(sql.SqlHistory):
                 raise
             self._settle(room, entry, message)
         await asyncio.shield(entry.published)
-        return Appended(message, created=True)
+        return Appended(message, created=True, target_sender=target.sender if target else None)
 
     def _register(self, room: str, seq: int) -> _InFlight:
         entry = _InFlight(seq)

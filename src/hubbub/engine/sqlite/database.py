@@ -52,6 +52,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL per commit
     conn.execute("PRAGMA busy_timeout=5000")
+    # What a delete frees is overwritten with zeros, not left in the file's free space:
+    # a deleted message's text must be gone from storage (see `scrub_after_commit`).
+    conn.execute("PRAGMA secure_delete=ON")
     if readonly:
         conn.execute("PRAGMA query_only=1")
     return conn
@@ -73,6 +76,7 @@ class SqliteDatabase:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_rollback: list[Callable[[], None]] = []
         self.commits = 0
+        self._scrub = False  # a job of the group being run removed text (a delete)
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +116,12 @@ class SqliteDatabase:
             self._idle.clear()
             self._loop.call_soon(self._next_group)
         return future
+
+    def scrub_after_commit(self) -> None:
+        """Called by a job that removes text: once its group commits, the WAL is
+        checkpointed into the database file and truncated, so the removed text is left
+        neither in the file (secure_delete zeroed it there) nor in the WAL's older frames."""
+        self._scrub = True
 
     async def read(self, run: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -156,7 +166,8 @@ class SqliteDatabase:
             self._failed(conn, group, exc)
             self._loop.call_soon(self._next_group)
             return
-        commit = self._committer.submit(conn.execute, "COMMIT")
+        scrub, self._scrub = self._scrub, False
+        commit = self._committer.submit(_commit, conn, scrub)
         commit.add_done_callback(partial(self._committed_threadsafe, group, outcomes))
 
     def _committed_threadsafe(
@@ -188,6 +199,21 @@ class SqliteDatabase:
             hook()
         failure = _unavailable(exc) if isinstance(exc, Exception) else exc
         _settle([(job, None, failure) for job in group])
+
+
+def _commit(conn: sqlite3.Connection, scrub: bool) -> None:
+    """COMMIT (in the committer thread), then the checkpoint a delete asked for: it waits
+    for the readers (busy_timeout) and must not fail the commit, which is durable."""
+    conn.execute("COMMIT")
+    if not scrub:
+        return
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    except sqlite3.Error:
+        log.exception("checkpoint after a delete failed")
+        return
+    if busy:
+        log.warning("checkpoint after a delete was blocked; the next one completes it")
 
 
 def _unavailable(exc: Exception) -> Exception:

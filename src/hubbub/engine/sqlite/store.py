@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hubbub.engine import sql
+from hubbub.engine import sql, sqlreads, updates
 from hubbub.engine.base import Appended, Message, OnCommit, replayed
+from hubbub.engine.entry import Draft, Kind
 from hubbub.engine.sql import Row, SqlStore
 from hubbub.engine.sqlite.database import SqliteDatabase
 
@@ -67,7 +68,7 @@ INSERT_MESSAGE = (
 )
 
 
-class SqliteLog(sql.SqlHistory):
+class SqliteLog(sqlreads.SqlHistory):
     """Per-room gapless logs in the `messages` table; appends are group-committed."""
 
     def __init__(
@@ -105,13 +106,44 @@ class SqliteLog(sql.SqlHistory):
 
         return await self.db.write(run, self._published, savepoint=False)
 
+    async def append_entry(self, room: str, sender: str, msg_id: str, draft: Draft) -> Appended:
+        sender_key = sender.lower()
+
+        def run(c: sqlite3.Connection) -> Appended:
+            # The writer runs one job at a time: nothing of the room comes between the
+            # check and the write. A refused draft raises before writing anything.
+            existing = c.execute(sql.SENT_MESSAGE, (room, sender_key, msg_id)).fetchone()
+            if existing is not None:
+                return replayed(sql.message(existing), draft)
+            reads = updates.facts(room, sender_key, draft)
+            rows = [c.execute(statement, args).fetchone() for statement, args in reads]
+            target = updates.check(room, sender_key, draft, rows)
+            seq = self._last_seq_locked(c, room) + 1
+            ts = int(self.clock() * 1000)
+            c.execute(updates.INSERT_ENTRY, updates.entry_row(room, seq, msg_id, sender, ts, draft))
+            for statement, args in updates.effects(room, seq, sender, ts, draft):
+                c.execute(statement, args)
+            if draft.kind == Kind.DELETE:
+                self.db.scrub_after_commit()
+            self._last[room] = seq
+            entry = updates.stored(room, seq, msg_id, sender, ts, draft)
+            sent_to = target.sender if target is not None else None
+            return Appended(entry, created=True, target_sender=sent_to)
+
+        return await self.db.write(run, self._published)
+
     def _published(self, appended: Appended) -> None:
         if appended.created:
             self.on_commit(appended.message)
 
     async def redact(self, room: str) -> None:
         # A write job: appends queued before it are redacted too.
-        await self.db.write(lambda c: c.execute(sql.REDACT_MESSAGES, (True, room)).rowcount)
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(sql.REDACT_MESSAGES, (True, room))
+            c.execute(sql.REDACT_REACTIONS, (room,))
+            self.db.scrub_after_commit()
+
+        await self.db.write(run)
 
     async def purge(self, room: str) -> None:
         def run(c: sqlite3.Connection) -> None:
