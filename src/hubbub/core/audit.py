@@ -5,7 +5,8 @@ One JSON line per event on the `hubbub.audit` logger (the node's JSON log on std
 `--log-level warning` quiets the node, never its audit trail. Fields: `event`, `actor`,
 `target`, `room`, `address`, `user_agent`, `outcome` (`ok`, or the error code that
 refused it), `at` (Unix ms), and where they apply `reason` (why a login failed) and
-`count` (sessions revoked at once). Secrets never appear: no password, no token, no
+`count` (sessions revoked at once) and `seq` (the message a moderator deleted: its
+sender is the `target`). Secrets never appear: no password, no token, no
 token hash (sessions are named by their public id).
 """
 
@@ -42,6 +43,7 @@ def audit(
     outcome: str = "ok",
     reason: str | None = None,
     count: int | None = None,
+    seq: int | None = None,
 ) -> None:
     fields: dict[str, object] = {
         "event": event,
@@ -57,6 +59,8 @@ def audit(
         fields["reason"] = reason
     if count is not None:
         fields["count"] = count
+    if seq is not None:
+        fields["seq"] = seq
     log.info(event, extra=fields)
 
 

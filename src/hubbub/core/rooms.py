@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import secrets
+from contextlib import nullcontext
 from typing import Any
 
 from hubbub.core.audit import Client, audited, audited_unless_self
 from hubbub.core.state import ChatState
 from hubbub.engine.base import Role, Room, RoomChange
+from hubbub.engine.entry import Draft, Kind
 from hubbub.protocol import rules
 from hubbub.protocol.bodies import NewRoom, RoomChanges, convert
 from hubbub.protocol.errors import Conflict, Forbidden, NotFound
@@ -83,20 +86,41 @@ class Rooms(ChatState):
     async def change_room(
         self, user: str, name: str, data: dict[str, Any], client: Client | None = None
     ) -> dict[str, Any]:
-        """Apply a `RoomChanges` body (the owner's); the room as it is afterwards."""
+        """Apply a `RoomChanges` body; the room as it is afterwards. `archived` is the
+        owner's (audited), `topic` the owner's and the moderators'; both are checked before
+        either applies. An unarchive applies before a topic, an archive after it: an
+        archived room is read-only, its topic too. An empty body is the owner's."""
         changes = convert(data, RoomChanges)
-        if changes.archived is None:
+        archived, topic = changes.archived, changes.topic
+        if archived is None and topic is None:
             return await self.room_view(await self.owned(user, name))
-        archived = changes.archived
-        with audited("room_archived" if archived else "room_unarchived", user, client, room=name):
-            room = await self.owned(user, name)
-            if archived != room.archived:
-                await self.store.set_archived(name, archived)
-                change = RoomChange.ARCHIVED if archived else RoomChange.UNARCHIVED
-                self.room_changed(name, change)  # here at once, elsewhere through the bus
-                self.bus.publish_room_changed(name, change)
-                room = dataclasses.replace(room, archived=archived)
+        event = "room_archived" if archived else "room_unarchived"
+        with audited(event, user, client, room=name) if archived is not None else nullcontext():
+            room, role = await self.readable(user, name)
+            if archived is not None and role is not Role.OWNER:
+                raise Forbidden(f"only the owner of {name!r} may do that")
+            if topic is not None and role not in STAFF:
+                raise Forbidden("only the owner or a moderator may change the topic")
+            if archived is False:
+                room = await self._set_archived(room, False)
+            if topic is not None and topic != room.topic:
+                if room.archived:
+                    raise Forbidden(rules.archived_room(name))
+                draft = Draft(Kind.TOPIC, topic=topic)
+                await self.log.append_entry(name, user, "topic-" + secrets.token_hex(8), draft)
+                room = dataclasses.replace(room, topic=topic)
+            if archived is True:
+                room = await self._set_archived(room, True)
         return await self.room_view(room)
+
+    async def _set_archived(self, room: Room, archived: bool) -> Room:
+        if archived == room.archived:
+            return room
+        await self.store.set_archived(room.name, archived)
+        change = RoomChange.ARCHIVED if archived else RoomChange.UNARCHIVED
+        self.room_changed(room.name, change)  # here at once, elsewhere through the bus
+        self.bus.publish_room_changed(room.name, change)
+        return dataclasses.replace(room, archived=archived)
 
     async def delete_room(self, user: str, name: str, client: Client | None = None) -> None:
         """Delete the room (the owner's): memberships and bans go, every body is redacted,

@@ -69,11 +69,12 @@ class NewRoom(RequestBody):
 
 class RoomChanges(RequestBody):
     """`PATCH /api/v1/rooms/{room}`: the fields to change, each optional (absent or null
-    leaves it as it is); more fields join `archived` here as rooms gain settings."""
+    leaves it as it is); more fields join these as rooms gain settings."""
 
     archived: bool | None = None
+    topic: Topic | None = None
 
-    rules = {"archived": rules.ARCHIVED}
+    rules = {"archived": rules.ARCHIVED, "topic": TOPIC_RULE}
 
 
 class AccountDeletion(RequestBody):
@@ -140,8 +141,28 @@ class Room(msgspec.Struct):
     archived: bool
 
 
+class Reaction(msgspec.Struct):
+    """One key standing on a message: `users` names up to 10 of the `count` who hold it;
+    `me` says whether the caller does."""
+
+    key: str
+    count: int
+    users: list[str]
+    me: bool
+
+
+class Replies(msgspec.Struct):
+    """A thread's summary, on its root."""
+
+    count: int
+    last_seq: int
+    last_ts: int
+
+
 class Message(msgspec.Struct):
-    """A message, or the tombstone of a redacted one: no `body`, `"deleted": true`."""
+    """A message in its current state (the latest body, `edited` the ts of its latest
+    edit), or the tombstone of a deleted one: no `body`, `"deleted": true`. `reply_to`,
+    `thread`, `reactions` and `replies` (on a thread's root) only when it has them."""
 
     room: str
     seq: int
@@ -150,6 +171,19 @@ class Message(msgspec.Struct):
     ts: int
     body: str | msgspec.UnsetType = msgspec.UNSET
     deleted: bool | msgspec.UnsetType = msgspec.UNSET
+    edited: int | msgspec.UnsetType = msgspec.UNSET
+    reply_to: int | msgspec.UnsetType = msgspec.UNSET
+    thread: int | msgspec.UnsetType = msgspec.UNSET
+    reactions: list[Reaction] | msgspec.UnsetType = msgspec.UNSET
+    replies: Replies | msgspec.UnsetType = msgspec.UNSET
+
+
+class Version(msgspec.Struct):
+    """One version of a message: the original (its own seq) or an edit (the edit's seq)."""
+
+    seq: int
+    body: str
+    ts: int
 
 
 class Session(msgspec.Struct):
@@ -202,6 +236,12 @@ class HistoryReply(msgspec.Struct):
     more: bool
 
 
+class VersionsReply(msgspec.Struct):
+    """`GET .../messages/{seq}/edits`: the versions of a message, oldest first."""
+
+    versions: list[Version]
+
+
 ErrorCode = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(ERROR_CODES)})]
 
 
@@ -248,6 +288,10 @@ def users_reply(users: list[str]) -> Json:
 
 def history_reply(messages: list[Json], more: bool) -> Json:
     return {"messages": messages, "more": more}
+
+
+def versions_reply(versions: list[Json]) -> Json:
+    return {"versions": versions}
 
 
 def status_reply(status: str, reason: str | None = None) -> Json:

@@ -245,12 +245,24 @@ async def history(request: web.Request) -> web.Response:
     before = query_int(request, "before", 0, SEQ_MAX)
     after = query_int(request, "after", 0, SEQ_MAX)
     limit = query_int(request, "limit", 1, HISTORY_MAX_LIMIT)
+    thread = query_int(request, "thread", 0, SEQ_MAX)
     if limit is None:
         limit = HISTORY_DEFAULT_LIMIT
     messages, more = await request.app[CHAT].history(
-        user, request.match_info["room"], before, after, limit
+        user, request.match_info["room"], before, after, limit, thread
     )
-    return json_response(bodies.history_reply([m.view() for m in messages], more))
+    return json_response(bodies.history_reply([m.view(user) for m in messages], more))
+
+
+@routes.get("/api/v1/rooms/{room}/messages/{seq}/edits")
+async def versions(request: web.Request) -> web.Response:
+    user, _ = await user_of(request)
+    request.app[LIMITS].check_history(user)
+    raw = request.match_info["seq"]
+    if not _INTEGER.fullmatch(raw) or not 0 <= int(raw) <= SEQ_MAX:
+        raise NotFound(f"no message {raw[:32]!r}: a message is named by its seq, a whole number")
+    found = await request.app[CHAT].versions(user, request.match_info["room"], int(raw))
+    return json_response(bodies.versions_reply([m.version() for m in found]))
 
 
 @routes.get("/api/v1/rooms/{room}/presence")

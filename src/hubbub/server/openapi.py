@@ -96,6 +96,7 @@ def _schemas() -> dict[str, Any]:
             bodies.RoomsReply,
             bodies.UsersReply,
             bodies.HistoryReply,
+            bodies.VersionsReply,
             bodies.Status,
             bodies.ErrorReply,
         ),
@@ -200,7 +201,8 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/rooms/{room}": {
             "get": _op("One room", "200", result=bodies.RoomReply, params=room),
             "patch": _op(
-                "Change a room (owner): archive or unarchive it",
+                "Change a room: archive or unarchive it (owner); set its topic (owner and "
+                "moderators: a topic update in its log)",
                 "200",
                 body=bodies.RoomChanges,
                 result=bodies.RoomReply,
@@ -229,7 +231,8 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/rooms/{room}/messages": {
             "get": _op(
-                "History page",
+                "History page: messages in their current state, outside threads (thread="
+                "ROOT: that thread's root and replies)",
                 "200",
                 result=bodies.HistoryReply,
                 params=[
@@ -237,7 +240,17 @@ def openapi_document() -> dict[str, Any]:
                     _query_int("before", 0, SEQ_MAX),
                     _query_int("after", 0, SEQ_MAX),
                     _query_int("limit", 1, HISTORY_MAX_LIMIT),
+                    _query_int("thread", 0, SEQ_MAX),
                 ],
+            ),
+        },
+        "/api/v1/rooms/{room}/messages/{seq}/edits": {
+            "get": _op(
+                "A message's versions, oldest first: as sent, then each edit (404 once "
+                "deleted, or for an update's seq)",
+                "200",
+                result=bodies.VersionsReply,
+                params=[*room, _path_param("seq")],
             ),
         },
         "/api/v1/rooms/{room}/presence": {

@@ -16,6 +16,7 @@ from hubbub.core.chat import Chat
 from hubbub.core.join import Joins
 from hubbub.core.limits import ConnectionLimits, PenaltyBox
 from hubbub.engine.base import Message
+from hubbub.engine.entry import Draft, Kind
 from hubbub.protocol.errors import (
     BadRequest,
     Internal,
@@ -33,14 +34,19 @@ from hubbub.protocol.events import (
     welcome_frame,
 )
 from hubbub.protocol.frames import (
+    UPDATES,
+    Delete,
+    Edit,
     FrameError,
     Hello,
     History,
     Join,
     Leave,
     Ping,
+    React,
     Send,
     Typing,
+    Unreact,
     encode,
     parse_frame,
     ws_text_frame,
@@ -56,6 +62,8 @@ CONNECTIONS_RETRY_AFTER = 5.0
 FLOODING = "flooding"  # the close reason of a connection cut off for flooding
 OVERSIZED = "frame too large"  # ... and of one aiohttp closed with 1009
 FRAMES_PER_TURN = 4  # frames one connection may handle before the event loop turns
+# What the send rate limit counts: sends, updates (each appends to a room's log) and typing.
+CHATTY = (Send, Typing, *UPDATES)
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)  # what ends `async for`
 
 
@@ -151,7 +159,7 @@ class WebSocketHandler:
                     elif conn.closing:
                         break
                     continue
-                chatty = isinstance(frame, (Send, Typing))
+                chatty = isinstance(frame, CHATTY)
                 history = isinstance(frame, History)
                 if not self._allowed(conn, limits, chatty, now, frame.ref, history):
                     if conn.closing:
@@ -268,11 +276,17 @@ class WebSocketHandler:
         elif isinstance(frame, Leave):
             self.gateway.unsubscribe(conn, frame.room)
             conn.reply(left_frame(frame.room), frame.ref)
+        elif isinstance(frame, UPDATES):
+            await self.joins.require_joined(conn.user, conn.rooms, frame.room)
+            # Drafted here, before the next frame is read: a connection's updates and sends
+            # reach the log in frame order (a delete reads the sender's role first).
+            draft = await self._draft(conn, frame)
+            self.gateway.spawn(self._update(conn, frame, draft))
         elif isinstance(frame, History):
             messages, more = await self.chat.history(
-                conn.user, frame.room, frame.before, frame.after, frame.limit
+                conn.user, frame.room, frame.before, frame.after, frame.limit, frame.thread
             )
-            views = (m.view() for m in messages)
+            views = (m.view(conn.user) for m in messages)
             conn.reply(history_frame(frame.room, views, more), frame.ref)
         elif isinstance(frame, Typing):
             await self.joins.require_joined(conn.user, conn.rooms, frame.room)
@@ -286,10 +300,34 @@ class WebSocketHandler:
         elif isinstance(frame, Hello):
             raise BadRequest("already said hello")
 
+    async def _draft(self, conn: Connection, frame: Edit | Delete | React | Unreact) -> Draft:
+        if isinstance(frame, Edit):
+            return Draft(Kind.EDIT, body=frame.body, target=frame.target)
+        if isinstance(frame, Delete):
+            return await self.chat.delete_draft(conn.user, frame.room, frame.target)
+        kind = Kind.REACT if isinstance(frame, React) else Kind.UNREACT
+        return Draft(kind, target=frame.target, key=frame.key)
+
+    async def _update(
+        self, conn: Connection, frame: Edit | Delete | React | Unreact, draft: Draft
+    ) -> None:
+        try:
+            appended = await self.chat.update(conn.user, frame.room, frame.id, draft)
+        except ProtocolError as exc:
+            conn.error(exc, frame.ref)
+            return
+        except Exception:
+            self._internal(conn, frame.ref)
+            return
+        m = appended.message
+        conn.reply(ack_frame(m.room, m.id, m.seq, m.ts), frame.ref)
+
     async def _send(self, conn: Connection, frame: Send) -> None:
         started = time.perf_counter()
         try:
-            appended = await self.chat.send(conn.user, frame.room, frame.id, frame.body)
+            appended = await self.chat.send(
+                conn.user, frame.room, frame.id, frame.body, frame.reply_to, frame.thread
+            )
         except ProtocolError as exc:
             conn.error(exc, frame.ref)
             return
