@@ -112,8 +112,44 @@ MATRIX: list[tuple[str, str, str, str, str, str, str, str]] = [
     ("ws typing",                 "private", "not_joined", "not_joined", "not_joined", "not_found", "not_found", "4001"),
     ("ws join+typing",            "public",  "quiet",   "quiet",   "quiet",   "quiet",     "forbidden", "4001"),
     ("ws join+typing",            "private", "quiet",   "quiet",   "quiet",   "not_found", "not_found", "4001"),
+    # Protocol v2, section 1. `theirs` is t-member's message; `mine` the one the cell sent.
+    ("PATCH topic",               "public",  "200",     "200",     "403",     "403",       "403",       "401"),
+    ("PATCH topic",               "private", "200",     "200",     "403",     "404",       "404",       "401"),
+    ("GET edits",                 "public",  "200",     "200",     "200",     "200",       "403",       "401"),
+    ("GET edits",                 "private", "200",     "200",     "200",     "404",       "404",       "401"),
+    ("GET thread",                "public",  "200",     "200",     "200",     "200",       "403",       "401"),
+    ("GET thread",                "private", "200",     "200",     "200",     "404",       "404",       "401"),
+    ("ws edit",                   "public",  "not_joined", "not_joined", "not_joined", "not_joined", "forbidden", "4001"),
+    ("ws edit",                   "private", "not_joined", "not_joined", "not_joined", "not_found", "not_found", "4001"),
+    ("ws join+send+edit",         "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+send+edit",         "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
+    ("ws join+edit",              "public",  "forbidden", "forbidden", "forbidden", "forbidden", "forbidden", "4001"),
+    ("ws join+edit",              "private", "forbidden", "forbidden", "forbidden", "not_found", "not_found", "4001"),
+    ("ws delete",                 "public",  "not_joined", "not_joined", "not_joined", "not_joined", "forbidden", "4001"),
+    ("ws delete",                 "private", "not_joined", "not_joined", "not_joined", "not_found", "not_found", "4001"),
+    ("ws join+send+delete",       "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+send+delete",       "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
+    ("ws join+delete",            "public",  "ack",     "ack",     "forbidden", "forbidden", "forbidden", "4001"),
+    ("ws join+delete",            "private", "ack",     "ack",     "forbidden", "not_found", "not_found", "4001"),
+    ("ws react",                  "public",  "not_joined", "not_joined", "not_joined", "not_joined", "forbidden", "4001"),
+    ("ws react",                  "private", "not_joined", "not_joined", "not_joined", "not_found", "not_found", "4001"),
+    ("ws join+react",             "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+react",             "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
+    ("ws join+react+unreact",     "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+react+unreact",     "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
+    ("ws unreact",                "public",  "not_joined", "not_joined", "not_joined", "not_joined", "forbidden", "4001"),
+    ("ws unreact",                "private", "not_joined", "not_joined", "not_joined", "not_found", "not_found", "4001"),
+    ("ws join+unreact",           "public",  "not_found", "not_found", "not_found", "not_found", "forbidden", "4001"),
+    ("ws join+unreact",           "private", "not_found", "not_found", "not_found", "not_found", "not_found", "4001"),
+    ("ws join+reply",             "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+reply",             "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
+    ("ws join+thread",            "public",  "ack",     "ack",     "ack",     "ack",       "forbidden", "4001"),
+    ("ws join+thread",            "private", "ack",     "ack",     "ack",     "not_found", "not_found", "4001"),
 ]
 # fmt: on
+# `ws join+unreact` removes t-member's reaction: not the actor's, so it does not stand for
+# them (not_found); `ws join+delete` deletes a message t-member sent for the cell (the owner
+# and moderators may); edits are only ever the sender's.
 # `ws leave` answers `left` to everyone logged in: docs/protocol.md, "leave of a room the
 # connection has not joined answers left anyway" (also for a room that does not exist, so
 # a private room still looks exactly like a missing one, and nothing is revealed).
@@ -152,6 +188,7 @@ class World:
     names: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     rooms: dict[str, str] = field(default_factory=dict)  # kind -> room name
+    theirs: dict[str, int] = field(default_factory=dict)  # kind -> seq of t-member's message
 
     @property
     def ws_url(self) -> str:
@@ -159,10 +196,15 @@ class World:
 
 
 async def call(
-    http: aiohttp.ClientSession, world: World, method: str, path: str, token: str | None
+    http: aiohttp.ClientSession,
+    world: World,
+    method: str,
+    path: str,
+    token: str | None,
+    body: Any = None,
 ) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with http.request(method, world.base + path, headers=headers) as r:
+    async with http.request(method, world.base + path, headers=headers, json=body) as r:
         raw = await r.read()
         return r.status, (json.loads(raw) if raw else None)
 
@@ -214,7 +256,33 @@ async def build(base: str) -> World:
                 assert r.status == 201, await r.text()
             world.rooms[kind] = name
             await restore(http, world, kind)
+            world.theirs[kind] = await sent_by_t_member(http, world, kind, react="tm")
     return world
+
+
+async def sent_by_t_member(
+    http: aiohttp.ClientSession, world: World, kind: str, react: str | None = None
+) -> int:
+    """The seq of a message t-member sends to the room (which t-member reacts to with
+    `react`, when given)."""
+    room = world.rooms[kind]
+    async with http.ws_connect(world.ws_url) as ws:
+        frames: list[dict[str, Any]] = [
+            {"type": "hello", "token": world.tokens["t-member"]},
+            {"type": "join", "room": room},
+            {"type": "send", "room": room, "id": unique("theirs"), "body": "t-member's"},
+        ]
+        seq = 0
+        for i, frame in enumerate(frames):
+            await ws.send_json({**frame, "ref": f"s{i}"})
+            reply = await next_reply(ws, f"s{i}")
+            assert reply["type"] != "error", reply
+            seq = reply.get("seq", seq)
+        if react is not None:
+            frame = {"type": "react", "room": room, "id": unique("tr"), "target": seq, "key": react}
+            await ws.send_json({**frame, "ref": "react"})
+            assert (await next_reply(ws, "react"))["type"] == "ack"
+    return int(seq)
 
 
 @pytest.fixture(scope="module")
@@ -270,31 +338,61 @@ def target_name(world: World, actor: str, target: str) -> str:
 
 
 async def http_cell(
-    http: aiohttp.ClientSession, world: World, call_name: str, room: str, actor: str
+    http: aiohttp.ClientSession, world: World, call_name: str, room: str, actor: str, theirs: int
 ) -> tuple[int, Any]:
     method, _, what = call_name.partition(" ")
+    body = None
     if what == "room":
         path = f"/api/v1/rooms/{room}"
+    elif what == "topic":
+        path, body = f"/api/v1/rooms/{room}", {"topic": unique("topic")}
+    elif what == "edits":
+        path = f"/api/v1/rooms/{room}/messages/{theirs}/edits"
+    elif what == "thread":
+        path = f"/api/v1/rooms/{room}/messages?thread={theirs}"
     elif "/" in what:
         kind, _, target = what.partition("/")
         path = f"/api/v1/rooms/{room}/{kind}/{target_name(world, actor, target)}"
     else:
         path = f"/api/v1/rooms/{room}/{what}"
-    return await call(http, world, method, path, token_of(world, actor))
+    return await call(http, world, method, path, token_of(world, actor), body)
 
 
 async def ws_cell(
-    http: aiohttp.ClientSession, world: World, call_name: str, room: str, actor: str
+    http: aiohttp.ClientSession, world: World, call_name: str, kind: str, actor: str
 ) -> str:
-    """Run the frame(s) on a fresh connection; the answer in the table's words."""
+    """Run the frame(s) on a fresh connection; the answer in the table's words (the first
+    error's code, or the last step's answer)."""
+    room = world.rooms[kind]
     steps = call_name.removeprefix("ws ").split("+")
-    frames = {
-        "join": {"type": "join", "room": room},
-        "leave": {"type": "leave", "room": room},
-        "send": {"type": "send", "room": room, "id": unique("authz"), "body": "hello"},
-        "history": {"type": "history", "room": room},
-        "typing": {"type": "typing", "room": room},
-    }
+    theirs = world.theirs[kind]
+    if "delete" in steps and "send" not in steps:  # a message of t-member's to delete
+        theirs = await sent_by_t_member(http, world, kind)
+    key = unique("k")
+
+    def frame(step: str, mine: int) -> dict[str, Any]:
+        """The frame of a step; `mine` is the seq the cell's own send was acked with."""
+        target = mine if "send" in steps else theirs
+        fresh = {"room": room, "id": unique("authz")}
+        return {
+            "join": {"type": "join", "room": room},
+            "leave": {"type": "leave", "room": room},
+            "send": {"type": "send", **fresh, "body": "hello"},
+            "history": {"type": "history", "room": room},
+            "typing": {"type": "typing", "room": room},
+            "edit": {"type": "edit", **fresh, "target": target, "body": "changed"},
+            "delete": {"type": "delete", **fresh, "target": target},
+            "react": {"type": "react", **fresh, "target": target, "key": key},
+            "unreact": {
+                "type": "unreact",
+                **fresh,
+                "target": target,
+                "key": key if "react" in steps else "tm",
+            },
+            "reply": {"type": "send", **fresh, "body": "re", "reply_to": theirs},
+            "thread": {"type": "send", **fresh, "body": "in", "thread": theirs},
+        }[step]
+
     async with http.ws_connect(world.ws_url) as ws:
         token = token_of(world, actor)
         if actor != "no-token":
@@ -303,18 +401,21 @@ async def ws_cell(
             if reply.get("type") != "welcome":
                 return await rejected(ws, reply)
         else:  # the first frame is not a hello
-            await ws.send_json({**frames[steps[0]], "ref": "step0"})
+            await ws.send_json({**frame(steps[0], 0), "ref": "step0"})
             return await rejected(ws, await next_reply(ws, "step0"))
+        mine = 0
         for i, step in enumerate(steps):
             ref = f"step{i}"
-            await ws.send_json({**frames[step], "ref": ref})
+            await ws.send_json({**frame(step, mine), "ref": ref})
             if step == "typing":  # no reply when it works: a ping shows nothing came first
                 await ws.send_json({"type": "ping", "ref": "after"})
                 reply = await next_reply(ws, ref, "after")
             else:
                 reply = await next_reply(ws, ref)
-        if reply["type"] == "error":
-            return str(reply["code"])
+            if reply["type"] == "error":
+                return str(reply["code"])
+            if step == "send":
+                mine = reply["seq"]
         return "quiet" if reply["type"] == "pong" else str(reply["type"])
 
 
@@ -351,12 +452,13 @@ async def test_authorization(
 ) -> None:
     room = world.rooms[kind]
     if call_name.startswith("ws "):
-        answer = await ws_cell(session, world, call_name, room, actor)
+        answer = await ws_cell(session, world, call_name, kind, actor)
         if answer in ("joined", "ack", "quiet"):  # a join made the outsider a member
             await restore(session, world, kind)
         assert answer == expected
         return
-    status, body = await http_cell(session, world, call_name, room, actor)
+    theirs = world.theirs[kind]
+    status, body = await http_cell(session, world, call_name, room, actor, theirs)
     if status < 300 and not call_name.startswith("GET"):
         await restore(session, world, kind)  # even when wrongly allowed: later cells need it
     assert str(status) == expected, f"expected {expected}, got {status} {body!r}"
@@ -365,7 +467,7 @@ async def test_authorization(
     if status == 404 and kind == "private" and actor in ("outsider", "banned"):
         # Exactly as for a room that does not exist: same status, code and message.
         missing = unique("nosuch")
-        status2, body2 = await http_cell(session, world, call_name, missing, actor)
+        status2, body2 = await http_cell(session, world, call_name, missing, actor, theirs)
         assert status2 == 404, (status2, body2)
         assert body2["error"]["code"] == body["error"]["code"]
         assert body2["error"]["message"] == body["error"]["message"].replace(room, missing)
