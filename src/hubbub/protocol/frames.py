@@ -243,7 +243,8 @@ def _explain(exc: msgspec.ValidationError, data: object) -> str:
         if field == "type":
             return NOT_A_FRAME
         kind = fields.get("type")
-        what = f"a {kind} frame" if isinstance(kind, str) and kind in FRAME_TYPES else "this"
+        known = isinstance(kind, str) and kind in FRAME_TYPES
+        what = f"{'an' if str(kind)[:1] in 'aeiou' else 'a'} {kind} frame" if known else "this"
         return f"{what} needs {field}: {rules.field_rule(field)}"
     return NOT_A_FRAME if not fields else "the frame's fields do not fit its type"
 
