@@ -1,16 +1,17 @@
 """Hostile WebSocket input against one live server: generated frames never break it.
 
-Hypothesis generates frames of every client type with each field valid, ill-typed, out
-of range, huge or odd (unicode, escapes of lone surrogates, deep nesting), random JSON,
-text that is not JSON, binary frames, text frames that are not UTF-8 and frames over
-the size limit. Properties, for every answer: each server frame is a frame of the spec,
-each error carries a spec code (never `internal`) and a message that reveals nothing of
-the inside; every frame with a valid `ref` gets exactly one reply carrying it (at most
-one for `send` and `typing`, whose ack or silence may come later) and no reply carries a
-ref that was never sent; the connection stays open, or closes with the close code the
-spec gives for what was sent (1007 not UTF-8, 1009 too big, 4001 before hello). After each
-test the `guard` fixture (conftest.py) checks the server is healthy, the canary can send,
-the messages acked before the fuzz are unchanged and nothing was logged at level error.
+Hypothesis generates frames of every client type (protocol v2's updates too) with each
+field valid, ill-typed, out of range, huge or odd (unicode, escapes of lone surrogates,
+deep nesting), random JSON, text that is not JSON, binary frames, text frames that are
+not UTF-8 and frames over the size limit. Properties, for every answer: each server
+frame is a frame of the spec, each error carries a spec code (never `internal`) and a
+message that reveals nothing of the inside; every frame with a valid `ref` gets exactly
+one reply carrying it (at most one for what appends to a room's log and for `typing`,
+whose ack or silence may come later) and no reply carries a ref that was never sent; the
+connection stays open, or closes with the close code the spec gives for what was sent
+(1007 not UTF-8, 1009 too big, 4001 before hello). After each test the `guard` fixture
+(conftest.py) checks the server is healthy, the canary can send, the messages acked
+before the fuzz are unchanged and nothing was logged at level error.
 
 The server runs with rate limits off (conftest.py says why). Runs are derandomized with
 the example database off: the same examples every run. `pytest --hypothesis-show-
@@ -48,7 +49,10 @@ SETTINGS = settings(
 # --- strategies ----------------------------------------------------------------------------------
 
 ROOM_SLOT = "<room>"  # filled in with one of the world's rooms (see `fill`)
-TYPES = ["hello", "join", "leave", "send", "history", "typing", "ping"]
+TYPES = ["hello", "join", "leave", "send", "edit", "delete", "react", "unreact", "history"]
+TYPES += ["typing", "ping"]
+# Frames answered once durable, maybe after the batch's pong (acks may come a batch late).
+APPENDING = ("send", "edit", "delete", "react", "unreact")
 
 odd_text = st.one_of(
     st.text(max_size=80),
@@ -85,6 +89,10 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "after": seq_value,
     "limit": st.one_of(st.integers(-2, 202), json_value),
     "ref": st.one_of(st.text(max_size=70), json_value),
+    "target": seq_value,
+    "reply_to": seq_value,
+    "thread": seq_value,
+    "key": st.one_of(odd_text, st.sampled_from(["👍", ":tada:", "👩\u200d💻", "a\u200b"])),
 }
 shaped_frame = st.fixed_dictionaries(
     {"type": FIELDS["type"]}, optional={k: v for k, v in FIELDS.items() if k != "type"}
@@ -107,6 +115,23 @@ VALID: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"type": st.just("history"), "room": st.just(ROOM_SLOT)},
         optional={"before": seq_value, "after": seq_value, "limit": st.integers(-1, 201)},
     ),
+    **{
+        kind: st.fixed_dictionaries(
+            {
+                "type": st.just(kind),
+                "room": st.just(ROOM_SLOT),
+                "id": st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z"),
+                "target": st.integers(0, 12),
+                **extra,
+            }
+        )
+        for kind, extra in (
+            ("edit", {"body": st.text(min_size=1, max_size=50)}),
+            ("delete", {}),
+            ("react", {"key": st.text(min_size=1, max_size=3)}),
+            ("unreact", {"key": st.text(min_size=1, max_size=3)}),
+        )
+    },
     "typing": st.just({"type": "typing", "room": ROOM_SLOT}),
     "ping": st.just({"type": "ping"}),
     "hello": st.fixed_dictionaries({"type": st.just("hello"), "token": odd_text}),
@@ -325,10 +350,10 @@ class Fuzzer:
                 if ref in answered:
                     answered[ref] += 1
         # Every frame with a valid ref got exactly one reply carrying it, in order before
-        # the ping's pong; but a `send` is acked when durable (maybe after the pong) and a
+        # the ping's pong; but what appends is acked when durable (maybe after the pong) and a
         # `typing` that works has no reply at all: at most one for those.
         for ref, count in answered.items():
-            if self.sent[ref] in ("send", "typing"):
+            if self.sent[ref] in (*APPENDING, "typing"):
                 assert count <= 1, (ref, count, batch)
             else:
                 assert count == 1, (ref, count, self.sent[ref], batch)

@@ -22,7 +22,8 @@ ERROR_STATUS: dict[str, frozenset[int]] = {
     for error in ERRORS
 }
 SERVER_FRAME_TYPES = frozenset(
-    {"welcome", "joined", "left", "ack", "history", "pong", "message", "presence", "typing"}
+    {"welcome", "joined", "left", "ack", "history", "pong", "message", "update", "presence"}
+    | {"typing"}
 )
 # What an answer must never show a client: tracebacks, source paths, exception or driver
 # names, memory addresses. A hostile client learns nothing about the inside from errors.
