@@ -21,7 +21,7 @@ from hubbub.engine.migrations import upgrade
 from support.needs import missing
 
 ADMIN_URL = os.environ.get("HUBBUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = "users, tokens, rooms, memberships, bans, messages, room_seqs"
+TABLES = "users, tokens, rooms, memberships, bans, messages, reactions, room_seqs"
 
 
 def unreachable(reason: str) -> None:
