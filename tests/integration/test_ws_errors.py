@@ -424,6 +424,21 @@ async def test_typing_shares_the_send_rate_limit(api, connect, limited_server):
     await assert_usable(ws)
 
 
+@pytest.mark.parametrize("kind", ["edit", "delete", "react", "unreact"])
+async def test_updates_share_the_send_rate_limit(api, connect, limited_server, kind):
+    remote = api_at(api, limited_server)
+    _, token = await user(remote)
+    room = await remote.room(token)
+    ws = await connect(token, url=limited_server.ws_url)
+    await join(ws, room)
+    for i in range(15):  # every field any of the kinds needs (others are ignored)
+        frame = {"type": kind, "room": room, "id": f"u{i}", "target": 1, "body": "x", "key": "k"}
+        await ws.send(frame)
+    reply = await request(ws, {"type": "send", "room": room, "id": uid(), "body": "x"})
+    assert reply["type"] == "error" and reply["code"] == "rate_limited", reply
+    await assert_usable(ws)
+
+
 async def test_rate_limit_is_per_connection(api, connect, limited_server):
     remote = api_at(api, limited_server)
     _, token = await user(remote)
