@@ -342,3 +342,9 @@ async def test_the_redis_engine_refuses_every_update_and_changes_nothing(
     _, body = await api.call("GET", path, owner_token)
     assert body["room"]["topic"] == "kept" and body["room"]["last_seq"] == target
     assert (await send_msg(o, room, "still fine"))["seq"] == target + 1
+    # A body that would also unarchive changes nothing either.
+    assert (await api.call("PATCH", path, owner_token, json={"archived": True}))[0] == 200
+    both = {"archived": False, "topic": "changed"}
+    assert_error(await api.call("PATCH", path, owner_token, json=both), 400, "bad_request")
+    _, body = await api.call("GET", path, owner_token)
+    assert body["room"]["archived"] is True and body["room"]["topic"] == "kept"

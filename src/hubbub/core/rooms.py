@@ -88,8 +88,9 @@ class Rooms(ChatState):
     ) -> dict[str, Any]:
         """Apply a `RoomChanges` body; the room as it is afterwards. `archived` is the
         owner's (audited), `topic` the owner's and the moderators'; both are checked before
-        either applies. An unarchive applies before a topic, an archive after it: an
-        archived room is read-only, its topic too. An empty body is the owner's."""
+        either applies, and the topic (the one that may be refused by the log) goes first.
+        An archived room is read-only, its topic too, unless this body unarchives it. An
+        empty body is the owner's."""
         changes = convert(data, RoomChanges)
         archived, topic = changes.archived, changes.topic
         if archived is None and topic is None:
@@ -101,16 +102,14 @@ class Rooms(ChatState):
                 raise Forbidden(f"only the owner of {name!r} may do that")
             if topic is not None and role not in STAFF:
                 raise Forbidden("only the owner or a moderator may change the topic")
-            if archived is False:
-                room = await self._set_archived(room, False)
             if topic is not None and topic != room.topic:
-                if room.archived:
+                if room.archived and archived is not False:
                     raise Forbidden(rules.archived_room(name))
                 draft = Draft(Kind.TOPIC, topic=topic)
                 await self.log.append_entry(name, user, "topic-" + secrets.token_hex(8), draft)
                 room = dataclasses.replace(room, topic=topic)
-            if archived is True:
-                room = await self._set_archived(room, True)
+            if archived is not None:
+                room = await self._set_archived(room, archived)
         return await self.room_view(room)
 
     async def _set_archived(self, room: Room, archived: bool) -> Room:
