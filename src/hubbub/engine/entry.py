@@ -41,10 +41,11 @@ class Draft:
     staff: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Reaction:
     """One key standing on a message: how many hold it, the first 10 of them by name, and
-    the keys (lower-cased names) of all of them (for `me`)."""
+    the keys (lower-cased names) of all of them (for `me`). A history page builds up to
+    2,500 of them: not frozen (see `engine.base.Message`), treated as immutable."""
 
     key: str
     count: int

@@ -56,10 +56,10 @@ async def with_reactions(sql: Database, room: str, messages: list[Message]) -> l
 def _reacted(m: Message, keys: dict[str, list[tuple[str, str]]]) -> Message:
     reactions = tuple(
         Reaction(
-            key=key,
-            count=len(users),
-            users=tuple(name for _, name in users[:REACTION_NAMES]),
-            reactors=frozenset(user_key for user_key, _ in users),
+            key,
+            len(users),
+            tuple([name for _, name in users[:REACTION_NAMES]]),
+            frozenset([user_key for user_key, _ in users]),
         )
         for key, users in keys.items()
     )
