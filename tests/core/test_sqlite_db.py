@@ -70,3 +70,30 @@ async def _outcome(future: object) -> object:
         return await future  # type: ignore[misc]
     except Exception as exc:
         return exc
+
+
+async def test_text_removed_by_a_scrubbing_job_is_in_neither_file(tmp_path: Path) -> None:
+    """secure_delete zeroes what a write frees, and the checkpoint after a scrubbing job
+    truncates the WAL, whose older frames still held the text."""
+    path = tmp_path / "db.sqlite"
+    db = SqliteDatabase(path)
+    db.open()
+    secret = "the-secret-" + "x" * 40
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")))
+
+    try:
+        insert = "INSERT INTO users (key, name, password_hash, created_at) VALUES (?, 'a', ?, 0)"
+        await db.write(lambda c: c.execute(insert, ("a", secret)))
+        assert secret.encode() in files()
+
+        def forget(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE users SET password_hash = '' WHERE key = 'a'")
+            db.scrub_after_commit()
+
+        await db.write(forget)
+        assert secret.encode() not in files()
+        assert path.with_name(path.name + "-wal").stat().st_size == 0
+    finally:
+        await db.close()
