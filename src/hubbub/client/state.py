@@ -62,14 +62,15 @@ class RoomCursors:
             self.last[room] = max(since, self.last[room])
 
     def fresh(self, frame: dict[str, Any]) -> bool:
-        """Whether an unsolicited frame is new; a `message` moves its room's cursor."""
+        """Whether an unsolicited frame is new; an entry of the room's log (a `message` or
+        an `update`: both take a seq) moves its room's cursor."""
         room, kind = frame.get("room"), frame.get("type")
         if not isinstance(room, str):
             return True
         if kind == "left":
             self.last.pop(room, None)  # kicked, banned or left over HTTP
         seq = frame.get("seq")
-        if kind == "message" and room in self.last and isinstance(seq, int):
+        if kind in ("message", "update") and room in self.last and isinstance(seq, int):
             if seq <= self.last[room]:
                 return False  # seen before: replayed after a reconnect or a re-join
             self.last[room] = seq
