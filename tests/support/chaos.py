@@ -233,14 +233,21 @@ class ChaosClient:
             self.sent[msg_id] = pending.first_sent
 
 
-async def history(api: Api, token: str, room: str) -> dict[int, str]:
-    """The room's whole history as seq -> id, read oldest first in pages."""
+async def history(api: Api, token: str, room: str, patience: float = 30.0) -> dict[int, str]:
+    """The room's whole history as seq -> id, read oldest first in pages. A page refused
+    for a while (`rate_limited`: the audit reads every room again and again; `unavailable`:
+    a node's connection to Redis reset by a failover) is asked again, as a client would,
+    for up to `patience` seconds."""
     found: dict[int, str] = {}
     after = 0
+    deadline = time.monotonic() + patience
     while True:
         status, body = await api.call(
             "GET", f"/api/v1/rooms/{room}/messages?after={after}&limit=200", token
         )
+        if status in (429, 503) and time.monotonic() < deadline:
+            await asyncio.sleep(max(float(body["error"].get("retry_after") or 0), 0.2))
+            continue
         assert status == 200, (status, body)
         for m in body["messages"]:
             found[m["seq"]] = m["id"]
