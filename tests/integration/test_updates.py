@@ -10,29 +10,25 @@ is in test_updates_state.py; the Redis engine's refusal there too.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support.wsutil import barrier, expect_error, join, recv_until, request, send_msg, uid, user
+from support.wsutil import (
+    acked,
+    barrier,
+    expect_error,
+    join,
+    recv_until,
+    request,
+    send_msg,
+    uid,
+    user,
+)
 
 pytestmark = pytest.mark.parametrize("shared_server", ["sqlite", "postgres"], indirect=True)
 
 Frame = dict[str, Any]
-
-
-async def ack(ws: Any, frame: Frame) -> Frame:
-    """Send an update frame (with a fresh id unless it has one) and return its ack,
-    waiting out the send rate limit (updates count as sends) when it answers."""
-    frame = {"id": uid("u"), **frame}
-    while True:
-        reply = await request(ws, frame)
-        if reply.get("code") != "rate_limited":
-            break
-        await asyncio.sleep(reply["retry_after"])
-    assert reply["type"] == "ack", reply
-    return reply
 
 
 @dataclass
@@ -57,7 +53,7 @@ async def pair(api: Any, connect: Any) -> tuple[str, Person, Person]:
 
 async def next_seq(ws: Any, room: str) -> int:
     """The seq the room's next entry gets (a send, read back from its ack)."""
-    return int((await ack(ws, {"type": "send", "room": room, "body": "probe"}))["seq"]) + 1
+    return int((await acked(ws, {"type": "send", "room": room, "body": "probe"}))["seq"]) + 1
 
 
 async def test_every_update_takes_the_next_seq_and_reaches_every_joined_connection(
@@ -72,10 +68,10 @@ async def test_every_update_takes_the_next_seq_and_reaches_every_joined_connecti
         await join(ws, room)
     sent = await send_msg(o, room, "hello wrld")
     target = sent["seq"]
-    edit = await ack(o, {"type": "edit", "room": room, "target": target, "body": "hello world"})
-    react = await ack(b, {"type": "react", "room": room, "target": target, "key": "👍"})
-    unreact = await ack(b, {"type": "unreact", "room": room, "target": target, "key": "👍"})
-    delete = await ack(o, {"type": "delete", "room": room, "target": target})
+    edit = await acked(o, {"type": "edit", "room": room, "target": target, "body": "hello world"})
+    react = await acked(b, {"type": "react", "room": room, "target": target, "key": "👍"})
+    unreact = await acked(b, {"type": "unreact", "room": room, "target": target, "key": "👍"})
+    delete = await acked(o, {"type": "delete", "room": room, "target": target})
     assert [a["seq"] for a in (edit, react, unreact, delete)] == list(range(target + 1, target + 5))
     for a in (edit, react, unreact, delete):
         assert set(a) == {"type", "room", "id", "seq", "ts", "ref"}
@@ -163,10 +159,10 @@ async def test_join_since_replays_updates_among_messages_in_seq_order(
     room, owner_, bob_ = await pair(api, connect)
     o, b = owner_.ws, bob_.ws
     first = await send_msg(o, room, "one")
-    await ack(o, {"type": "edit", "room": room, "target": first["seq"], "body": "one!"})
-    await ack(b, {"type": "react", "room": room, "target": first["seq"], "key": ":tada:"})
+    await acked(o, {"type": "edit", "room": room, "target": first["seq"], "body": "one!"})
+    await acked(b, {"type": "react", "room": room, "target": first["seq"], "key": ":tada:"})
     await send_msg(b, room, "two")
-    last = await ack(o, {"type": "delete", "room": room, "target": first["seq"]})
+    last = await acked(o, {"type": "delete", "room": room, "target": first["seq"]})
     again = await connect((await user(api))[1])
     joined = await join(again, room, since=first["seq"] - 1)
     assert joined["seq"] == last["seq"] and joined["recovered"] is True
@@ -195,12 +191,12 @@ async def test_a_repeated_update_answers_the_original_ack_and_another_content_co
     o, b = owner_.ws, bob_.ws
     target = (await send_msg(o, room, "text"))["seq"]
     edit = {"type": "edit", "room": room, "id": uid(), "target": target, "body": "new"}
-    first = await ack(o, edit)
-    again = await ack(o, edit)
+    first = await acked(o, edit)
+    again = await acked(o, edit)
     assert (again["seq"], again["ts"]) == (first["seq"], first["ts"])
     await expect_error(o, {**edit, "body": "other"}, "conflict")
     react = {"type": "react", "room": room, "id": uid(), "target": target, "key": "👀"}
-    assert (await ack(b, react))["seq"] == (await ack(b, react))["seq"]
+    assert (await acked(b, react))["seq"] == (await acked(b, react))["seq"]
     # An id is one entry, whatever its kind: a send or a delete may not reuse it.
     await expect_error(
         b, {"type": "send", "room": room, "id": react["id"], "body": "x"}, "conflict"
@@ -223,10 +219,10 @@ async def test_a_repeated_update_answers_the_original_ack_and_another_content_co
     # Only the first of each was stored: the next entry follows them without a gap.
     assert await next_seq(o, room) == first["seq"] + 4
     delete = {"type": "delete", "room": room, "id": uid(), "target": target}
-    deleted = await ack(o, delete)
-    assert (await ack(o, delete))["seq"] == deleted["seq"]
+    deleted = await acked(o, delete)
+    assert (await acked(o, delete))["seq"] == deleted["seq"]
     # The edit's text was redacted with its message; its repeat is still that edit.
-    assert (await ack(o, edit))["seq"] == first["seq"]
+    assert (await acked(o, edit))["seq"] == first["seq"]
 
 
 async def test_one_connections_updates_and_sends_keep_their_frame_order(
@@ -297,12 +293,12 @@ async def test_references_that_name_no_message_answer_not_found_and_take_no_seq(
     room, owner_, bob_ = await pair(api, connect)
     o, b = owner_.ws, bob_.ws
     root = (await send_msg(o, room, "root"))["seq"]
-    update = (await ack(b, {"type": "react", "room": room, "target": root, "key": "a"}))["seq"]
+    update = (await acked(b, {"type": "react", "room": room, "target": root, "key": "a"}))["seq"]
     inside = (
         await request(o, {"type": "send", "room": room, "id": uid(), "body": "in", "thread": root})
     )["seq"]
     gone = (await send_msg(o, room, "gone"))["seq"]
-    await ack(o, {"type": "delete", "room": room, "target": gone})
+    await acked(o, {"type": "delete", "room": room, "target": gone})
     before = await next_seq(o, room)
     missing = before + 50
     cases: list[Frame] = [
@@ -350,27 +346,27 @@ async def test_reaction_conflicts_and_the_fifty_first_key(api: Any, connect: Any
     room, owner_, bob_ = await pair(api, connect)
     o, b = owner_.ws, bob_.ws
     target = (await send_msg(o, room, "popular"))["seq"]
-    await ack(b, {"type": "react", "room": room, "target": target, "key": "k0"})
+    await acked(b, {"type": "react", "room": room, "target": target, "key": "k0"})
     await expect_error(
         b, {"type": "react", "room": room, "id": uid(), "target": target, "key": "k0"}, "conflict"
     )
-    await ack(o, {"type": "react", "room": room, "target": target, "key": "k0"})  # another user's
+    await acked(o, {"type": "react", "room": room, "target": target, "key": "k0"})  # another user's
     # Another user's reaction is not mine to remove.
-    await ack(o, {"type": "react", "room": room, "target": target, "key": "mine"})
+    await acked(o, {"type": "react", "room": room, "target": target, "key": "mine"})
     await expect_error(
         b,
         {"type": "unreact", "room": room, "id": uid(), "target": target, "key": "mine"},
         "not_found",
     )
     for i in range(2, 50):  # with k0 and "mine": 50 keys
-        await ack(o, {"type": "react", "room": room, "target": target, "key": f"k{i}"})
+        await acked(o, {"type": "react", "room": room, "target": target, "key": f"k{i}"})
     before = await next_seq(o, room)
     await expect_error(
         b, {"type": "react", "room": room, "id": uid(), "target": target, "key": "k51"}, "too_large"
     )
-    await ack(b, {"type": "react", "room": room, "target": target, "key": "k49"})  # it stands
-    await ack(b, {"type": "unreact", "room": room, "target": target, "key": "k0"})
-    await ack(b, {"type": "react", "room": room, "target": target, "key": "k0"})  # again
+    await acked(b, {"type": "react", "room": room, "target": target, "key": "k49"})  # it stands
+    await acked(b, {"type": "unreact", "room": room, "target": target, "key": "k0"})
+    await acked(b, {"type": "react", "room": room, "target": target, "key": "k0"})  # again
     assert await next_seq(o, room) == before + 4
 
 
@@ -391,15 +387,15 @@ async def test_edits_are_the_senders_and_deletes_the_senders_or_the_staffs(
             {"type": "edit", "room": room, "id": uid(), "target": mine, "body": "x"},
             "forbidden",
         )
-    await ack(b, {"type": "edit", "room": room, "target": mine, "body": "bob's, edited"})
+    await acked(b, {"type": "edit", "room": room, "target": mine, "body": "bob's, edited"})
     owners = (await send_msg(o, room, "owner's"))["seq"]
     await expect_error(
         b, {"type": "delete", "room": room, "id": uid(), "target": owners}, "forbidden"
     )
-    await ack(c, {"type": "delete", "room": room, "target": owners})  # a moderator's
-    await ack(o, {"type": "delete", "room": room, "target": mine})  # the owner's
+    await acked(c, {"type": "delete", "room": room, "target": owners})  # a moderator's
+    await acked(o, {"type": "delete", "room": room, "target": mine})  # the owner's
     own = (await send_msg(b, room, "again"))["seq"]
-    await ack(b, {"type": "delete", "room": room, "target": own})  # the sender's
+    await acked(b, {"type": "delete", "room": room, "target": own})  # the sender's
 
 
 async def test_updates_need_the_room_joined_on_the_connection(api: Any, connect: Any) -> None:

@@ -5,14 +5,13 @@ to the storage, the audit of moderators' deletes), and the Redis engine's refusa
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from support.server import ServerProcess
-from support.wsutil import barrier, expect_error, join, request, send_msg, uid, user
+from support.wsutil import acked, barrier, expect_error, join, request, send_msg, uid, user
 
 from hubbub.engine.postgres.database import asyncpg_dsn
 from hubbub.protocol.rules import NO_UPDATES
@@ -20,19 +19,6 @@ from hubbub.protocol.rules import NO_UPDATES
 SQL_ENGINES = pytest.mark.parametrize("shared_server", ["sqlite", "postgres"], indirect=True)
 
 Frame = dict[str, Any]
-
-
-async def ack(ws: Any, frame: Frame) -> Frame:
-    """Send a frame that appends (a fresh id unless it has one); its ack, waiting out the
-    send rate limit."""
-    frame = {"id": uid("u"), **frame}
-    while True:
-        reply = await request(ws, frame)
-        if reply.get("code") != "rate_limited":
-            break
-        await asyncio.sleep(reply["retry_after"])
-    assert reply["type"] == "ack", reply
-    return reply
 
 
 async def history(api: Any, token: str, room: str, query: str = "") -> Frame:
@@ -56,13 +42,13 @@ async def test_history_gives_messages_in_their_current_state(api: Any, connect: 
     await join(o, room)
     bob, bob_token, b = await joined(api, connect, room)
     first = (await send_msg(o, room, "frist"))["seq"]
-    edit = await ack(o, {"type": "edit", "room": room, "target": first, "body": "first"})
+    edit = await acked(o, {"type": "edit", "room": room, "target": first, "body": "first"})
     second = (await send_msg(b, room, "second"))["seq"]
-    await ack(b, {"type": "react", "room": room, "target": first, "key": "👍"})
-    await ack(o, {"type": "react", "room": room, "target": first, "key": "👍"})
-    await ack(b, {"type": "react", "room": room, "target": first, "key": ":tada:"})
-    await ack(o, {"type": "delete", "room": room, "target": second})
-    reply = await ack(b, {"type": "send", "room": room, "body": "re", "reply_to": first})
+    await acked(b, {"type": "react", "room": room, "target": first, "key": "👍"})
+    await acked(o, {"type": "react", "room": room, "target": first, "key": "👍"})
+    await acked(b, {"type": "react", "room": room, "target": first, "key": ":tada:"})
+    await acked(o, {"type": "delete", "room": room, "target": second})
+    reply = await acked(b, {"type": "send", "room": room, "body": "re", "reply_to": first})
 
     page = await history(api, bob_token, room)
     assert page["more"] is False
@@ -104,7 +90,7 @@ async def test_a_reaction_names_its_first_ten_users(api: Any, connect: Any) -> N
     names = []
     for _ in range(12):
         name, _, ws = await joined(api, connect, room)
-        await ack(ws, {"type": "react", "room": room, "target": target, "key": "+1"})
+        await acked(ws, {"type": "react", "room": room, "target": target, "key": "+1"})
         names.append(name)
     (reaction,) = (await history(api, owner_token, room))["messages"][0]["reactions"]
     assert reaction == {"key": "+1", "count": 12, "users": names[:10], "me": False}
@@ -120,11 +106,11 @@ async def test_threads_are_paged_apart_and_summed_up_on_their_root(
     await join(o, room)
     root = (await send_msg(o, room, "root"))["seq"]
     replies = [
-        await ack(o, {"type": "send", "room": room, "body": f"r{i}", "thread": root})
+        await acked(o, {"type": "send", "room": room, "body": f"r{i}", "thread": root})
         for i in range(3)
     ]
     after = (await send_msg(o, room, "after"))["seq"]
-    await ack(o, {"type": "delete", "room": room, "target": replies[1]["seq"]})
+    await acked(o, {"type": "delete", "room": room, "target": replies[1]["seq"]})
 
     main = (await history(api, owner_token, room))["messages"]
     assert [m["seq"] for m in main] == [root, after]  # the replies are in the thread only
@@ -164,7 +150,7 @@ async def test_the_edits_call_lists_versions_oldest_first(
     await join(o, room)
     sent = await send_msg(o, room, "v1")
     edits = [
-        await ack(o, {"type": "edit", "room": room, "target": sent["seq"], "body": f"v{i}"})
+        await acked(o, {"type": "edit", "room": room, "target": sent["seq"], "body": f"v{i}"})
         for i in (2, 3)
     ]
     path = f"/api/v1/rooms/{room}/messages/{sent['seq']}/edits"
@@ -185,7 +171,7 @@ async def test_the_edits_call_lists_versions_oldest_first(
     base = f"/api/v1/rooms/{room}/messages"
     for seq in (edits[0]["seq"], 9999, "x", -1):  # an update, a missing seq, no seq at all
         assert_error(await api.call("GET", f"{base}/{seq}/edits", owner_token), 404, "not_found")
-    await ack(o, {"type": "delete", "room": room, "target": sent["seq"]})
+    await acked(o, {"type": "delete", "room": room, "target": sent["seq"]})
     assert_error(await api.call("GET", path, owner_token), 404, "not_found")
 
 
@@ -270,15 +256,15 @@ async def test_a_delete_removes_the_text_its_versions_and_its_reactions_from_sto
     await join(o, room)
     secret, edited, key = uid("secretbody"), uid("secretedit"), f":{uid('secretkey')}:"
     target = (await send_msg(o, room, secret))["seq"]
-    await ack(o, {"type": "edit", "room": room, "target": target, "body": edited})
-    await ack(o, {"type": "react", "room": room, "target": target, "key": key})
-    await ack(o, {"type": "unreact", "room": room, "target": target, "key": key})
-    await ack(o, {"type": "react", "room": room, "target": target, "key": key})
+    await acked(o, {"type": "edit", "room": room, "target": target, "body": edited})
+    await acked(o, {"type": "react", "room": room, "target": target, "key": key})
+    await acked(o, {"type": "unreact", "room": room, "target": target, "key": key})
+    await acked(o, {"type": "react", "room": room, "target": target, "key": key})
     kept = await send_msg(o, room, uid("keptbody"))
     assert await storage_holds(shared_server, room, secret)
     assert await storage_holds(shared_server, room, kept["id"])
 
-    await ack(o, {"type": "delete", "room": room, "target": target})
+    await acked(o, {"type": "delete", "room": room, "target": target})
     for text in (secret, edited, key):
         assert not await storage_holds(shared_server, room, text), text
     (tombstone, other) = (await history(api, owner_token, room))["messages"]
@@ -298,8 +284,8 @@ async def test_moderators_deletes_are_audited_without_the_text(
     body = uid("auditedbody")
     target = (await send_msg(a, room, body))["seq"]
     own = (await send_msg(a, room, "mine"))["seq"]
-    await ack(a, {"type": "delete", "room": room, "target": own})  # one's own: not audited
-    await ack(o, {"type": "delete", "room": room, "target": target})
+    await acked(a, {"type": "delete", "room": room, "target": own})  # one's own: not audited
+    await acked(o, {"type": "delete", "room": room, "target": target})
     events = [
         e
         for e in shared_server.audit_events()

@@ -99,6 +99,19 @@ async def request(ws: Any, frame: Frame, within: float = 5.0) -> Frame:
     return reply
 
 
+async def acked(ws: Any, frame: Frame) -> Frame:
+    """Send a frame that appends to a room's log (a send or an update; a fresh id unless it
+    has one) and return its ack, waiting out the send rate limit when it answers."""
+    frame = {"id": uid("u"), **frame}
+    while True:
+        reply = await request(ws, frame)
+        if reply.get("code") != "rate_limited":
+            break
+        await asyncio.sleep(reply["retry_after"])
+    assert reply["type"] == "ack", reply
+    return reply
+
+
 async def expect_error(ws: Any, frame: Frame, code: str, within: float = 5.0) -> Frame:
     reply = await request(ws, frame, within)
     assert reply["type"] == "error", reply
