@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
@@ -15,7 +16,7 @@ from hubbub import metrics
 from hubbub.core.chat import Chat
 from hubbub.core.join import Joins
 from hubbub.core.limits import ConnectionLimits, PenaltyBox
-from hubbub.engine.base import Message
+from hubbub.engine.base import Appended, Message
 from hubbub.engine.entry import Draft, Kind
 from hubbub.protocol.errors import (
     BadRequest,
@@ -311,33 +312,37 @@ class WebSocketHandler:
     async def _update(
         self, conn: Connection, frame: Edit | Delete | React | Unreact, draft: Draft
     ) -> None:
-        try:
-            appended = await self.chat.update(conn.user, frame.room, frame.id, draft)
-        except ProtocolError as exc:
-            conn.error(exc, frame.ref)
-            return
-        except Exception:
-            self._internal(conn, frame.ref)
-            return
-        m = appended.message
-        conn.reply(ack_frame(m.room, m.id, m.seq, m.ts), frame.ref)
+        await self._ack(conn, frame.ref, self.chat.update(conn.user, frame.room, frame.id, draft))
 
     async def _send(self, conn: Connection, frame: Send) -> None:
         started = time.perf_counter()
+        appending = self.chat.send(
+            conn.user, frame.room, frame.id, frame.body, frame.reply_to, frame.thread
+        )
+        await self._ack(conn, frame.ref, appending, started)
+
+    async def _ack(
+        self,
+        conn: Connection,
+        ref: str | None,
+        appending: Awaitable[Appended],
+        started: float | None = None,
+    ) -> None:
+        """Answer a frame that appends to a room's log: its ack once durable, or its error.
+        `started` (a send's) counts the ack and its latency in the metrics."""
         try:
-            appended = await self.chat.send(
-                conn.user, frame.room, frame.id, frame.body, frame.reply_to, frame.thread
-            )
+            appended = await appending
         except ProtocolError as exc:
-            conn.error(exc, frame.ref)
+            conn.error(exc, ref)
             return
         except Exception:
-            self._internal(conn, frame.ref)
+            self._internal(conn, ref)
             return
         m = appended.message
-        metrics.ACKS.inc()
-        metrics.ACK_LATENCY.observe(time.perf_counter() - started)
-        conn.reply(ack_frame(m.room, m.id, m.seq, m.ts), frame.ref)
+        if started is not None:
+            metrics.ACKS.inc()
+            metrics.ACK_LATENCY.observe(time.perf_counter() - started)
+        conn.reply(ack_frame(m.room, m.id, m.seq, m.ts), ref)
 
 
 class Joining:
