@@ -273,15 +273,22 @@ class RedisLog:
         self, room: str, low: int, high: int | None, count: int | None, newest_first: bool = False
     ) -> list[Message]:
         top = "+" if high is None else str(high)
-        try:
-            if self.wait_replicas:  # never above what was published
-                return await read_shown(self.client, room, low, high, count, newest_first)
-            if newest_first:
-                reply = await self.client.xrevrange(stream_key(room), top, str(low), count)
-            else:
-                reply = await self.client.xrange(stream_key(room), str(low), top, count)
-        except _UNAVAILABLE_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        for attempt in (1, 2):
+            try:
+                if self.wait_replicas:  # never above what was published
+                    return await read_shown(self.client, room, low, high, count, newest_first)
+                if newest_first:
+                    reply = await self.client.xrevrange(stream_key(room), top, str(low), count)
+                else:
+                    reply = await self.client.xrange(stream_key(room), str(low), top, count)
+                break
+            except RedisConnectionError as exc:
+                # A pooled connection that died with a Redis restart or failover fails its
+                # next command; a read is safe to ask again, once, on a fresh connection.
+                if attempt == 2 or isinstance(exc, RedisTimeoutError):
+                    raise _unavailable(exc) from exc
+            except _UNAVAILABLE_ERRORS as exc:
+                raise _unavailable(exc) from exc
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply)
         return [decode_message(fields) for _, fields in entries]
 
